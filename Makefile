@@ -1,0 +1,85 @@
+# One entry point for developers, CI and deployers.
+# Without a Docker engine, `up`/`down` use the local infrastructure scripts in deploy/.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SERVICES := crm identity notification mailsync
+DOCKER_ENGINE := $(shell docker info >/dev/null 2>&1 && echo yes)
+LOCAL_ENV = eval "$$(deploy/local.sh env)"
+
+.PHONY: help venv lock lint format typecheck test test-fast check schemas docs up down demo status logs bench clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+venv: $(BIN)/python  ## create .venv and install the pinned dependencies
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+
+lock: $(BIN)/python  ## re-resolve dependencies and rewrite requirements.lock
+	$(BIN)/pip install --quiet --upgrade -e '.[dev]'
+	$(BIN)/pip freeze --exclude-editable > requirements.lock
+
+lint: venv  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: venv  ## mypy strict
+	$(BIN)/mypy
+
+test: venv  ## the whole test suite: unit, integration, end-to-end (starts local infrastructure)
+	$(BIN)/pytest
+
+test-fast: venv  ## unit tests only (no infrastructure)
+	$(BIN)/pytest tests/unit tests/contracts tests/test_compose.py
+
+check: lint typecheck test  ## everything CI runs
+
+schemas: venv  ## regenerate the committed JSON Schemas (refuses incompatible changes)
+	$(BIN)/python -m shared.contracts.schemas
+
+docs: venv  ## regenerate the committed AsyncAPI documents under docs/asyncapi
+	@mkdir -p docs/asyncapi
+	@for s in $(SERVICES); do \
+	  $(BIN)/faststream docs gen --yaml services.$$s.main:app --out docs/asyncapi/$$s.yaml >/dev/null && echo "wrote docs/asyncapi/$$s.yaml"; \
+	done
+
+ifeq ($(DOCKER_ENGINE),yes)
+up:  ## start infrastructure and the four services (docker compose, or local processes)
+	docker compose up --build --detach --wait
+down:  ## stop everything started by `make up`
+	docker compose down
+status:
+	docker compose ps
+demo: up  ## start everything and walk through the demo (the system keeps running)
+	docker compose exec -T crm crmctl demo
+else
+up: venv
+	deploy/local.sh install
+	deploy/local.sh up
+	deploy/services.sh start
+down:
+	-deploy/services.sh stop
+	deploy/local.sh down
+status:
+	@deploy/local.sh status; deploy/services.sh status
+demo: up
+	@$(LOCAL_ENV); $(BIN)/crmctl demo
+endif
+
+logs:  ## follow the local services' logs
+	tail -f .local/log/*.log
+
+clean:  ## remove local data, logs and caches (keeps .venv)
+	-$(MAKE) down
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

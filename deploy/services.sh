@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Start, stop or inspect the four services as local processes (the no-Docker path).
+# Usage: deploy/services.sh start|stop|status
+# Each service serves /health and /metrics on loopback: crm 8001, identity 8002
+# (also the client portal), notification 8003, mailsync 8004. Logs: .local/log/<service>.log
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN="$ROOT/.local/run"
+LOG="$ROOT/.local/log"
+declare -A PORTS=([crm]=8001 [identity]=8002 [notification]=8003 [mailsync]=8004)
+ORDER=(crm identity notification mailsync)
+
+running() {
+  local pidfile="$RUN/$1.pid"
+  [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+healthy() {
+  "$ROOT/.venv/bin/python" - "$1" <<'PY'
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=2) as r:
+        sys.exit(0 if r.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+PY
+}
+
+start_one() {
+  local name="$1" port="${PORTS[$1]}"
+  if running "$name"; then echo "==> $name already running"; return; fi
+  echo "==> starting $name on 127.0.0.1:$port"
+  (
+    eval "$("$ROOT/deploy/local.sh" env)"
+    export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://127.0.0.1:8002}"
+    cd "$ROOT"
+    exec "$ROOT/.venv/bin/faststream" run "services.$name.main:app" \
+      --host 127.0.0.1 --port "$port" --no-access-log
+  ) >>"$LOG/$name.log" 2>&1 &
+  echo $! >"$RUN/$name.pid"
+}
+
+wait_healthy() {
+  local name="$1" port="${PORTS[$1]}"
+  for _ in $(seq 1 60); do
+    if healthy "$port"; then echo "    $name healthy"; return; fi
+    if ! running "$name"; then break; fi
+    sleep 0.5
+  done
+  echo "!! $name did not become healthy; last log lines:" >&2
+  tail -n 20 "$LOG/$name.log" >&2
+  exit 1
+}
+
+stop_one() {
+  local name="$1" pidfile="$RUN/$1.pid"
+  if running "$name"; then
+    echo "==> stopping $name"
+    kill "$(cat "$pidfile")"
+    for _ in $(seq 1 40); do running "$name" || break; sleep 0.25; done
+    running "$name" && kill -9 "$(cat "$pidfile")"
+  fi
+  rm -f "$pidfile"
+}
+
+case "${1:-}" in
+  start)
+    mkdir -p "$RUN" "$LOG"
+    for s in "${ORDER[@]}"; do start_one "$s"; done
+    for s in "${ORDER[@]}"; do wait_healthy "$s"; done
+    ;;
+  stop)
+    for s in "${ORDER[@]}"; do stop_one "$s"; done
+    ;;
+  status)
+    for s in "${ORDER[@]}"; do
+      if running "$s"; then printf '%-13s running  pid %s  http://127.0.0.1:%s/health\n' "$s" "$(cat "$RUN/$s.pid")" "${PORTS[$s]}"
+      else printf '%-13s stopped\n' "$s"; fi
+    done
+    ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

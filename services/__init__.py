@@ -1,0 +1,1 @@
+"""The four services: crm, identity, notification, mailsync."""

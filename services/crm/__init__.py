@@ -1,0 +1,1 @@
+"""crm: firms, accounts, contacts, their addresses and the four settings of each."""

@@ -1,0 +1,268 @@
+"""The crm domain: firms, accounts, contacts and per-(account, contact, address) settings.
+
+Pure Python: no broker, no database. Aggregates record what happened as domain
+events in ``self.events``; the service layer translates them into integration events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+ALL_CATEGORIES: frozenset[str] = frozenset(
+    {
+        "documents.uploads",
+        "documents.signatures",
+        "documents.approvals",
+        "messages_and_tasks",
+        "proposals",
+        "organizers",
+        "invoices_and_payments",
+        "client_requests",
+        "transactions",
+    }
+)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DomainRuleBroken(Exception):
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownAddress(DomainRuleBroken):
+    pass
+
+
+class UnknownLink(DomainRuleBroken):
+    pass
+
+
+# --- domain events ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    pass
+
+
+@dataclass(frozen=True)
+class AccountOpened(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class ContactAttached(Event):
+    contact_id: str
+    contact_name: str
+    addresses: tuple[tuple[Address, Settings], ...]
+    actor: str
+
+
+@dataclass(frozen=True)
+class SettingChanged(Event):
+    setting: str  # "login" | "notify" | "email_sync" | "signatory"
+    contact_id: str
+    address: Address
+    settings: Settings
+    actor: str
+    send_invitation: bool = False
+    personal_message: str | None = None
+
+
+# --- value objects ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Address:
+    id: str
+    email: str
+    label: str
+
+    @property
+    def key(self) -> str:
+        return self.email.casefold()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The four settings of one (account, contact, address)."""
+
+    login: bool = False
+    notify: bool = False
+    notify_categories: frozenset[str] = frozenset()
+    email_sync: bool = False
+    signatory: bool = False
+
+    def with_flag(self, setting: str, enabled: bool) -> Settings:
+        """Login, Email sync or Signatory turned on or off (Notify has categories)."""
+        match setting:
+            case "login":
+                return replace(self, login=enabled)
+            case "email_sync":
+                return replace(self, email_sync=enabled)
+            case "signatory":
+                return replace(self, signatory=enabled)
+        raise ValueError(f"not an on/off setting: {setting!r}")
+
+    def with_notify(self, enabled: bool, categories: frozenset[str] | None) -> Settings:
+        if not enabled:
+            return replace(self, notify=False, notify_categories=frozenset())
+        return replace(self, notify=True, notify_categories=categories or ALL_CATEGORIES)
+
+
+# --- aggregates ------------------------------------------------------------------------
+
+
+@dataclass
+class Firm:
+    id: str
+    name: str
+    invitation_expiry_days: int = 7
+    time_zone: str = "UTC"
+    copy_emails_to: str | None = None
+    version: int = 0
+
+
+@dataclass
+class Contact:
+    id: str
+    firm_id: str
+    name: str
+    phones: tuple[str, ...]
+    addresses: tuple[Address, ...]
+    version: int = 0
+
+    @classmethod
+    def create(
+        cls, firm_id: str, name: str, phones: tuple[str, ...], emails: list[tuple[str, str]]
+    ) -> Contact:
+        seen: set[str] = set()
+        addresses = []
+        for i, (email, label) in enumerate(emails):
+            if email.casefold() in seen:
+                raise DomainRuleBroken(f"{email} is listed twice", field=f"addresses.{i}.email")
+            seen.add(email.casefold())
+            addresses.append(Address(new_id("adr"), email, label))
+        return cls(new_id("con"), firm_id, name, phones, tuple(addresses))
+
+    def address(self, address_id: str) -> Address:
+        for address in self.addresses:
+            if address.id == address_id:
+                return address
+        raise UnknownAddress(f"contact has no address {address_id}", field="address_id")
+
+
+@dataclass
+class Account:
+    id: str
+    firm_id: str
+    name: str
+    account_type: str
+    tags: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+    # contact_id -> address_id -> settings
+    links: dict[str, dict[str, Settings]] = field(default_factory=dict)
+    # address_id -> address, as last seen, so events can name the email
+    addresses: dict[str, Address] = field(default_factory=dict)
+    version: int = 0
+    events: list[Event] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def open(cls, firm_id: str, name: str, account_type: str, tags: tuple[str, ...]) -> Account:
+        at = now()
+        account = cls(new_id("acc"), firm_id, name, account_type, tags, at, at)
+        account.events.append(AccountOpened())
+        return account
+
+    def link(
+        self,
+        contact: Contact,
+        chosen: dict[str, Settings],
+        invite: dict[str, str | None],
+        actor: str,
+    ) -> None:
+        """Link ``contact`` with settings per address id; ``invite`` maps address → message."""
+        if contact.id in self.links:
+            raise DomainRuleBroken("contact is already linked to this account", field="contact_id")
+        for address_id in chosen:
+            contact.address(address_id)
+        settings = {a.id: chosen.get(a.id, Settings()) for a in contact.addresses}
+        self.links[contact.id] = settings
+        self.addresses.update({a.id: a for a in contact.addresses})
+        self.events.append(
+            ContactAttached(
+                contact.id,
+                contact.name,
+                tuple((a, settings[a.id]) for a in contact.addresses),
+                actor,
+            )
+        )
+        for address in contact.addresses:
+            if settings[address.id].login:
+                self.events.append(
+                    SettingChanged(
+                        "login",
+                        contact.id,
+                        address,
+                        settings[address.id],
+                        actor,
+                        send_invitation=address.id in invite,
+                        personal_message=invite.get(address.id),
+                    )
+                )
+        self.updated_at = now()
+
+    def settings_of(self, contact_id: str, address_id: str) -> Settings:
+        try:
+            return self.links[contact_id][address_id]
+        except KeyError:
+            raise UnknownLink(
+                f"address {address_id} of contact {contact_id} is not linked to this account",
+                field="address_id",
+            ) from None
+
+    def change(
+        self,
+        setting: str,
+        contact_id: str,
+        address_id: str,
+        updated: Settings,
+        actor: str,
+        *,
+        send_invitation: bool = False,
+        personal_message: str | None = None,
+    ) -> bool:
+        """Apply new settings to one address; returns False when nothing changed."""
+        current = self.settings_of(contact_id, address_id)
+        if updated == current and not send_invitation:
+            return False
+        self.links[contact_id][address_id] = updated
+        self.events.append(
+            SettingChanged(
+                setting,
+                contact_id,
+                self.addresses[address_id],
+                updated,
+                actor,
+                send_invitation=send_invitation,
+                personal_message=personal_message,
+            )
+        )
+        self.updated_at = now()
+        return True
+
+    def any_address(self, setting: str) -> bool:
+        return any(
+            getattr(s, setting) for per_address in self.links.values() for s in per_address.values()
+        )

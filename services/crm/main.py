@@ -1,0 +1,45 @@
+"""Assembles the crm service. Run with ``faststream run services.crm.main:app``."""
+
+from __future__ import annotations
+
+from faststream.asgi import AsgiFastStream
+
+from services.crm.entrypoints import register_commands
+from services.crm.repository import AccountRepository, ContactRepository, FirmRepository
+from services.crm.service import CrmService
+from shared.contracts import events
+from shared.runtime import Runtime, build_app, build_runtime
+from shared.settings import ServiceSettings
+
+PUBLISHES = (
+    events.FirmRegistered,
+    events.AccountCreated,
+    events.ContactLinked,
+    events.LoginToggled,
+    events.NotifyToggled,
+    events.EmailSyncToggled,
+    events.SignatoryToggled,
+    events.ContactEmailChanged,
+    events.BulkUpdateRequested,
+)
+
+
+def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFastStream]:
+    runtime = build_runtime("crm", settings or ServiceSettings(), PUBLISHES)
+    firms_coll, contacts_coll, accounts_coll = (
+        runtime.db[name] for name in ("firms", "contacts", "accounts")
+    )
+    relay = runtime.with_outbox([firms_coll, contacts_coll, accounts_coll])
+    contacts = ContactRepository(runtime.db, relay)
+    accounts = AccountRepository(runtime.db, relay)
+    service = CrmService(FirmRepository(runtime.db, relay), contacts, accounts)
+    register_commands(runtime.commands, service)
+    runtime.startup += [contacts.ensure_indexes, accounts.ensure_indexes]
+    app = build_app(
+        runtime,
+        description="Firms, client accounts, contacts, their addresses and the settings of each.",
+    )
+    return runtime, app
+
+
+runtime, app = bootstrap()

@@ -1,0 +1,185 @@
+"""MongoDB adapters for the crm aggregates; each write is one single-document update.
+
+Every save is guarded by the aggregate's version (optimistic concurrency) and carries
+the aggregate's new integration events in its embedded outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.crm.domain import Account, Address, Contact, Firm, Settings
+from shared.contracts.envelope import Envelope, EventPayload
+from shared.storage.aggregates import save_aggregate
+from shared.storage.mongo import Document
+from shared.storage.outbox import OutboxRelay
+
+
+class NotStored(LookupError):
+    pass
+
+
+def _settings_doc(s: Settings) -> Document:
+    return {
+        "login": s.login,
+        "notify": s.notify,
+        "notify_categories": sorted(s.notify_categories),
+        "email_sync": s.email_sync,
+        "signatory": s.signatory,
+    }
+
+
+def _settings(doc: Document) -> Settings:
+    return Settings(
+        login=doc["login"],
+        notify=doc["notify"],
+        notify_categories=frozenset(doc["notify_categories"]),
+        email_sync=doc["email_sync"],
+        signatory=doc["signatory"],
+    )
+
+
+class _Repository:
+    collection_name: str
+
+    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay) -> None:
+        self.collection: AsyncCollection[Document] = db[self.collection_name]
+        self._relay = relay
+
+    async def _write(
+        self,
+        doc_id: str,
+        expected_version: int,
+        state: Document,
+        events: Sequence[Envelope[EventPayload]],
+    ) -> None:
+        await save_aggregate(self.collection, doc_id, expected_version, state, events, self._relay)
+
+
+class FirmRepository(_Repository):
+    collection_name = "firms"
+
+    async def get(self, firm_id: str) -> Firm:
+        doc = await self.collection.find_one({"_id": firm_id}, {"outbox": 0})
+        if doc is None:
+            raise NotStored(firm_id)
+        return Firm(
+            id=doc["_id"],
+            name=doc["name"],
+            invitation_expiry_days=doc["invitation_expiry_days"],
+            time_zone=doc["time_zone"],
+            copy_emails_to=doc.get("copy_emails_to"),
+            version=doc["version"],
+        )
+
+    async def exists(self, firm_id: str) -> bool:
+        return await self.collection.count_documents({"_id": firm_id}, limit=1) == 1
+
+    async def save(self, firm: Firm, events: Sequence[Envelope[EventPayload]]) -> None:
+        state = {
+            "name": firm.name,
+            "invitation_expiry_days": firm.invitation_expiry_days,
+            "time_zone": firm.time_zone,
+            "copy_emails_to": firm.copy_emails_to,
+        }
+        await self._write(firm.id, firm.version, state, events)
+
+
+class ContactRepository(_Repository):
+    collection_name = "contacts"
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("firm_id", ASCENDING)])
+
+    async def get(self, firm_id: str, contact_id: str) -> Contact:
+        doc = await self.collection.find_one({"_id": contact_id, "firm_id": firm_id}, {"outbox": 0})
+        if doc is None:
+            raise NotStored(contact_id)
+        return Contact(
+            id=doc["_id"],
+            firm_id=doc["firm_id"],
+            name=doc["name"],
+            phones=tuple(doc["phones"]),
+            addresses=tuple(Address(a["id"], a["email"], a["label"]) for a in doc["addresses"]),
+            version=doc["version"],
+        )
+
+    async def save(self, contact: Contact, events: Sequence[Envelope[EventPayload]]) -> None:
+        state = {
+            "firm_id": contact.firm_id,
+            "name": contact.name,
+            "phones": list(contact.phones),
+            "addresses": [
+                {"id": a.id, "email": a.email, "email_key": a.key, "label": a.label}
+                for a in contact.addresses
+            ],
+        }
+        await self._write(contact.id, contact.version, state, events)
+
+
+class AccountRepository(_Repository):
+    collection_name = "accounts"
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("firm_id", ASCENDING), ("updated_at", DESCENDING)])
+
+    async def get(self, firm_id: str, account_id: str) -> Account:
+        doc = await self.collection.find_one({"_id": account_id, "firm_id": firm_id}, {"outbox": 0})
+        if doc is None:
+            raise NotStored(account_id)
+        return self._account(doc)
+
+    async def page(self, firm_id: str, *, limit: int, offset: int) -> tuple[int, list[Account]]:
+        query = {"firm_id": firm_id}
+        total = await self.collection.count_documents(query)
+        cursor = (
+            self.collection.find(query, {"outbox": 0})
+            .sort([("updated_at", DESCENDING), ("_id", ASCENDING)])
+            .skip(offset)
+            .limit(limit)
+        )
+        return total, [self._account(doc) async for doc in cursor]
+
+    async def save(self, account: Account, events: Sequence[Envelope[EventPayload]]) -> None:
+        state: dict[str, Any] = {
+            "firm_id": account.firm_id,
+            "name": account.name,
+            "account_type": account.account_type,
+            "tags": list(account.tags),
+            "created_at": account.created_at,
+            "updated_at": account.updated_at,
+            "links": {
+                contact_id: {a_id: _settings_doc(s) for a_id, s in per_address.items()}
+                for contact_id, per_address in account.links.items()
+            },
+            "addresses": {
+                a.id: {"email": a.email, "label": a.label} for a in account.addresses.values()
+            },
+            "summary": {s: account.any_address(s) for s in ("login", "notify", "email_sync")},
+        }
+        await self._write(account.id, account.version, state, events)
+
+    @staticmethod
+    def _account(doc: Document) -> Account:
+        return Account(
+            id=doc["_id"],
+            firm_id=doc["firm_id"],
+            name=doc["name"],
+            account_type=doc["account_type"],
+            tags=tuple(doc["tags"]),
+            created_at=doc["created_at"],
+            updated_at=doc["updated_at"],
+            links={
+                contact_id: {a_id: _settings(s) for a_id, s in per_address.items()}
+                for contact_id, per_address in doc["links"].items()
+            },
+            addresses={
+                a_id: Address(a_id, a["email"], a["label"]) for a_id, a in doc["addresses"].items()
+            },
+            version=doc["version"],
+        )

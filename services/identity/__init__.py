@@ -1,0 +1,1 @@
+"""identity: portal users, credentials, invitations and account access grants."""

@@ -1,0 +1,167 @@
+"""MongoDB adapters for identity: grants (with their outbox), users, firms, used tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.identity.domain import Grant, Invitation, InvitationState
+from shared.contracts.envelope import Envelope, EventPayload
+from shared.storage.aggregates import save_aggregate
+from shared.storage.mongo import Document
+from shared.storage.outbox import OutboxRelay
+
+DEFAULT_EXPIRY_DAYS = 7
+
+
+def _invitation_doc(i: Invitation | None) -> Document | None:
+    if i is None:
+        return None
+    return {
+        "id": i.id,
+        "token_hash": i.token_hash,
+        "issued_at": i.issued_at,
+        "expires_at": i.expires_at,
+        "invited_by": i.invited_by,
+        "personal_message": i.personal_message,
+        "state": i.state.value,
+    }
+
+
+def _invitation(doc: Document | None) -> Invitation | None:
+    if doc is None:
+        return None
+    return Invitation(
+        id=doc["id"],
+        token_hash=doc["token_hash"],
+        issued_at=doc["issued_at"],
+        expires_at=doc["expires_at"],
+        invited_by=doc["invited_by"],
+        personal_message=doc["personal_message"],
+        state=InvitationState(doc["state"]),
+    )
+
+
+class GrantRepository:
+    collection_name = "grants"
+
+    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay) -> None:
+        self.collection: AsyncCollection[Document] = db[self.collection_name]
+        self._relay = relay
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("invitation.token_hash", ASCENDING)])
+        await self.collection.create_index([("firm_id", ASCENDING), ("email_key", ASCENDING)])
+
+    async def get(self, grant_id: str) -> Grant | None:
+        doc = await self.collection.find_one({"_id": grant_id}, {"outbox": 0})
+        return None if doc is None else self._grant(doc)
+
+    async def by_token_hash(self, token_hash: str) -> Grant | None:
+        doc = await self.collection.find_one({"invitation.token_hash": token_hash}, {"outbox": 0})
+        return None if doc is None else self._grant(doc)
+
+    async def save(self, grant: Grant, events: Sequence[Envelope[EventPayload]]) -> None:
+        state: dict[str, Any] = {
+            "firm_id": grant.firm_id,
+            "account_id": grant.account_id,
+            "contact_id": grant.contact_id,
+            "address_id": grant.address_id,
+            "email": grant.email,
+            "email_key": grant.email.casefold(),
+            "login": grant.login,
+            "crm_version": grant.crm_version,
+            "invitation": _invitation_doc(grant.invitation),
+            "user_id": grant.user_id,
+        }
+        await save_aggregate(self.collection, grant.id, grant.version, state, events, self._relay)
+
+    @staticmethod
+    def _grant(doc: Document) -> Grant:
+        return Grant(
+            id=doc["_id"],
+            firm_id=doc["firm_id"],
+            account_id=doc["account_id"],
+            contact_id=doc["contact_id"],
+            address_id=doc["address_id"],
+            email=doc["email"],
+            login=doc["login"],
+            crm_version=doc["crm_version"],
+            invitation=_invitation(doc.get("invitation")),
+            user_id=doc.get("user_id"),
+            version=doc["version"],
+        )
+
+
+class FirmSettings:
+    """identity's projection of each firm's invitation expiry (from FirmRegistered)."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.collection: AsyncCollection[Document] = db["firms"]
+
+    async def record(self, firm_id: str, expiry_days: int, version: int) -> None:
+        try:
+            await self.collection.update_one(
+                {"_id": firm_id, "version": {"$lt": version}},
+                {"$set": {"invitation_expiry_days": expiry_days, "version": version}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return  # a newer version is already stored
+
+    async def expiry_days(self, firm_id: str) -> int:
+        doc = await self.collection.find_one({"_id": firm_id})
+        return int(doc["invitation_expiry_days"]) if doc else DEFAULT_EXPIRY_DAYS
+
+
+class Users:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.collection: AsyncCollection[Document] = db["users"]
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index(
+            [("firm_id", ASCENDING), ("email_key", ASCENDING)], unique=True
+        )
+
+    async def find(self, firm_id: str, email: str) -> Document | None:
+        return await self.collection.find_one({"firm_id": firm_id, "email_key": email.casefold()})
+
+    async def create(self, user_id: str, firm_id: str, email: str, password_hash: str) -> str:
+        """Create the user, or return the id of the one that already has this address."""
+        try:
+            await self.collection.insert_one(
+                {
+                    "_id": user_id,
+                    "firm_id": firm_id,
+                    "email": email,
+                    "email_key": email.casefold(),
+                    "password_hash": password_hash,
+                    "created_at": datetime.now(UTC),
+                }
+            )
+        except DuplicateKeyError:
+            existing = await self.find(firm_id, email)
+            if existing is None:
+                raise
+            return str(existing["_id"])
+        return user_id
+
+
+class UsedTokens:
+    """Consumes a token exactly once: a unique insert is atomic on MongoDB and FerretDB."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.collection: AsyncCollection[Document] = db["used_tokens"]
+
+    async def consume(self, token_hash: str) -> bool:
+        try:
+            await self.collection.insert_one({"_id": token_hash, "at": datetime.now(UTC)})
+        except DuplicateKeyError:
+            return False
+        return True

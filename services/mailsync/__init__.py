@@ -1,0 +1,1 @@
+"""mailsync: connected mailboxes, synced addresses, synced messages and threads."""

@@ -1,0 +1,1 @@
+"""``crmctl``: the staff/operator command-line tool (commands over RabbitMQ request/reply)."""

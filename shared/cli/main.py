@@ -1,0 +1,275 @@
+"""crmctl: staff and operator commands, sent to the services over RabbitMQ request/reply.
+
+Every command prints the typed reply, or the typed error (code, field, reason) and
+exits with status 1 when the service refused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.cli.client import Client, CommandRefused, connect
+from shared.cli.demo import run_demo
+from shared.contracts import crm as cmd
+from shared.contracts.categories import NotificationCategory
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import AccountType, NotificationRequested
+from shared.messaging.commands import CommandTimeout
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
+dead_letters = typer.Typer(help="Inspect and replay dead letters.", no_args_is_help=True)
+app.add_typer(dead_letters, name="dead-letters")
+console = Console()
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Firm = Annotated[str, typer.Option("--firm", "-f", envvar="CRM_FIRM", help="Firm id.")]
+Actor = Annotated[str, typer.Option("--actor", envvar="CRM_ACTOR", help="Staff member acting.")]
+Url = Annotated[str | None, typer.Option("--url", envvar="RABBITMQ_URL", help="AMQP URL.")]
+
+
+def _run(func: Callable[P, Awaitable[T]]) -> Callable[P, T]:
+    """Run an async command; print refusals as typed errors."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return asyncio.run(func(*args, **kwargs))  # type: ignore[arg-type]
+        except CommandRefused as refused:
+            reply = refused.reply
+            console.print(f"[red]refused[/red] ({reply.code.value}): {reply.message}")
+            for error in reply.errors:
+                console.print(f"  • {error.field}: {error.reason}")
+            raise typer.Exit(1) from None
+        except CommandTimeout as timeout:
+            console.print(f"[red]timeout[/red]: {timeout}")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _show(reply: Any) -> None:
+    console.print_json(json.dumps(reply.model_dump(mode="json")))
+
+
+async def _call(url: str | None, command: cmd.CrmCommand, reply: type[Any]) -> None:
+    async with connect(url) as client:
+        _show(await client.call(command, reply))
+
+
+@app.command("register-firm")
+@_run
+async def register_firm(
+    firm: Firm, name: str, expiry_days: int = 7, time_zone: str = "UTC", url: Url = None
+) -> None:
+    """Register a firm."""
+    command = cmd.RegisterFirm(
+        firm_id=firm, name=name, invitation_expiry_days=expiry_days, time_zone=time_zone
+    )
+    await _call(url, command, cmd.FirmRegisteredReply)
+
+
+@app.command("create-account")
+@_run
+async def create_account(
+    firm: Firm,
+    name: str,
+    account_type: AccountType = AccountType.INDIVIDUAL,
+    tag: Annotated[list[str] | None, typer.Option()] = None,
+    actor: Actor = "cli",
+    url: Url = None,
+) -> None:
+    """Create a client account."""
+    command = cmd.CreateAccount(
+        firm_id=firm, actor=actor, name=name, account_type=account_type, tags=tuple(tag or ())
+    )
+    await _call(url, command, cmd.AccountCreatedReply)
+
+
+@app.command("create-contact")
+@_run
+async def create_contact(
+    firm: Firm,
+    name: str,
+    email: Annotated[list[str], typer.Option(help="Address, optionally label:address.")],
+    phone: Annotated[list[str] | None, typer.Option()] = None,
+    actor: Actor = "cli",
+    url: Url = None,
+) -> None:
+    """Create a contact with one or more addresses (--email work:ann@example.com)."""
+    addresses = [
+        cmd.NewAddress(label=e.split(":", 1)[0], email=e.split(":", 1)[1])
+        if ":" in e
+        else cmd.NewAddress(email=e)
+        for e in email
+    ]
+    command = cmd.CreateContact(
+        firm_id=firm, actor=actor, name=name, addresses=tuple(addresses), phones=tuple(phone or ())
+    )
+    await _call(url, command, cmd.ContactCreatedReply)
+
+
+@app.command("link")
+@_run
+async def link(
+    firm: Firm, account: str, contact: str, actor: Actor = "cli", url: Url = None
+) -> None:
+    """Link a contact to an account (every setting off; toggle them afterwards)."""
+    command = cmd.LinkContact(firm_id=firm, actor=actor, account_id=account, contact_id=contact)
+    await _call(url, command, cmd.Linked)
+
+
+def _toggle_command(name: str, setting: type[cmd.CrmCommand], help_text: str) -> None:
+    @app.command(name, help=help_text)
+    @_run
+    async def toggle(
+        firm: Firm,
+        account: str,
+        contact: str,
+        address: str,
+        on: Annotated[bool, typer.Option("--on/--off")],
+        invite: Annotated[bool, typer.Option(help="Login only: send the invitation now.")] = False,
+        message: Annotated[str | None, typer.Option(help="Login only: personal message.")] = None,
+        category: Annotated[list[NotificationCategory] | None, typer.Option()] = None,
+        actor: Actor = "cli",
+        url: Url = None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "firm_id": firm,
+            "actor": actor,
+            "account_id": account,
+            "contact_id": contact,
+            "address_id": address,
+            "enabled": on,
+        }
+        if setting is cmd.ToggleLogin:
+            fields |= {"send_invitation": invite, "personal_message": message}
+        if setting is cmd.ToggleNotify and category:
+            fields["categories"] = frozenset(category)
+        await _call(url, setting(**fields), cmd.SettingChanged)
+
+
+_toggle_command("login", cmd.ToggleLogin, "Turn portal login on/off (--invite sends it now).")
+_toggle_command("notify", cmd.ToggleNotify, "Turn notifications on/off (--category to choose).")
+_toggle_command("email-sync", cmd.ToggleEmailSync, "Turn email sync on/off.")
+_toggle_command("signatory", cmd.ToggleSignatory, "Allow or stop signing for the account.")
+
+
+@app.command("show-account")
+@_run
+async def show_account(firm: Firm, account: str, url: Url = None) -> None:
+    """An account with every contact, address and its settings."""
+    async with connect(url) as client:
+        view = await client.call(cmd.GetAccount(firm_id=firm, account_id=account), cmd.AccountView)
+    console.print(f"[bold]{view.name}[/bold] ({view.account_type.value}) {view.account_id}")
+    table = Table("contact", "address", "login", "notify", "email sync", "signatory")
+    for a in view.addresses:
+        table.add_row(
+            a.contact_name,
+            f"{a.email} ({a.label})",
+            _yes(a.login),
+            f"{_yes(a.notify)} {len(a.notify_categories) or ''}".strip(),
+            _yes(a.email_sync),
+            _yes(a.signatory),
+        )
+    console.print(table)
+
+
+@app.command("list-accounts")
+@_run
+async def list_accounts(firm: Firm, limit: int = 50, offset: int = 0, url: Url = None) -> None:
+    """The firm's accounts with their Login, Notify and Email sync columns."""
+    async with connect(url) as client:
+        page = await client.call(
+            cmd.ListAccounts(firm_id=firm, limit=limit, offset=offset), cmd.AccountList
+        )
+    table = Table(
+        "account", "name", "type", "login", "notify", "email sync", title=f"{page.total} accounts"
+    )
+    for a in page.accounts:
+        table.add_row(
+            a.account_id,
+            a.name,
+            a.account_type.value,
+            _yes(a.login),
+            _yes(a.notify),
+            _yes(a.email_sync),
+        )
+    console.print(table)
+
+
+@app.command("request-notification")
+@_run
+async def request_notification(
+    firm: Firm,
+    account: str,
+    category: NotificationCategory,
+    kind: str,
+    data: Annotated[list[str] | None, typer.Option(help="key=value template data.")] = None,
+    source: Annotated[str, typer.Option(help="The requesting platform service.")] = "cli",
+    url: Url = None,
+) -> None:
+    """Publish a NotificationRequested, as a platform service would."""
+    payload = NotificationRequested(
+        account_id=account,
+        category=category,
+        kind=kind,
+        template_data=dict(item.split("=", 1) for item in data or ()),
+    )
+    envelope = Envelope.wrap(payload, firm_id=firm, aggregate_id=account, aggregate_version=1)
+    async with connect(url) as client:
+        await client.publish(envelope, f"{source}.notification.requested")
+    console.print(f"published NotificationRequested {envelope.event_id}")
+
+
+@dead_letters.command("list")
+@_run
+async def list_dead_letters(service: str, limit: int = 100, url: Url = None) -> None:
+    """Show a service's dead letters with their reasons (they stay in the queue)."""
+    await _dead_letters(url, service, replay=False, limit=limit)
+
+
+@dead_letters.command("replay")
+@_run
+async def replay_dead_letters(service: str, limit: int = 100, url: Url = None) -> None:
+    """Send a service's dead letters back to the queue they failed in (after a fix)."""
+    await _dead_letters(url, service, replay=True, limit=limit)
+
+
+async def _dead_letters(url: str | None, service: str, *, replay: bool, limit: int) -> None:
+    async with connect(url) as client:
+        letters = await client.dead_letters(service, replay=replay, limit=limit)
+    table = Table(
+        "queue",
+        "type",
+        "message id",
+        "reason",
+        title=f"{len(letters)} dead letters {'replayed' if replay else ''}",
+    )
+    for letter in letters:
+        table.add_row(letter.queue, letter.message_type, letter.message_id, letter.reason)
+    console.print(table)
+
+
+@app.command("demo")
+@_run
+async def demo(url: Url = None) -> None:
+    """Walk through the first path: account, contact, invitation, notification with banner."""
+    async with connect(url) as client:
+        await run_demo(client, console)
+
+
+def _yes(value: bool) -> str:
+    return "✓" if value else "·"
+
+
+__all__ = ["Client", "app"]

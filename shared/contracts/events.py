@@ -1,0 +1,283 @@
+"""Integration events: the published wire contracts, named in the past tense.
+
+Each payload declares its ``event_type``, ``routing_key``
+(``<service>.<aggregate>.<event>``) and ``schema_version``. JSON Schemas of these
+models are committed under ``shared/contracts/schemas``; ``make schemas``
+regenerates them and refuses an incompatible change without a new major version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from shared.contracts.categories import NotificationCategory
+from shared.contracts.envelope import ContractModel, EventPayload
+from shared.contracts.types import (
+    AccountId,
+    AddressId,
+    ContactId,
+    Email,
+    Identifier,
+    Label,
+    Name,
+    PersonalMessage,
+    StaffId,
+    Tag,
+)
+
+
+class AccountType(StrEnum):
+    INDIVIDUAL = "individual"
+    FAMILY = "family"
+    COMPANY = "company"
+
+
+class AddressSettings(ContractModel):
+    """The four settings of one (account, contact, address)."""
+
+    address_id: AddressId
+    email: Email
+    label: Label
+    login: bool = False
+    notify: bool = False
+    notify_categories: frozenset[NotificationCategory] = frozenset()
+    email_sync: bool = False
+    signatory: bool = False
+
+
+# --- crm -------------------------------------------------------------------------------
+
+
+class FirmRegistered(EventPayload):
+    event_type = "FirmRegistered"
+    routing_key = "crm.firm.registered"
+
+    name: Name
+    invitation_expiry_days: int = Field(ge=1, le=90)
+    time_zone: str
+    copy_emails_to: Email | None = None
+
+
+class AccountCreated(EventPayload):
+    event_type = "AccountCreated"
+    routing_key = "crm.account.created"
+
+    account_id: AccountId
+    name: Name
+    account_type: AccountType
+    tags: tuple[Tag, ...] = ()
+
+
+class ContactLinked(EventPayload):
+    """A contact was linked to an account, with the settings of each of its addresses."""
+
+    event_type = "ContactLinked"
+    routing_key = "crm.account.contact_linked"
+
+    account_id: AccountId
+    contact_id: ContactId
+    contact_name: Name
+    addresses: tuple[AddressSettings, ...]
+    actor: StaffId
+
+
+class LoginToggled(EventPayload):
+    """Login was turned on or off for one (account, contact, address)."""
+
+    event_type = "LoginToggled"
+    routing_key = "crm.account.login_toggled"
+
+    account_id: AccountId
+    contact_id: ContactId
+    address_id: AddressId
+    email: Email
+    enabled: bool
+    send_invitation: bool = Field(
+        default=False, description="Send the invitation now (only meaningful when enabled)."
+    )
+    personal_message: PersonalMessage | None = None
+    actor: StaffId
+
+
+class NotifyToggled(EventPayload):
+    """Notify changed for one (account, contact, address): on/off and its categories."""
+
+    event_type = "NotifyToggled"
+    routing_key = "crm.account.notify_toggled"
+
+    account_id: AccountId
+    contact_id: ContactId
+    address_id: AddressId
+    email: Email
+    enabled: bool
+    categories: frozenset[NotificationCategory]
+    actor: StaffId
+
+
+class EmailSyncToggled(EventPayload):
+    event_type = "EmailSyncToggled"
+    routing_key = "crm.account.email_sync_toggled"
+
+    account_id: AccountId
+    contact_id: ContactId
+    address_id: AddressId
+    email: Email
+    enabled: bool
+    actor: StaffId
+
+
+class SignatoryToggled(EventPayload):
+    event_type = "SignatoryToggled"
+    routing_key = "crm.account.signatory_toggled"
+
+    account_id: AccountId
+    contact_id: ContactId
+    address_id: AddressId
+    email: Email
+    enabled: bool
+    actor: StaffId
+
+
+class ContactEmailChanged(EventPayload):
+    """An address of a contact was edited; every account the contact is linked to is listed."""
+
+    event_type = "ContactEmailChanged"
+    routing_key = "crm.contact.email_changed"
+
+    contact_id: ContactId
+    address_id: AddressId
+    old_email: Email
+    new_email: Email
+    account_ids: tuple[AccountId, ...]
+    actor: StaffId
+
+
+class SettingAction(StrEnum):
+    NOTHING = "nothing"
+    ENABLE = "enable"
+    DISABLE = "disable"
+
+
+class BulkSelection(ContractModel):
+    """Which accounts a bulk update covers: explicit ids, or a named filter."""
+
+    account_ids: tuple[AccountId, ...] = ()
+    filter: str | None = Field(default=None, max_length=100)
+
+
+class BulkUpdateRequested(EventPayload):
+    event_type = "BulkUpdateRequested"
+    routing_key = "crm.bulk_update.requested"
+
+    job_id: Identifier
+    requested_by: StaffId
+    selection: BulkSelection
+    login: SettingAction = SettingAction.NOTHING
+    send_invitations: bool = False
+    personal_message: PersonalMessage | None = None
+    notify: SettingAction = SettingAction.NOTHING
+    notify_categories: frozenset[NotificationCategory] | None = None
+    email_sync: SettingAction = SettingAction.NOTHING
+    signatory: SettingAction = SettingAction.NOTHING
+
+
+# --- identity --------------------------------------------------------------------------
+
+
+class InvitationIssued(EventPayload):
+    """An invitation was issued; ``activation_url`` is secret and single use.
+
+    Consumers must not store or log the link. A newer InvitationIssued for the same
+    (account, address) makes every earlier link dead.
+    """
+
+    event_type = "InvitationIssued"
+    routing_key = "identity.invitation.issued"
+
+    invitation_id: Identifier
+    account_id: AccountId
+    contact_id: ContactId
+    address_id: AddressId
+    email: Email
+    activation_url: str = Field(max_length=2000)
+    expires_at: datetime
+    personal_message: PersonalMessage | None = None
+    invited_by: StaffId
+
+
+class UserActivated(EventPayload):
+    """A person activated portal access to an account (new password, or an existing login)."""
+
+    event_type = "UserActivated"
+    routing_key = "identity.user.activated"
+
+    user_id: Identifier
+    account_id: AccountId
+    address_id: AddressId
+    email: Email
+
+
+# --- notification ----------------------------------------------------------------------
+
+
+class NotificationRequested(EventPayload):
+    """Any platform service asks for a system notification to an account's recipients.
+
+    Publish it on the integration exchange with routing key
+    ``<your-service>.notification.requested``.
+    """
+
+    event_type = "NotificationRequested"
+    routing_key = "platform.notification.requested"
+
+    account_id: AccountId
+    category: NotificationCategory
+    kind: str = Field(min_length=1, max_length=80, pattern=r"^[a-z0-9_.]+$")
+    template_data: dict[str, Any] = Field(default_factory=dict)
+
+
+class NotificationDelivered(EventPayload):
+    event_type = "NotificationDelivered"
+    routing_key = "notification.delivery.delivered"
+
+    delivery_id: Identifier
+    account_id: AccountId | None
+    email: Email
+    kind: str
+
+
+class NotificationFailed(EventPayload):
+    event_type = "NotificationFailed"
+    routing_key = "notification.delivery.failed"
+
+    delivery_id: Identifier
+    account_id: AccountId | None
+    email: Email
+    kind: str
+    reason: str = Field(max_length=1000)
+    permanent: bool
+
+
+EVENT_TYPES: dict[str, type[EventPayload]] = {
+    cls.event_type: cls
+    for cls in (
+        FirmRegistered,
+        AccountCreated,
+        ContactLinked,
+        LoginToggled,
+        NotifyToggled,
+        EmailSyncToggled,
+        SignatoryToggled,
+        ContactEmailChanged,
+        BulkUpdateRequested,
+        InvitationIssued,
+        UserActivated,
+        NotificationRequested,
+        NotificationDelivered,
+        NotificationFailed,
+    )
+}

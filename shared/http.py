@@ -1,0 +1,57 @@
+"""Plain ASGI endpoints every service serves: ``/health`` and ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Probe = Callable[[], Awaitable[object]]
+
+
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    raw_headers = [(b"content-type", content_type.encode())]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def health_endpoint(probes: Mapping[str, Probe], timeout: float = 2.0) -> ASGIApp:
+    """200 when every dependency answers within ``timeout``, 503 naming the ones that don't."""
+
+    async def check(probe: Probe) -> str:
+        try:
+            await asyncio.wait_for(probe(), timeout)
+        except Exception as exc:
+            return f"down: {type(exc).__name__}"
+        return "up"
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        names = list(probes)
+        states = await asyncio.gather(*(check(probes[n]) for n in names))
+        checks = dict(zip(names, states, strict=True))
+        healthy = all(s == "up" for s in states)
+        body = json.dumps({"status": "ok" if healthy else "degraded", "checks": checks})
+        await respond(send, 200 if healthy else 503, body.encode(), "application/json")
+
+    return app
+
+
+def metrics_endpoint(registry: CollectorRegistry) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(send, 200, generate_latest(registry), CONTENT_TYPE_LATEST)
+
+    return app

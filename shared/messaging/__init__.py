@@ -1,0 +1,1 @@
+"""RabbitMQ plumbing: topology, event publishing, consuming with dead-lettering, commands."""

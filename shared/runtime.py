@@ -1,0 +1,149 @@
+"""Assembles one service: broker, database, outbox relay, HTTP endpoints, AsyncAPI.
+
+Nothing here connects at import time: connections open in the app's start-up hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from faststream.asgi import AsgiFastStream
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from faststream.specification import AsyncAPI
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.contracts.envelope import EventPayload
+from shared.http import ASGIApp, health_endpoint, metrics_endpoint
+from shared.logging import configure_logging, get_logger
+from shared.messaging.commands import CommandHandlers
+from shared.messaging.events import EventPublisher, EventSubscriptions, declare_dead_letters
+from shared.messaging.middleware import DeadLetterPolicy
+from shared.settings import ServiceSettings
+from shared.storage.idempotency import ProcessedEvents
+from shared.storage.mongo import Document, create_client
+from shared.storage.outbox import OutboxRelay, Prepare
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """Everything one service process shares; built by :func:`build_runtime`."""
+
+    name: str
+    settings: ServiceSettings
+    broker: RabbitBroker
+    mongo: AsyncMongoClient[Document]
+    db: AsyncDatabase[Document]
+    registry: CollectorRegistry
+    events: EventSubscriptions
+    commands: CommandHandlers
+    publisher: EventPublisher
+    processed: ProcessedEvents
+    relay: OutboxRelay | None = None
+    startup: list[Hook] = field(default_factory=list)
+    shutdown: list[Hook] = field(default_factory=list)
+
+    def with_outbox(
+        self,
+        collections: Sequence[AsyncCollection[Document]],
+        prepare: dict[str, Prepare] | None = None,
+    ) -> OutboxRelay:
+        self.relay = OutboxRelay(
+            collections,
+            self.publisher,
+            sweep_seconds=self.settings.outbox_sweep_seconds,
+            prepare=prepare,
+        )
+        return self.relay
+
+
+def build_runtime(
+    name: str, settings: ServiceSettings, publishes: Iterable[type[EventPayload]]
+) -> Runtime:
+    configure_logging(name, settings.log_level)
+    registry = CollectorRegistry()
+    broker = RabbitBroker(
+        settings.rabbitmq_url.get_secret_value(),
+        middlewares=[
+            RabbitPrometheusMiddleware(registry=registry, app_name=name),
+            DeadLetterPolicy(name),
+        ],
+        logger=get_logger(f"{name}.broker"),
+        graceful_timeout=10.0,
+    )
+    mongo = create_client(settings.mongodb_url.get_secret_value(), app_name=name)
+    db = mongo[settings.database_name(name)]
+    return Runtime(
+        name=name,
+        settings=settings,
+        broker=broker,
+        mongo=mongo,
+        db=db,
+        registry=registry,
+        events=EventSubscriptions(broker, name),
+        commands=CommandHandlers(broker, name),
+        publisher=EventPublisher(broker, publishes),
+        processed=ProcessedEvents(db["processed_events"]),
+    )
+
+
+def build_app(
+    runtime: Runtime,
+    *,
+    description: str,
+    routes: Sequence[tuple[str, ASGIApp]] = (),
+) -> AsgiFastStream:
+    """The ASGI app ``faststream run`` serves: broker, /health, /metrics, /docs/asyncapi."""
+    log = get_logger(runtime.name)
+
+    async def ping_database() -> object:
+        return await runtime.db.command("ping")
+
+    async def ping_broker() -> object:
+        if not await runtime.broker.ping(timeout=1.0):
+            raise ConnectionError("broker did not answer")
+        return True
+
+    async def after_startup() -> None:
+        await declare_dead_letters(runtime.broker, runtime.name)
+        await runtime.events.declare()
+        for hook in runtime.startup:
+            await hook()
+        if runtime.relay is not None:
+            await runtime.relay.start()
+        log.info("service started")
+
+    async def on_shutdown() -> None:
+        if runtime.relay is not None:
+            await runtime.relay.stop()
+        for hook in runtime.shutdown:
+            await hook()
+
+    async def after_shutdown() -> None:
+        await runtime.mongo.close()
+
+    return AsgiFastStream(
+        runtime.broker,
+        asgi_routes=[
+            ("/health", health_endpoint({"broker": ping_broker, "database": ping_database})),
+            ("/metrics", metrics_endpoint(runtime.registry)),
+            *routes,
+        ],
+        specification=AsyncAPI(
+            runtime.broker,
+            title=f"{runtime.name} service",
+            version="1.0.0",
+            description=description,
+            schema_version="3.0.0",
+        ),
+        asyncapi_path="/docs/asyncapi",
+        after_startup=[after_startup],
+        on_shutdown=[on_shutdown],
+        after_shutdown=[after_shutdown],
+    )

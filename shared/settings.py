@@ -1,0 +1,26 @@
+"""Settings every service reads from the environment (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Connection settings common to all services; each service subclasses it."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    mongodb_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
+    database_prefix: str = Field(
+        default="",
+        description="Prepended to the service's database name (tests use it to isolate runs).",
+    )
+    log_level: str = "INFO"
+    outbox_sweep_seconds: float = Field(default=2.0, gt=0)
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    portal_base_url: str = "http://127.0.0.1:8002"
+
+    def database_name(self, service: str) -> str:
+        return f"{self.database_prefix}{service}"

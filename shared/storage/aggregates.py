@@ -1,0 +1,53 @@
+"""Saving an aggregate document with optimistic concurrency and its embedded outbox.
+
+One single-document write per save: a new aggregate is inserted (a duplicate ``_id``
+means someone else created it first); an existing one is updated only if its
+``version`` is still the one that was read. Either way its new events land in the
+same write, under ``outbox``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from shared.contracts.envelope import Envelope, EventPayload
+from shared.storage.mongo import Document
+from shared.storage.outbox import OUTBOX, OutboxRelay
+
+
+class ConcurrentUpdate(Exception):
+    """The aggregate changed (or was created) since it was read; the caller retries."""
+
+
+async def save_aggregate(
+    collection: AsyncCollection[Document],
+    doc_id: Any,
+    expected_version: int,
+    state: Document,
+    events: Sequence[Envelope[EventPayload]],
+    relay: OutboxRelay,
+) -> int:
+    """Write ``state`` and ``events``; returns the new version (one per event, at least one)."""
+    version = expected_version + max(1, len(events))
+    pending = {str(e.event_id): e.model_dump(mode="json") for e in events}
+    if expected_version == 0:
+        try:
+            await collection.insert_one(
+                {"_id": doc_id, **state, "version": version, OUTBOX: pending}
+            )
+        except DuplicateKeyError as exc:
+            raise ConcurrentUpdate(doc_id) from exc
+    else:
+        fields = {**state, "version": version, **{f"{OUTBOX}.{k}": v for k, v in pending.items()}}
+        result = await collection.update_one(
+            {"_id": doc_id, "version": expected_version}, {"$set": fields}
+        )
+        if result.matched_count == 0:
+            raise ConcurrentUpdate(doc_id)
+    if events:
+        relay.notify(collection.name, doc_id)
+    return version

@@ -1,0 +1,156 @@
+"""Where the tests' infrastructure comes from (ARCHITECTURE.md, "Running it").
+
+1. URLs from the environment (RABBITMQ_URL and MONGODB_URL), used as given;
+2. otherwise testcontainers, where a Docker engine answers;
+3. otherwise the local services of ``deploy/local.sh`` (installed and started if needed),
+   with a RabbitMQ virtual host of the session's own so that nothing else running on
+   the same broker (``make up``, say) competes for the tests' messages.
+
+Every session also gets its own database prefix and its own SMTP catcher process
+(``deploy/smtp_catcher.py``, a real SMTP server) writing into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_SH = ROOT / "deploy" / "local.sh"
+
+
+@dataclass(frozen=True)
+class Infra:
+    rabbitmq_url: str
+    mongodb_url: str
+    smtp_host: str
+    smtp_port: int
+    catcher_dir: Path
+    database_prefix: str
+    source: str
+
+    def service_env(self) -> dict[str, str]:
+        """Environment for a service process using this infrastructure."""
+        return {
+            "RABBITMQ_URL": self.rabbitmq_url,
+            "MONGODB_URL": self.mongodb_url,
+            "DATABASE_PREFIX": self.database_prefix,
+            "SMTP_HOST": self.smtp_host,
+            "SMTP_PORT": str(self.smtp_port),
+            "LOG_LEVEL": "INFO",
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def _docker_engine() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    result = subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=20)
+    return result.returncode == 0
+
+
+def _local(*args: str) -> str:
+    result = subprocess.run(
+        [str(LOCAL_SH), *args], capture_output=True, text=True, check=False, timeout=900
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"deploy/local.sh {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+@contextmanager
+def _local_broker_and_database() -> Iterator[tuple[str, str, str]]:
+    if subprocess.run([str(LOCAL_SH), "status"], capture_output=True, check=False).returncode:
+        sys.stderr.write("starting the local infrastructure (deploy/local.sh up)...\n")
+        _local("install")
+        _local("up")
+    vhost = f"test-{uuid.uuid4().hex[:8]}"
+    _local("rabbitmqctl", "add_vhost", vhost)
+    _local("rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}", "mongodb://127.0.0.1:27017/", "local"
+    finally:
+        _local("rabbitmqctl", "delete_vhost", vhost)
+
+
+@contextmanager
+def _containers() -> Iterator[tuple[str, str, str]]:
+    from testcontainers.mongodb import MongoDbContainer
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    with (
+        RabbitMqContainer("rabbitmq:3.13-management") as rabbit,
+        MongoDbContainer("mongo:7") as mongo,
+    ):
+        host, port = rabbit.get_container_host_ip(), rabbit.get_exposed_port(5672)
+        yield f"amqp://guest:guest@{host}:{port}/", mongo.get_connection_url(), "testcontainers"
+
+
+@contextmanager
+def _smtp_catcher(directory: Path) -> Iterator[int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "deploy" / "smtp_catcher.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(directory),
+        ],
+    )
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def provide(tmp: Path) -> Iterator[Infra]:
+    with ExitStack() as stack:
+        if os.environ.get("RABBITMQ_URL") and os.environ.get("MONGODB_URL"):
+            rabbit, mongo, source = os.environ["RABBITMQ_URL"], os.environ["MONGODB_URL"], "env"
+        elif _docker_engine():
+            rabbit, mongo, source = stack.enter_context(_containers())
+        else:
+            rabbit, mongo, source = stack.enter_context(_local_broker_and_database())
+        catcher_dir = tmp / "smtp"
+        catcher_dir.mkdir()
+        smtp_port = stack.enter_context(_smtp_catcher(catcher_dir))
+        yield Infra(
+            rabbitmq_url=rabbit,
+            mongodb_url=mongo,
+            smtp_host="127.0.0.1",
+            smtp_port=smtp_port,
+            catcher_dir=catcher_dir,
+            database_prefix=f"t{uuid.uuid4().hex[:8]}_",
+            source=source,
+        )

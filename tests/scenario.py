@@ -1,0 +1,83 @@
+"""Builders for test scenarios: a fresh firm, an account and a contact with addresses."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from shared.cli.client import Client
+from shared.contracts import crm as cmd
+from shared.contracts.events import AccountType
+
+
+@dataclass(frozen=True)
+class Scenario:
+    firm_id: str
+    account_id: str
+    contact_id: str
+    addresses: tuple[cmd.AddressView, ...]
+
+    def address(self, index: int) -> cmd.AddressView:
+        return self.addresses[index]
+
+    def toggle_login(
+        self, index: int, *, enabled: bool = True, invite: bool = True, message: str | None = None
+    ) -> cmd.ToggleLogin:
+        return cmd.ToggleLogin(
+            firm_id=self.firm_id,
+            account_id=self.account_id,
+            contact_id=self.contact_id,
+            address_id=self.addresses[index].address_id,
+            enabled=enabled,
+            send_invitation=invite and enabled,
+            personal_message=message,
+        )
+
+
+def unique_email(tag: str) -> str:
+    return f"{tag}.{uuid.uuid4().hex[:10]}@example.com"
+
+
+async def new_firm(client: Client, name: str = "Test Accounting") -> str:
+    firm_id = f"firm-{uuid.uuid4().hex[:10]}"
+    await client.call(cmd.RegisterFirm(firm_id=firm_id, name=name), cmd.FirmRegisteredReply)
+    return firm_id
+
+
+async def account_with_contact(
+    client: Client,
+    *,
+    emails: int = 2,
+    settings: tuple[cmd.SettingsInput, ...] | None = None,
+    notify_first: bool = True,
+) -> Scenario:
+    """A firm, a family account, a contact with ``emails`` addresses linked to it.
+
+    By default the first address has Notify on (every category) and the rest is off.
+    """
+    firm_id = await new_firm(client)
+    account = await client.call(
+        cmd.CreateAccount(firm_id=firm_id, name="Smith family", account_type=AccountType.FAMILY),
+        cmd.AccountCreatedReply,
+    )
+    contact = await client.call(
+        cmd.CreateContact(
+            firm_id=firm_id,
+            name="Ann Smith",
+            addresses=tuple(cmd.NewAddress(email=unique_email(f"ann{i}")) for i in range(emails)),
+        ),
+        cmd.ContactCreatedReply,
+    )
+    if settings is None:
+        first = contact.addresses[0].address_id
+        settings = (cmd.SettingsInput(address_id=first, notify=True),) if notify_first else ()
+    await client.call(
+        cmd.LinkContact(
+            firm_id=firm_id,
+            account_id=account.account_id,
+            contact_id=contact.contact_id,
+            settings=settings,
+        ),
+        cmd.Linked,
+    )
+    return Scenario(firm_id, account.account_id, contact.contact_id, contact.addresses)
