@@ -49,10 +49,7 @@ schemas: venv  ## regenerate the committed JSON Schemas (refuses incompatible ch
 	$(BIN)/python -m shared.contracts.schemas
 
 docs: venv  ## regenerate the committed AsyncAPI documents under docs/asyncapi
-	@mkdir -p docs/asyncapi
-	@for s in $(SERVICES); do \
-	  $(BIN)/faststream docs gen --yaml services.$$s.main:app --out docs/asyncapi/$$s.yaml >/dev/null && echo "wrote docs/asyncapi/$$s.yaml"; \
-	done
+	$(BIN)/python -m shared.contracts.asyncapi
 
 ifeq ($(DOCKER_ENGINE),yes)
 up:  ## start infrastructure and the four services (docker compose, or local processes)

@@ -36,7 +36,7 @@ start_one() {
     export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://127.0.0.1:8002}"
     cd "$ROOT"
     exec "$ROOT/.venv/bin/faststream" run "services.$name.main:app" \
-      --host 127.0.0.1 --port "$port" --no-access-log
+      --host 127.0.0.1 --port "$port" --access-log false
   ) >>"$LOG/$name.log" 2>&1 &
   echo $! >"$RUN/$name.pid"
 }

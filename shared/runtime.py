@@ -25,6 +25,7 @@ from shared.messaging.events import EventPublisher, EventSubscriptions, declare_
 from shared.messaging.middleware import DeadLetterPolicy
 from shared.settings import ServiceSettings
 from shared.storage.idempotency import ProcessedEvents
+from shared.storage.locks import Locks
 from shared.storage.mongo import Document, create_client
 from shared.storage.outbox import OutboxRelay, Prepare
 
@@ -45,6 +46,7 @@ class Runtime:
     commands: CommandHandlers
     publisher: EventPublisher
     processed: ProcessedEvents
+    locks: Locks
     relay: OutboxRelay | None = None
     startup: list[Hook] = field(default_factory=list)
     shutdown: list[Hook] = field(default_factory=list)
@@ -58,6 +60,7 @@ class Runtime:
             collections,
             self.publisher,
             sweep_seconds=self.settings.outbox_sweep_seconds,
+            locks=self.locks,
             prepare=prepare,
         )
         return self.relay
@@ -90,6 +93,7 @@ def build_runtime(
         commands=CommandHandlers(broker, name),
         publisher=EventPublisher(broker, publishes),
         processed=ProcessedEvents(db["processed_events"]),
+        locks=Locks(db["locks"]),
     )
 
 

@@ -30,9 +30,9 @@ def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFas
         runtime.db[name] for name in ("firms", "contacts", "accounts")
     )
     relay = runtime.with_outbox([firms_coll, contacts_coll, accounts_coll])
-    contacts = ContactRepository(runtime.db, relay)
-    accounts = AccountRepository(runtime.db, relay)
-    service = CrmService(FirmRepository(runtime.db, relay), contacts, accounts)
+    contacts = ContactRepository(runtime.db, relay, runtime.locks)
+    accounts = AccountRepository(runtime.db, relay, runtime.locks)
+    service = CrmService(FirmRepository(runtime.db, relay, runtime.locks), contacts, accounts)
     register_commands(runtime.commands, service)
     runtime.startup += [contacts.ensure_indexes, accounts.ensure_indexes]
     app = build_app(

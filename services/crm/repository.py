@@ -7,6 +7,7 @@ the aggregate's new integration events in its embedded outbox.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -16,8 +17,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.crm.domain import Account, Address, Contact, Firm, Settings
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.aggregates import save_aggregate
+from shared.storage.locks import Locks
 from shared.storage.mongo import Document
-from shared.storage.outbox import OutboxRelay
+from shared.storage.outbox import OutboxRelay, lock_key
 
 
 class NotStored(LookupError):
@@ -47,9 +49,14 @@ def _settings(doc: Document) -> Settings:
 class _Repository:
     collection_name: str
 
-    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay) -> None:
+    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay, locks: Locks) -> None:
         self.collection: AsyncCollection[Document] = db[self.collection_name]
         self._relay = relay
+        self._locks = locks
+
+    def locked(self, doc_id: str) -> AbstractAsyncContextManager[None]:
+        """Hold while reading, changing and saving one aggregate."""
+        return self._locks.hold(lock_key(self.collection_name, doc_id))
 
     async def _write(
         self,

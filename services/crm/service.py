@@ -31,6 +31,8 @@ from shared.storage.aggregates import ConcurrentUpdate
 P = ParamSpec("P")
 R = TypeVar("R")
 
+ToggleCommand = cmd.ToggleLogin | cmd.ToggleNotify | cmd.ToggleEmailSync | cmd.ToggleSignatory
+
 _SETTING_OF = {
     cmd.ToggleLogin: "login",
     cmd.ToggleNotify: "notify",
@@ -141,6 +143,10 @@ class CrmService:
     async def link_contact(
         self, c: cmd.LinkContact, correlation_id: str | None = None
     ) -> cmd.Linked:
+        async with self.accounts.locked(c.account_id):
+            return await self._link_contact(c, correlation_id)
+
+    async def _link_contact(self, c: cmd.LinkContact, correlation_id: str | None) -> cmd.Linked:
         account = await self._account(c.firm_id, c.account_id)
         contact = await self._contact(c.firm_id, c.contact_id)
         chosen = {
@@ -159,10 +165,12 @@ class CrmService:
 
     @retry_on_concurrent_update
     async def toggle(
-        self,
-        c: cmd.ToggleLogin | cmd.ToggleNotify | cmd.ToggleEmailSync | cmd.ToggleSignatory,
-        correlation_id: str | None = None,
+        self, c: ToggleCommand, correlation_id: str | None = None
     ) -> cmd.SettingChanged:
+        async with self.accounts.locked(c.account_id):
+            return await self._toggle(c, correlation_id)
+
+    async def _toggle(self, c: ToggleCommand, correlation_id: str | None) -> cmd.SettingChanged:
         account = await self._account(c.firm_id, c.account_id)
         setting = _SETTING_OF[type(c)]
         try:

@@ -36,7 +36,7 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
         },
     )
     service = IdentityService(
-        grants=GrantRepository(runtime.db, relay),
+        grants=GrantRepository(runtime.db, relay, runtime.locks),
         firms=FirmSettings(runtime.db),
         users=Users(runtime.db),
         used_tokens=UsedTokens(runtime.db),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,8 +15,9 @@ from pymongo.errors import DuplicateKeyError
 from services.identity.domain import Grant, Invitation, InvitationState
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.aggregates import save_aggregate
+from shared.storage.locks import Locks
 from shared.storage.mongo import Document
-from shared.storage.outbox import OutboxRelay
+from shared.storage.outbox import OutboxRelay, lock_key
 
 DEFAULT_EXPIRY_DAYS = 7
 
@@ -51,9 +53,14 @@ def _invitation(doc: Document | None) -> Invitation | None:
 class GrantRepository:
     collection_name = "grants"
 
-    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay) -> None:
+    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay, locks: Locks) -> None:
         self.collection: AsyncCollection[Document] = db[self.collection_name]
         self._relay = relay
+        self._locks = locks
+
+    def locked(self, grant_id: str) -> AbstractAsyncContextManager[None]:
+        """Hold while reading, changing and saving one grant."""
+        return self._locks.hold(lock_key(self.collection_name, grant_id))
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("invitation.token_hash", ASCENDING)])

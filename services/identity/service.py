@@ -199,19 +199,21 @@ class IdentityService:
         attempts: int = 8,
     ) -> None:
         for attempt in range(attempts):
-            grant = await self.grants.get(key)
-            if grant is None:
-                if new is None:
+            async with self.grants.locked(key):
+                grant = await self.grants.get(key)
+                if grant is None:
+                    if new is None:
+                        return
+                    grant = new()
+                if not await change(grant):
                     return
-                grant = new()
-            if not await change(grant):
-                return
-            try:
-                await self.grants.save(grant, _envelopes(grant, cause))
-            except ConcurrentUpdate:
-                await asyncio.sleep(0.005 * 2**attempt)
-                continue
-            return
+                try:
+                    await self.grants.save(grant, _envelopes(grant, cause))
+                except ConcurrentUpdate:
+                    pass
+                else:
+                    return
+            await asyncio.sleep(0.005 * 2**attempt)
         raise ConcurrentUpdate(key)
 
 

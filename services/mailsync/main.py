@@ -15,7 +15,7 @@ PUBLISHES: tuple[type[EventPayload], ...] = ()
 
 def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFastStream]:
     runtime = build_runtime("mailsync", settings or ServiceSettings(), PUBLISHES)
-    synced = SyncedAddresses(runtime.db)
+    synced = SyncedAddresses(runtime.db, runtime.locks)
     register_events(runtime.events, synced)
     runtime.startup.append(synced.ensure_indexes)
     app = build_app(

@@ -5,15 +5,17 @@ from __future__ import annotations
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from services.mailsync.domain import SyncedAddress
+from shared.storage.locks import Locks
 from shared.storage.mongo import Document
+from shared.storage.outbox import lock_key
 
 
 class SyncedAddresses:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], locks: Locks) -> None:
         self.collection: AsyncCollection[Document] = db["synced_addresses"]
+        self._locks = locks
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index(
@@ -22,24 +24,23 @@ class SyncedAddresses:
 
     async def apply(self, address: SyncedAddress) -> bool:
         """Store ``address`` unless a newer version is already stored; True when applied."""
-        try:
-            await self.collection.update_one(
-                {"_id": address.key, "crm_version": {"$lt": address.crm_version}},
+        async with self._locks.hold(lock_key(self.collection.name, address.key)):
+            stored = await self.collection.find_one({"_id": address.key}, {"crm_version": 1})
+            if stored is not None and stored["crm_version"] >= address.crm_version:
+                return False
+            await self.collection.replace_one(
+                {"_id": address.key},
                 {
-                    "$set": {
-                        "firm_id": address.firm_id,
-                        "account_id": address.account_id,
-                        "address_id": address.address_id,
-                        "email": address.email,
-                        "email_key": address.email_key,
-                        "enabled": address.enabled,
-                        "crm_version": address.crm_version,
-                    }
+                    "firm_id": address.firm_id,
+                    "account_id": address.account_id,
+                    "address_id": address.address_id,
+                    "email": address.email,
+                    "email_key": address.email_key,
+                    "enabled": address.enabled,
+                    "crm_version": address.crm_version,
                 },
                 upsert=True,
             )
-        except DuplicateKeyError:
-            return False
         return True
 
     async def rename(self, firm_id: str, address_id: str, new_email: str) -> int:

@@ -1,7 +1,9 @@
 """The outbox embedded in each aggregate document, and the relay that publishes it.
 
 A state change and its events are written in one single-document update: the events
-go under ``outbox.<event_id>`` of the aggregate's own document. The relay publishes
+go under ``outbox.<event_id>`` of the aggregate's own document. Writers and the relay
+hold the document's lock (``lock_key``), since FerretDB does not isolate concurrent
+updates of one document. The relay publishes
 pending events with publisher confirms, in aggregate_version order, then removes
 them with ``$unset``. Publishing may repeat after a crash; consumers make that
 harmless. The relay is woken right after each write (``notify``) and also sweeps
@@ -20,6 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.logging import get_logger
 from shared.messaging.events import EventPublisher
+from shared.storage.locks import Locks
 from shared.storage.mongo import Document
 
 log = get_logger(__name__)
@@ -29,6 +32,11 @@ PENDING_FILTER: Document = {OUTBOX: {"$exists": True, "$ne": {}}}
 
 Prepare = Callable[[Document], Document]
 """Completes an envelope just before it is published (e.g. with a derived secret)."""
+
+
+def lock_key(collection: str, doc_id: Any) -> str:
+    """The lock every writer of an aggregate document holds (see ``shared.storage.locks``)."""
+    return f"{collection}:{doc_id}"
 
 
 def outbox_fields(events: Iterable[Envelope[EventPayload]]) -> Document:
@@ -46,9 +54,11 @@ class OutboxRelay:
         *,
         sweep_seconds: float = 2.0,
         workers: int = 4,
+        locks: Locks,
         prepare: Mapping[str, Prepare] | None = None,
     ) -> None:
         self._collections = {c.name: c for c in collections}
+        self._locks = locks
         self._publisher = publisher
         self._sweep_seconds = sweep_seconds
         self._workers = workers
@@ -91,18 +101,19 @@ class OutboxRelay:
     async def relay(self, collection: str, doc_id: Any) -> int:
         """Publish one document's pending events; returns how many were published."""
         coll = self._collections[collection]
-        doc = await coll.find_one({"_id": doc_id}, {OUTBOX: 1})
-        pending: list[Document] = sorted(
-            (doc or {}).get(OUTBOX, {}).values(), key=lambda e: e["aggregate_version"]
-        )
-        if not pending:
-            return 0
-        for envelope in pending:
-            prepare = self._prepare.get(envelope["type"])
-            await self._publisher.publish(prepare(envelope) if prepare else envelope)
-        await coll.update_one(
-            {"_id": doc_id}, {"$unset": {f"{OUTBOX}.{e['event_id']}": "" for e in pending}}
-        )
+        async with self._locks.hold(lock_key(collection, doc_id)):
+            doc = await coll.find_one({"_id": doc_id}, {OUTBOX: 1})
+            pending: list[Document] = sorted(
+                (doc or {}).get(OUTBOX, {}).values(), key=lambda e: e["aggregate_version"]
+            )
+            if not pending:
+                return 0
+            for envelope in pending:
+                prepare = self._prepare.get(envelope["type"])
+                await self._publisher.publish(prepare(envelope) if prepare else envelope)
+            await coll.update_one(
+                {"_id": doc_id}, {"$unset": {f"{OUTBOX}.{e['event_id']}": "" for e in pending}}
+            )
         return len(pending)
 
     async def _work_forever(self) -> None:

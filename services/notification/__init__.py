@@ -1,0 +1,1 @@
+"""notification: emails to clients (invitations, system notifications) from its own projection."""

@@ -1,0 +1,229 @@
+"""The notification use cases: keep the projection, send invitations and notifications.
+
+Each use case takes the event's envelope (the wire contract), turns it into domain
+facts at this edge, and applies them; sending goes through :class:`Deliverer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+
+from services.notification.delivery import Cause, Deliverer
+from services.notification.domain import (
+    Activation,
+    ActivationSet,
+    AddressSeen,
+    Delivery,
+    Firm,
+    LoginSet,
+    NotifySet,
+    Recipient,
+    RecipientKey,
+    address_linked,
+    banner_url,
+    firm_copy_key,
+    invitation_delivery_key,
+    invitation_is_current,
+    notification_delivery_key,
+    notification_key,
+    recipients_of,
+)
+from services.notification.rendering import RenderedMail, Renderer
+from services.notification.repository import FirmRepository, RecipientRepository
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import (
+    ContactLinked,
+    FirmRegistered,
+    InvitationIssued,
+    LoginToggled,
+    NotificationRequested,
+    NotifyToggled,
+    UserActivated,
+)
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+INVITATION_KIND = "invitation"
+
+
+class NotificationService:
+    def __init__(
+        self,
+        firms: FirmRepository,
+        recipients: RecipientRepository,
+        deliverer: Deliverer,
+        renderer: Renderer,
+        *,
+        portal_base_url: str,
+    ) -> None:
+        self.firms = firms
+        self.recipients = recipients
+        self.deliverer = deliverer
+        self.renderer = renderer
+        self.portal_base_url = portal_base_url
+
+    # --- projection ----------------------------------------------------------------------
+
+    async def firm_registered(self, envelope: Envelope[FirmRegistered]) -> None:
+        p = envelope.payload
+        firm = Firm(envelope.firm_id, p.name, p.time_zone, p.copy_emails_to)
+        await self.firms.record(firm, envelope.aggregate_version)
+
+    async def contact_linked(self, envelope: Envelope[ContactLinked]) -> None:
+        p = envelope.payload
+        for address in p.addresses:
+            key = RecipientKey(envelope.firm_id, p.account_id, address.address_id)
+            facts = address_linked(
+                envelope.aggregate_version,
+                contact_id=p.contact_id,
+                email=address.email,
+                login=address.login,
+                notify=address.notify,
+                categories=frozenset(c.value for c in address.notify_categories),
+            )
+            for fact in facts:
+                await self.recipients.record(key, fact)
+
+    async def login_toggled(self, envelope: Envelope[LoginToggled]) -> None:
+        p = envelope.payload
+        key = RecipientKey(envelope.firm_id, p.account_id, p.address_id)
+        version = envelope.aggregate_version
+        await self.recipients.record(key, AddressSeen(version, p.email, p.contact_id))
+        await self.recipients.record(key, LoginSet(version, p.enabled))
+
+    async def notify_toggled(self, envelope: Envelope[NotifyToggled]) -> None:
+        p = envelope.payload
+        key = RecipientKey(envelope.firm_id, p.account_id, p.address_id)
+        version = envelope.aggregate_version
+        categories = frozenset(c.value for c in p.categories) if p.enabled else frozenset()
+        await self.recipients.record(key, AddressSeen(version, p.email, p.contact_id))
+        await self.recipients.record(key, NotifySet(version, p.enabled, categories))
+
+    async def user_activated(self, envelope: Envelope[UserActivated]) -> None:
+        p = envelope.payload
+        key = RecipientKey(envelope.firm_id, p.account_id, p.address_id)
+        fact = ActivationSet(envelope.aggregate_version, Activation.ACTIVATED)
+        await self.recipients.record(key, fact)
+
+    # --- invitations ---------------------------------------------------------------------
+
+    async def invitation_issued(self, envelope: Envelope[InvitationIssued]) -> None:
+        """Send the invitation (its link is used here only: never stored, never logged)."""
+        p = envelope.payload
+        key = RecipientKey(envelope.firm_id, p.account_id, p.address_id)
+        version = envelope.aggregate_version
+        await self.recipients.record(key, ActivationSet(version, Activation.PENDING))
+        if not invitation_is_current(await self.recipients.get(key), version):
+            log.info("invitation superseded; not sent", invitation_id=p.invitation_id)
+            return
+        firm = await self.firms.get(envelope.firm_id)
+        if firm is None:
+            log.warning("firm not known yet; inviting without its name or copy")
+        delivery = Delivery(
+            invitation_delivery_key(p.invitation_id),
+            envelope.firm_id,
+            p.account_id,
+            p.email,
+            INVITATION_KIND,
+        )
+        await self.deliverer.deliver(delivery, self._invitation(p, firm), _cause(envelope))
+        if firm is not None and firm.copy_emails_to:
+            copy = _firm_copy(
+                delivery.key, envelope.firm_id, p.account_id, firm.copy_emails_to, INVITATION_KIND
+            )
+            mail = self._invitation(p, firm, copy_for=p.email)
+            await self.deliverer.deliver(copy, mail, _cause(envelope))
+
+    def _invitation(
+        self, p: InvitationIssued, firm: Firm | None, *, copy_for: str | None = None
+    ) -> RenderedMail:
+        return self.renderer.invitation(
+            firm_name=firm.name if firm else None,
+            time_zone=firm.time_zone if firm else "UTC",
+            personal_message=p.personal_message,
+            # The firm's copy must not carry the secret link: staff could activate with it.
+            activation_url=None if copy_for else p.activation_url,
+            expires_at=p.expires_at,
+            copy_for=copy_for,
+        )
+
+    # --- notifications -------------------------------------------------------------------
+
+    async def notification_requested(self, envelope: Envelope[NotificationRequested]) -> None:
+        """Fan out to the account's addresses that want this category, plus the firm's copy."""
+        p = envelope.payload
+        firm = await self.firms.get(envelope.firm_id)
+        if firm is None:
+            log.warning("firm not known yet; sending without its name or copy")
+        chosen = recipients_of(
+            await self.recipients.of_account(envelope.firm_id, p.account_id), p.category.value
+        )
+        log.info(
+            "notification fan-out", kind=p.kind, category=p.category.value, recipients=len(chosen)
+        )
+        sends = [self._notify(envelope, firm, recipient) for recipient in chosen]
+        if chosen and firm is not None and firm.copy_emails_to:
+            sends.append(self._copy_to_firm(envelope, firm, firm.copy_emails_to, chosen))
+        await _all_then_raise(sends)
+
+    async def _notify(
+        self, envelope: Envelope[NotificationRequested], firm: Firm | None, recipient: Recipient
+    ) -> None:
+        p = envelope.payload
+        mail = self.renderer.notification(
+            firm_name=firm.name if firm else None,
+            category=p.category.value,
+            kind=p.kind,
+            template_data=p.template_data,
+            banner_url=banner_url(recipient, self.portal_base_url),
+        )
+        key = notification_delivery_key(str(envelope.event_id), recipient.key.address_id)
+        delivery = Delivery(key, envelope.firm_id, p.account_id, recipient.email, p.kind)
+        await self.deliverer.deliver(delivery, mail, _cause(envelope))
+
+    async def _copy_to_firm(
+        self,
+        envelope: Envelope[NotificationRequested],
+        firm: Firm,
+        copy_to: str,
+        recipients: list[Recipient],
+    ) -> None:
+        """One separate message per notification, without banner (not a Bcc per recipient)."""
+        p = envelope.payload
+        mail = self.renderer.notification(
+            firm_name=firm.name,
+            category=p.category.value,
+            kind=p.kind,
+            template_data=p.template_data,
+            banner_url=None,
+            copy_for=[r.email for r in recipients],
+        )
+        delivery = _firm_copy(
+            notification_key(str(envelope.event_id)),
+            envelope.firm_id,
+            p.account_id,
+            copy_to,
+            p.kind,
+        )
+        await self.deliverer.deliver(delivery, mail, _cause(envelope))
+
+
+def _cause(envelope: Envelope[InvitationIssued] | Envelope[NotificationRequested]) -> Cause:
+    return Cause(envelope.firm_id, envelope.correlation_id, str(envelope.event_id))
+
+
+def _firm_copy(cause_key: str, firm_id: str, account_id: str, copy_to: str, kind: str) -> Delivery:
+    return Delivery(firm_copy_key(cause_key), firm_id, account_id, copy_to, f"{kind}.firm_copy")
+
+
+async def _all_then_raise(sends: Sequence[Awaitable[None]]) -> None:
+    """Run every send to the end; then re-raise the first failure so the event is retried.
+
+    Sends that succeeded are recorded, so the retry only sends what is left.
+    """
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -1,0 +1,232 @@
+"""The notification domain rules: who receives what, the activation banner, fact ordering."""
+
+from __future__ import annotations
+
+import random
+from functools import reduce
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from services.notification.domain import (
+    Activation,
+    ActivationSet,
+    AddressSeen,
+    Delivery,
+    Fact,
+    LoginSet,
+    NotifySet,
+    Recipient,
+    RecipientKey,
+    activation_request_url,
+    address_linked,
+    banner_url,
+    firm_copy_key,
+    invitation_delivery_key,
+    invitation_is_current,
+    notification_delivery_key,
+    recipients_of,
+)
+
+PORTAL = "https://portal.example"
+UPLOADS, INVOICES = "documents.uploads", "invoices_and_payments"
+
+
+def key(address_id: str = "adr_1") -> RecipientKey:
+    return RecipientKey("firm_1", "acc_1", address_id)
+
+
+def recipient(
+    address_id: str = "adr_1",
+    *,
+    email: str | None = None,
+    login: bool = False,
+    notify: bool = True,
+    categories: frozenset[str] = frozenset({UPLOADS}),
+    activation: Activation = Activation.NONE,
+) -> Recipient:
+    return Recipient(
+        key(address_id),
+        email=email or f"{address_id}@client.test",
+        login=login,
+        notify=notify,
+        categories=categories if notify else frozenset(),
+        activation=activation,
+    )
+
+
+def applied(facts: list[Fact], start: Recipient | None = None) -> Recipient:
+    return reduce(Recipient.apply, facts, start or Recipient(key()))
+
+
+class TestWhoReceivesANotification:
+    def test_an_address_with_notify_on_and_the_category_receives_it(self) -> None:
+        assert recipient().receives(UPLOADS)
+
+    def test_an_address_without_the_category_does_not(self) -> None:
+        assert not recipient(categories=frozenset({INVOICES})).receives(UPLOADS)
+
+    def test_an_address_with_notify_off_does_not(self) -> None:
+        assert not recipient(notify=False).receives(UPLOADS)
+
+    def test_an_address_not_yet_known_by_email_does_not(self) -> None:
+        # A row created by an identity event before crm's ContactLinked arrived.
+        assert not Recipient(key(), notify=True, categories=frozenset({UPLOADS})).receives(UPLOADS)
+
+    def test_the_fan_out_picks_exactly_the_addresses_that_want_the_category(self) -> None:
+        wanted = recipient("adr_a")
+        other_category = recipient("adr_b", categories=frozenset({INVOICES}))
+        silent = recipient("adr_c", notify=False)
+
+        chosen = recipients_of([silent, other_category, wanted], UPLOADS)
+
+        assert chosen == [wanted]
+
+    def test_two_addresses_sharing_a_mailbox_get_one_email_with_the_banner(self) -> None:
+        activated = recipient(
+            "adr_a", email="Pat@Home.test", login=True, activation=Activation.ACTIVATED
+        )
+        pending = recipient(
+            "adr_b", email="pat@home.test", login=True, activation=Activation.PENDING
+        )
+
+        assert recipients_of([activated, pending], UPLOADS) == [pending]
+
+
+class TestActivationBanner:
+    @pytest.mark.parametrize(
+        ("login", "activation", "banner"),
+        [
+            (True, Activation.NONE, True),
+            (True, Activation.PENDING, True),
+            (True, Activation.ACTIVATED, False),
+            (False, Activation.NONE, False),
+            (False, Activation.PENDING, False),
+            (False, Activation.ACTIVATED, False),
+        ],
+    )
+    def test_only_login_on_and_not_activated_gets_the_banner(
+        self, login: bool, activation: Activation, banner: bool
+    ) -> None:
+        subject = recipient(login=login, activation=activation)
+
+        assert subject.needs_activation_banner is banner
+        assert (banner_url(subject, PORTAL) is not None) is banner
+
+    def test_the_banner_links_to_the_portal_page_that_sends_a_fresh_link(self) -> None:
+        url = banner_url(recipient(login=True), PORTAL + "/")
+
+        assert url is not None
+        parts = urlsplit(url)
+        assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{PORTAL}/activation/request"
+        assert parse_qs(parts.query) == {
+            "firm": ["firm_1"],
+            "account": ["acc_1"],
+            "address": ["adr_1"],
+        }
+
+    def test_the_request_link_escapes_identifiers(self) -> None:
+        url = activation_request_url(PORTAL, RecipientKey("f:1", "a.1", "adr-1"))
+        assert "firm=f%3A1" in url
+
+    def test_turning_login_off_keeps_the_activation_history_and_drops_the_banner(self) -> None:
+        invited = applied([LoginSet(1, True), ActivationSet(1, Activation.PENDING)])
+
+        off = invited.apply(LoginSet(2, False))
+
+        assert off.activation is Activation.PENDING
+        assert not off.needs_activation_banner
+
+
+class TestFactOrdering:
+    def test_a_stale_fact_is_ignored(self) -> None:
+        current = applied([LoginSet(5, True)])
+        assert current.apply(LoginSet(4, False)) is current
+
+    def test_a_repeated_fact_is_ignored(self) -> None:
+        current = applied([NotifySet(3, True, frozenset({UPLOADS}))])
+        assert current.apply(NotifySet(3, False, frozenset())) is current
+
+    def test_an_older_fact_about_another_setting_still_applies(self) -> None:
+        # NotifyToggled v4 arrived before LoginToggled v3: Login's latest word is still v3.
+        notify_first = applied([NotifySet(4, False, frozenset())])
+
+        after = notify_first.apply(LoginSet(3, True))
+
+        assert after.login
+        assert not after.notify
+
+    def test_identity_versions_do_not_compete_with_crm_versions(self) -> None:
+        # crm counts per account, identity per grant: a high crm version hides nothing.
+        crm_ahead = applied([LoginSet(40, True)])
+        assert (
+            crm_ahead.apply(ActivationSet(1, Activation.PENDING)).activation is Activation.PENDING
+        )
+
+    def test_every_order_of_the_same_facts_ends_in_the_same_recipient(self) -> None:
+        facts: list[Fact] = [
+            *address_linked(
+                1,
+                contact_id="con_1",
+                email="a@client.test",
+                login=False,
+                notify=True,
+                categories=frozenset({UPLOADS}),
+            ),
+            LoginSet(2, True),
+            AddressSeen(2, "a@client.test", "con_1"),
+            NotifySet(3, True, frozenset({UPLOADS, INVOICES})),
+            AddressSeen(3, "a@client.test", "con_1"),
+            ActivationSet(1, Activation.PENDING),
+            ActivationSet(2, Activation.ACTIVATED),
+        ]
+        orders = [facts, facts[::-1]]
+        shuffler = random.Random(7)
+        repeated = facts * 2  # each fact delivered twice
+        orders += [shuffler.sample(repeated, len(repeated)) for _ in range(300)]
+
+        outcomes = {applied(order) for order in orders}
+
+        assert len(outcomes) == 1
+        [final] = outcomes
+        assert (final.login, final.notify, final.activation) == (True, True, Activation.ACTIVATED)
+        assert final.categories == {UPLOADS, INVOICES}
+
+    def test_linking_with_notify_off_clears_the_categories(self) -> None:
+        facts = address_linked(
+            1,
+            contact_id="c",
+            email="a@b.test",
+            login=True,
+            notify=False,
+            categories=frozenset({UPLOADS}),
+        )
+        assert applied(list(facts)).categories == frozenset()
+
+
+class TestInvitations:
+    def test_an_invitation_is_current_when_nothing_newer_is_known(self) -> None:
+        assert invitation_is_current(None, 1)
+        assert invitation_is_current(applied([ActivationSet(2, Activation.PENDING)]), 2)
+
+    def test_an_invitation_is_moot_after_a_newer_identity_fact(self) -> None:
+        activated = applied([ActivationSet(3, Activation.ACTIVATED)])
+        assert not invitation_is_current(activated, 2)
+
+
+class TestDeliveryIds:
+    def test_the_same_cause_always_gives_the_same_delivery(self) -> None:
+        first = Delivery(invitation_delivery_key("inv_1"), "f", "a", "x@y.test", "invitation")
+        again = Delivery(invitation_delivery_key("inv_1"), "f", "a", "x@y.test", "invitation")
+        assert first.id == again.id
+
+    def test_ids_differ_per_address_and_for_the_firm_copy(self) -> None:
+        keys = [
+            notification_delivery_key("evt", "adr_1"),
+            notification_delivery_key("evt", "adr_2"),
+            firm_copy_key("notification:evt"),
+            invitation_delivery_key("evt"),
+        ]
+        ids = {Delivery(k, "f", "a", "x@y.test", "k").id for k in keys}
+        assert len(ids) == len(keys)
+        assert all(len(i) <= 64 for i in ids)
