@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from faststream.asgi import AsgiFastStream
+from faststream.asgi import AsgiFastStream, AsyncAPIRoute
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from faststream.specification import AsyncAPI
@@ -146,7 +146,8 @@ def build_app(
             description=description,
             schema_version="3.0.0",
         ),
-        asyncapi_path="/docs/asyncapi",
+        # No "try it out": it would let any HTTP caller (the portal is public) publish.
+        asyncapi_path=AsyncAPIRoute("/docs/asyncapi", try_it_out_path=None),
         after_startup=[after_startup],
         on_shutdown=[on_shutdown],
         after_shutdown=[after_shutdown],

@@ -24,6 +24,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pymongo import MongoClient
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_SH = ROOT / "deploy" / "local.sh"
 
@@ -145,12 +147,22 @@ def provide(tmp: Path) -> Iterator[Infra]:
         catcher_dir = tmp / "smtp"
         catcher_dir.mkdir()
         smtp_port = stack.enter_context(_smtp_catcher(catcher_dir))
+        prefix = f"t{uuid.uuid4().hex[:8]}_"
+        stack.callback(_drop_databases, mongo, prefix)
         yield Infra(
             rabbitmq_url=rabbit,
             mongodb_url=mongo,
             smtp_host="127.0.0.1",
             smtp_port=smtp_port,
             catcher_dir=catcher_dir,
-            database_prefix=f"t{uuid.uuid4().hex[:8]}_",
+            database_prefix=prefix,
             source=source,
         )
+
+
+def _drop_databases(url: str, prefix: str) -> None:
+    """Leave nothing behind on a shared server (databases named with this session's prefix)."""
+    with MongoClient(url, serverSelectionTimeoutMS=5_000) as client:
+        for name in client.list_database_names():
+            if name.startswith(prefix):
+                client.drop_database(name)
