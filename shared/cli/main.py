@@ -18,6 +18,7 @@ from rich.table import Table
 
 from shared.cli.client import Client, CommandRefused, connect
 from shared.cli.demo import run_demo
+from shared.cli.identity import register as register_identity_commands
 from shared.contracts import crm as cmd
 from shared.contracts.categories import NotificationCategory
 from shared.contracts.envelope import Envelope
@@ -266,6 +267,9 @@ async def demo(url: Url = None) -> None:
     """Walk through the first path: account, contact, invitation, notification with banner."""
     async with connect(url) as client:
         await run_demo(client, console)
+
+
+register_identity_commands(app)
 
 
 def _yes(value: bool) -> str:

@@ -142,6 +142,38 @@ class SignatoryToggled(EventPayload):
     actor: StaffId
 
 
+class AddressRef(ContractModel):
+    address_id: AddressId
+    email: Email
+
+
+class AddressAdded(EventPayload):
+    """An address was added to a contact already linked to this account, with its settings.
+
+    When its Login is on with an invitation, a LoginToggled follows.
+    """
+
+    event_type = "AddressAdded"
+    routing_key = "crm.account.address_added"
+
+    account_id: AccountId
+    contact_id: ContactId
+    address: AddressSettings
+    actor: StaffId
+
+
+class ContactUnlinked(EventPayload):
+    """A contact was unlinked from an account: none of its addresses has settings there now."""
+
+    event_type = "ContactUnlinked"
+    routing_key = "crm.account.contact_unlinked"
+
+    account_id: AccountId
+    contact_id: ContactId
+    addresses: tuple[AddressRef, ...]
+    actor: StaffId
+
+
 class ContactEmailChanged(EventPayload):
     """An address of a contact was edited; every account the contact is linked to is listed."""
 
@@ -209,6 +241,49 @@ class InvitationIssued(EventPayload):
     invited_by: StaffId
 
 
+class InvitationEndReason(StrEnum):
+    CANCELLED = "cancelled"
+    LOGIN_OFF = "login_off"
+    ADDRESS_CHANGED = "address_changed"
+    REPLACED = "replaced"
+
+
+class InvitationCancelled(EventPayload):
+    """An invitation's link stopped working before it was accepted (and why)."""
+
+    event_type = "InvitationCancelled"
+    routing_key = "identity.invitation.cancelled"
+
+    invitation_id: Identifier
+    account_id: AccountId
+    address_id: AddressId
+    email: Email
+    reason: InvitationEndReason
+
+
+class AccessRevoked(EventPayload):
+    """A person lost portal access to one account (Login turned off, or unlinked)."""
+
+    event_type = "AccessRevoked"
+    routing_key = "identity.access.revoked"
+
+    user_id: Identifier
+    account_id: AccountId
+    address_id: AddressId
+    email: Email
+
+
+class UserLoggedIn(EventPayload):
+    """A person logged in to the portal; ``account_ids`` are the accounts they can open."""
+
+    event_type = "UserLoggedIn"
+    routing_key = "identity.user.logged_in"
+
+    user_id: Identifier
+    email: Email
+    account_ids: tuple[AccountId, ...]
+
+
 class UserActivated(EventPayload):
     """A person activated portal access to an account (new password, or an existing login)."""
 
@@ -272,9 +347,14 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         NotifyToggled,
         EmailSyncToggled,
         SignatoryToggled,
+        AddressAdded,
+        ContactUnlinked,
         ContactEmailChanged,
         BulkUpdateRequested,
         InvitationIssued,
+        InvitationCancelled,
+        AccessRevoked,
+        UserLoggedIn,
         UserActivated,
         NotificationRequested,
         NotificationDelivered,
