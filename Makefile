@@ -18,13 +18,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-venv: $(BIN)/python  ## create .venv and install the pinned dependencies
-	$(BIN)/pip install --quiet -r requirements.lock
+venv: $(BIN)/python  ## create .venv and install the pinned dependencies (runtime + dev)
+	$(BIN)/pip install --quiet -r requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 
-lock: $(BIN)/python  ## re-resolve dependencies and rewrite requirements.lock
+# requirements.lock: what the services need (the Docker images install only this);
+# requirements-dev.lock: that plus the test and lint tools.
+lock: $(BIN)/python  ## re-resolve dependencies and rewrite both lock files
 	$(BIN)/pip install --quiet --upgrade -e '.[dev]'
-	$(BIN)/pip freeze --exclude-editable > requirements.lock
+	$(BIN)/pip freeze --exclude-editable > .lock-all.tmp
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -c .lock-all.tmp .
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^crm-backbone' > requirements.lock
+	(echo '-r requirements.lock'; grep -vxF -f requirements.lock .lock-all.tmp) > requirements-dev.lock
+	rm -rf .lock-venv .lock-all.tmp
 
 lint: venv  ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -208,8 +208,9 @@ install_apt_packages() {
   local missing=() policy=/usr/sbin/policy-rc.d created_policy=""
   [[ -x "$RABBIT_BIN/rabbitmq-server" ]] || missing+=(rabbitmq-server)
   [[ -x /usr/sbin/dovecot && -x /usr/lib/dovecot/imap ]] || missing+=(dovecot-imapd)
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium) # the portal's browser tests
   if ((${#missing[@]} == 0)); then
-    log "apt packages present: rabbitmq-server dovecot-imapd"
+    log "apt packages present: rabbitmq-server dovecot-imapd chromium"
     return
   fi
   local p
