@@ -48,6 +48,13 @@ def activation_link(mail: CaughtMail) -> str:
     return found.group(0)
 
 
+def activation_form(invitation: CaughtMail, password: str) -> dict[str, str]:
+    """What the activation page posts: the link's token and the chosen password, twice."""
+    query = urllib.parse.urlparse(activation_link(invitation)).query
+    token = urllib.parse.parse_qs(query)["token"][0]
+    return {"token": token, "password": password, "confirmation": password}
+
+
 def top_of(mail: CaughtMail) -> str:
     return mail.text().strip().split("\n\n", 1)[0].lower()
 
@@ -79,14 +86,7 @@ class TestInvitingAClient:
         to = s.address(0).email
         await client.call(s.toggle_login(0), SettingChangedReply)
         [invitation] = await mail.wait_for(kind("invitation", to))
-        token = urllib.parse.parse_qs(urllib.parse.urlparse(activation_link(invitation)).query)[
-            "token"
-        ][0]
-        form = {
-            "token": token,
-            "password": "correct horse battery",
-            "confirmation": "correct horse battery",
-        }
+        form = activation_form(invitation, "correct horse battery")
 
         async with httpx.AsyncClient() as http:
             activated = await http.post(services.url("identity", "/activate"), data=form)
@@ -121,17 +121,10 @@ class TestNotificationsBeforeActivation:
         to = s.address(0).email
         await client.call(s.toggle_login(0), SettingChangedReply)
         [invitation] = await mail.wait_for(kind("invitation", to))
-        token = urllib.parse.parse_qs(urllib.parse.urlparse(activation_link(invitation)).query)[
-            "token"
-        ][0]
         async with httpx.AsyncClient() as http:
             await http.post(
                 services.url("identity", "/activate"),
-                data={
-                    "token": token,
-                    "password": "a long enough secret",
-                    "confirmation": "a long enough secret",
-                },
+                data=activation_form(invitation, "a long enough secret"),
             )
 
         # UserActivated travels to notification asynchronously: ask until it has arrived.
