@@ -125,11 +125,12 @@ def build_app(
 
     async def on_shutdown() -> None:
         if runtime.relay is not None:
-            await runtime.relay.stop()
-        for hook in runtime.shutdown:
-            await hook()
+            await runtime.relay.stop()  # what it did not publish, the next start's sweep does
 
     async def after_shutdown() -> None:
+        # The broker has stopped and in-flight handlers have finished: close what they used.
+        for hook in runtime.shutdown:
+            await hook()
         await runtime.mongo.close()
 
     return AsgiFastStream(

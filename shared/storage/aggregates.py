@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.mongo import Document
-from shared.storage.outbox import OUTBOX, OutboxRelay
+from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay, outbox_fields
 
 
 class ConcurrentUpdate(Exception):
@@ -33,16 +33,16 @@ async def save_aggregate(
 ) -> int:
     """Write ``state`` and ``events``; returns the new version (one per event, at least one)."""
     version = expected_version + max(1, len(events))
-    pending = {str(e.event_id): e.model_dump(mode="json") for e in events}
     if expected_version == 0:
+        pending = {str(e.event_id): e.model_dump(mode="json") for e in events}
         try:
             await collection.insert_one(
-                {"_id": doc_id, **state, "version": version, OUTBOX: pending}
+                {"_id": doc_id, **state, "version": version, OUTBOX: pending, PENDING: bool(events)}
             )
         except DuplicateKeyError as exc:
             raise ConcurrentUpdate(doc_id) from exc
     else:
-        fields = {**state, "version": version, **{f"{OUTBOX}.{k}": v for k, v in pending.items()}}
+        fields = {**state, "version": version, **outbox_fields(events)}
         result = await collection.update_one(
             {"_id": doc_id, "version": expected_version}, {"$set": fields}
         )

@@ -28,7 +28,9 @@ from shared.storage.mongo import Document
 log = get_logger(__name__)
 
 OUTBOX = "outbox"
-PENDING_FILTER: Document = {OUTBOX: {"$exists": True, "$ne": {}}}
+PENDING = "outbox_pending"
+"""Indexed flag: True while the document has events to publish, so sweeps need no scan."""
+PENDING_FILTER: Document = {PENDING: True}
 
 Prepare = Callable[[Document], Document]
 """Completes an envelope just before it is published (e.g. with a derived secret)."""
@@ -41,7 +43,8 @@ def lock_key(collection: str, doc_id: Any) -> str:
 
 def outbox_fields(events: Iterable[Envelope[EventPayload]]) -> Document:
     """The ``$set`` fields that append ``events`` to an aggregate's embedded outbox."""
-    return {f"{OUTBOX}.{e.event_id}": e.model_dump(mode="json") for e in events}
+    fields: Document = {f"{OUTBOX}.{e.event_id}": e.model_dump(mode="json") for e in events}
+    return {**fields, PENDING: True} if fields else fields
 
 
 class OutboxRelay:
@@ -75,6 +78,8 @@ class OutboxRelay:
             self._queue.put_nowait(key)
 
     async def start(self) -> None:
+        for collection in self._collections.values():
+            await collection.create_index([(PENDING, 1)])
         self._tasks = [asyncio.create_task(self._sweep_forever(), name="outbox-sweep")]
         self._tasks += [
             asyncio.create_task(self._work_forever(), name=f"outbox-relay-{i}")
@@ -107,12 +112,19 @@ class OutboxRelay:
                 (doc or {}).get(OUTBOX, {}).values(), key=lambda e: e["aggregate_version"]
             )
             if not pending:
+                if doc is not None and doc.get(PENDING):
+                    await coll.update_one({"_id": doc_id}, {"$set": {PENDING: False}})
                 return 0
             for envelope in pending:
                 prepare = self._prepare.get(envelope["type"])
                 await self._publisher.publish(prepare(envelope) if prepare else envelope)
+            # Under the lock nobody added events since the read: the outbox is now empty.
             await coll.update_one(
-                {"_id": doc_id}, {"$unset": {f"{OUTBOX}.{e['event_id']}": "" for e in pending}}
+                {"_id": doc_id},
+                {
+                    "$unset": {f"{OUTBOX}.{e['event_id']}": "" for e in pending},
+                    "$set": {PENDING: False},
+                },
             )
         return len(pending)
 

@@ -102,6 +102,19 @@ class TestOutbox:
         assert versions == list(range(1, 22))
         assert await relay.sweep() == 0
 
+    async def test_events_left_behind_by_a_crash_are_found_by_the_sweep(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        publisher = RecordingPublisher()
+        relay = OutboxRelay([db["a"]], publisher, locks=Locks(db["locks"]))  # type: ignore[arg-type]
+        await save_aggregate(db["a"], "x", 0, {}, [created(1)], relay)
+        await save_aggregate(db["a"], "y", 0, {}, [], relay)
+        restarted = OutboxRelay([db["a"]], publisher, locks=Locks(db["locks"]))  # type: ignore[arg-type]
+
+        assert await restarted.sweep() == 1
+        assert await restarted.relay("a", "x") == 1
+        assert await restarted.sweep() == 0
+
     async def test_a_stale_version_is_refused(self, db: AsyncDatabase[Document]) -> None:
         from shared.storage.aggregates import ConcurrentUpdate
 
