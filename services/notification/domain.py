@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 from urllib.parse import urlencode
@@ -31,7 +32,8 @@ class Facet(StrEnum):
     grant and only order activation.
     """
 
-    ADDRESS = "crm"  # the email and its contact; every crm account event carries it
+    ADDRESS = "crm"  # linked to the account or not, and by which contact
+    EMAIL = "email"  # ordered by occurred_at: account and contact events both change it
     LOGIN = "login"
     NOTIFY = "notify"
     ACTIVATION = "identity"
@@ -46,10 +48,25 @@ class Facet(StrEnum):
 
 @dataclass(frozen=True)
 class AddressSeen:
+    """The address is (or, after an unlink, no longer is) on the account."""
+
     facet: ClassVar[Facet] = Facet.ADDRESS
     version: int
-    email: str
     contact_id: str
+    linked: bool = True
+
+
+@dataclass(frozen=True)
+class EmailSeen:
+    """The address's email as of ``version``, microseconds of the event's occurred_at.
+
+    crm's account events carry the email with account versions, ContactEmailChanged
+    with contact versions: only the time they happened orders the two.
+    """
+
+    facet: ClassVar[Facet] = Facet.EMAIL
+    version: int
+    email: str
 
 
 @dataclass(frozen=True)
@@ -74,23 +91,39 @@ class ActivationSet:
     state: Activation
 
 
-Fact = AddressSeen | LoginSet | NotifySet | ActivationSet
+Fact = AddressSeen | EmailSeen | LoginSet | NotifySet | ActivationSet
+
+
+def time_version(occurred_at: datetime) -> int:
+    """The version of an EmailSeen: when its event happened, in microseconds."""
+    return int(occurred_at.timestamp() * 1_000_000)
 
 
 def address_linked(
     version: int,
     *,
+    occurred_at: datetime,
     contact_id: str,
     email: str,
     login: bool,
     notify: bool,
     categories: frozenset[str],
 ) -> tuple[Fact, ...]:
-    """A linked address comes with all its settings."""
+    """A linked (or added) address comes with all its settings."""
     return (
-        AddressSeen(version, email, contact_id),
+        AddressSeen(version, contact_id),
+        EmailSeen(time_version(occurred_at), email),
         LoginSet(version, login),
         NotifySet(version, notify, categories if notify else frozenset()),
+    )
+
+
+def address_unlinked(version: int, *, contact_id: str) -> tuple[Fact, ...]:
+    """An unlinked address keeps no setting on the account (a later link starts afresh)."""
+    return (
+        AddressSeen(version, contact_id, linked=False),
+        LoginSet(version, False),
+        NotifySet(version, False, frozenset()),
     )
 
 
@@ -115,6 +148,7 @@ def _zero_versions() -> dict[Facet, int]:
 @dataclass(frozen=True)
 class Recipient:
     key: RecipientKey
+    linked: bool = False
     email: str = ""
     contact_id: str = ""
     login: bool = False
@@ -131,8 +165,10 @@ class Recipient:
         match fact:
             case AddressSeen():
                 return replace(
-                    self, email=fact.email, contact_id=fact.contact_id, versions=versions
+                    self, linked=fact.linked, contact_id=fact.contact_id, versions=versions
                 )
+            case EmailSeen():
+                return replace(self, email=fact.email, versions=versions)
             case LoginSet():
                 return replace(self, login=fact.enabled, versions=versions)
             case NotifySet():
@@ -143,7 +179,7 @@ class Recipient:
                 return replace(self, activation=fact.state, versions=versions)
 
     def receives(self, category: str) -> bool:
-        return bool(self.email) and self.notify and category in self.categories
+        return self.linked and bool(self.email) and self.notify and category in self.categories
 
     @property
     def needs_activation_banner(self) -> bool:

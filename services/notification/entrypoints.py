@@ -3,7 +3,10 @@
 from services.notification.service import NotificationService
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import (
+    AddressAdded,
+    ContactEmailChanged,
     ContactLinked,
+    ContactUnlinked,
     FirmRegistered,
     InvitationIssued,
     LoginToggled,
@@ -26,6 +29,21 @@ def register_handlers(events: EventSubscriptions, service: NotificationService) 
     async def on_contact_linked(envelope: Envelope[ContactLinked]) -> None:
         """Project every linked address with its Login and Notify settings."""
         await service.contact_linked(envelope)
+
+    @events.handle(AddressAdded)
+    async def on_address_added(envelope: Envelope[AddressAdded]) -> None:
+        """Project an address added to a contact already linked to the account."""
+        await service.address_added(envelope)
+
+    @events.handle(ContactUnlinked)
+    async def on_contact_unlinked(envelope: Envelope[ContactUnlinked]) -> None:
+        """An unlinked contact's addresses receive nothing more for that account."""
+        await service.contact_unlinked(envelope)
+
+    @events.handle(ContactEmailChanged)
+    async def on_contact_email_changed(envelope: Envelope[ContactEmailChanged]) -> None:
+        """Follow an edited address in every account its contact is linked to."""
+        await service.contact_email_changed(envelope)
 
     @events.handle(LoginToggled)
     async def on_login_toggled(envelope: Envelope[LoginToggled]) -> None:

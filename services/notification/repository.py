@@ -35,6 +35,7 @@ from services.notification.domain import (
     AddressSeen,
     Delivery,
     DeliveryStatus,
+    EmailSeen,
     Facet,
     Fact,
     Firm,
@@ -100,7 +101,9 @@ class FirmRepository:
 def _fact_fields(fact: Fact) -> Document:
     match fact:
         case AddressSeen():
-            return {"email": fact.email, "contact_id": fact.contact_id}
+            return {"contact_id": fact.contact_id, "linked": fact.linked}
+        case EmailSeen():
+            return {"email": fact.email}
         case LoginSet():
             return {"enabled": fact.enabled}
         case NotifySet():
@@ -113,7 +116,9 @@ def _fact(doc: Document) -> Fact:
     version = doc["version"]
     match Facet(doc["facet"]):
         case Facet.ADDRESS:
-            return AddressSeen(version, doc["email"], doc["contact_id"])
+            return AddressSeen(version, doc["contact_id"], doc["linked"])
+        case Facet.EMAIL:
+            return EmailSeen(version, doc["email"])
         case Facet.LOGIN:
             return LoginSet(version, doc["enabled"])
         case Facet.NOTIFY:

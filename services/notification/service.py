@@ -15,12 +15,15 @@ from services.notification.domain import (
     ActivationSet,
     AddressSeen,
     Delivery,
+    EmailSeen,
+    Fact,
     Firm,
     LoginSet,
     NotifySet,
     Recipient,
     RecipientKey,
     address_linked,
+    address_unlinked,
     banner_url,
     firm_copy_key,
     invitation_delivery_key,
@@ -28,12 +31,17 @@ from services.notification.domain import (
     notification_delivery_key,
     notification_key,
     recipients_of,
+    time_version,
 )
 from services.notification.rendering import RenderedMail, Renderer
 from services.notification.repository import FirmRepository, RecipientRepository
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import (
+    AddressAdded,
+    AddressSettings,
+    ContactEmailChanged,
     ContactLinked,
+    ContactUnlinked,
     FirmRegistered,
     InvitationIssued,
     LoginToggled,
@@ -74,32 +82,65 @@ class NotificationService:
     async def contact_linked(self, envelope: Envelope[ContactLinked]) -> None:
         p = envelope.payload
         for address in p.addresses:
+            await self._address_linked(envelope, p.account_id, p.contact_id, address)
+
+    async def address_added(self, envelope: Envelope[AddressAdded]) -> None:
+        p = envelope.payload
+        await self._address_linked(envelope, p.account_id, p.contact_id, p.address)
+
+    async def contact_unlinked(self, envelope: Envelope[ContactUnlinked]) -> None:
+        p = envelope.payload
+        for address in p.addresses:
             key = RecipientKey(envelope.firm_id, p.account_id, address.address_id)
-            facts = address_linked(
-                envelope.aggregate_version,
-                contact_id=p.contact_id,
-                email=address.email,
-                login=address.login,
-                notify=address.notify,
-                categories=frozenset(c.value for c in address.notify_categories),
+            await self._record(
+                key, address_unlinked(envelope.aggregate_version, contact_id=p.contact_id)
             )
-            for fact in facts:
-                await self.recipients.record(key, fact)
+
+    async def contact_email_changed(self, envelope: Envelope[ContactEmailChanged]) -> None:
+        p = envelope.payload
+        fact = EmailSeen(time_version(envelope.occurred_at), p.new_email)
+        for account_id in p.account_ids:
+            await self.recipients.record(
+                RecipientKey(envelope.firm_id, account_id, p.address_id), fact
+            )
 
     async def login_toggled(self, envelope: Envelope[LoginToggled]) -> None:
         p = envelope.payload
         key = RecipientKey(envelope.firm_id, p.account_id, p.address_id)
         version = envelope.aggregate_version
-        await self.recipients.record(key, AddressSeen(version, p.email, p.contact_id))
-        await self.recipients.record(key, LoginSet(version, p.enabled))
+        await self._record(
+            key, (*_seen(envelope, p.contact_id, p.email), LoginSet(version, p.enabled))
+        )
 
     async def notify_toggled(self, envelope: Envelope[NotifyToggled]) -> None:
         p = envelope.payload
         key = RecipientKey(envelope.firm_id, p.account_id, p.address_id)
-        version = envelope.aggregate_version
         categories = frozenset(c.value for c in p.categories) if p.enabled else frozenset()
-        await self.recipients.record(key, AddressSeen(version, p.email, p.contact_id))
-        await self.recipients.record(key, NotifySet(version, p.enabled, categories))
+        notify = NotifySet(envelope.aggregate_version, p.enabled, categories)
+        await self._record(key, (*_seen(envelope, p.contact_id, p.email), notify))
+
+    async def _address_linked(
+        self,
+        envelope: Envelope[ContactLinked] | Envelope[AddressAdded],
+        account_id: str,
+        contact_id: str,
+        address: AddressSettings,
+    ) -> None:
+        key = RecipientKey(envelope.firm_id, account_id, address.address_id)
+        facts = address_linked(
+            envelope.aggregate_version,
+            occurred_at=envelope.occurred_at,
+            contact_id=contact_id,
+            email=address.email,
+            login=address.login,
+            notify=address.notify,
+            categories=frozenset(c.value for c in address.notify_categories),
+        )
+        await self._record(key, facts)
+
+    async def _record(self, key: RecipientKey, facts: Sequence[Fact]) -> None:
+        for fact in facts:
+            await self.recipients.record(key, fact)
 
     async def user_activated(self, envelope: Envelope[UserActivated]) -> None:
         p = envelope.payload
@@ -227,3 +268,13 @@ async def _all_then_raise(sends: Sequence[Awaitable[None]]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
+
+
+def _seen(
+    envelope: Envelope[LoginToggled] | Envelope[NotifyToggled], contact_id: str, email: str
+) -> tuple[Fact, Fact]:
+    """Every account event about an address says it is linked, and with which email."""
+    return (
+        AddressSeen(envelope.aggregate_version, contact_id),
+        EmailSeen(time_version(envelope.occurred_at), email),
+    )

@@ -29,8 +29,11 @@ from services.notification.settings import NotificationSettings
 from shared.contracts.categories import NotificationCategory
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.contracts.events import (
+    AddressRef,
     AddressSettings,
+    ContactEmailChanged,
     ContactLinked,
+    ContactUnlinked,
     FirmRegistered,
     InvitationIssued,
     LoginToggled,
@@ -215,6 +218,28 @@ class Scenario:
                 actor="staff_1",
             )
         )
+
+    def unlinked(self, *addresses: Address) -> Envelope[Any]:
+        refs = tuple(AddressRef(address_id=a.address_id, email=a.email) for a in addresses)
+        return self._crm(
+            ContactUnlinked(
+                account_id=self.account_id,
+                contact_id=self.contact_id,
+                addresses=refs,
+                actor="staff_1",
+            )
+        )
+
+    def email_changed(self, address: Address, new_email: str, version: int = 1) -> Envelope[Any]:
+        payload = ContactEmailChanged(
+            contact_id=self.contact_id,
+            address_id=address.address_id,
+            old_email=address.email,
+            new_email=new_email,
+            account_ids=(self.account_id,),
+            actor="staff_1",
+        )
+        return self._wrap(payload, self.contact_id, version)
 
     def invitation(
         self, address: Address, *, version: int = 1, message: str | None = None

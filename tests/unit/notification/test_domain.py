@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 from functools import reduce
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +14,7 @@ from services.notification.domain import (
     ActivationSet,
     AddressSeen,
     Delivery,
+    EmailSeen,
     Fact,
     LoginSet,
     NotifySet,
@@ -20,15 +22,18 @@ from services.notification.domain import (
     RecipientKey,
     activation_request_url,
     address_linked,
+    address_unlinked,
     banner_url,
     firm_copy_key,
     invitation_delivery_key,
     invitation_is_current,
     notification_delivery_key,
     recipients_of,
+    time_version,
 )
 
 PORTAL = "https://portal.example"
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 UPLOADS, INVOICES = "documents.uploads", "invoices_and_payments"
 
 
@@ -47,6 +52,7 @@ def recipient(
 ) -> Recipient:
     return Recipient(
         key(address_id),
+        linked=True,
         email=email or f"{address_id}@client.test",
         login=login,
         notify=notify,
@@ -167,6 +173,7 @@ class TestFactOrdering:
         facts: list[Fact] = [
             *address_linked(
                 1,
+                occurred_at=T0,
                 contact_id="con_1",
                 email="a@client.test",
                 login=False,
@@ -174,9 +181,10 @@ class TestFactOrdering:
                 categories=frozenset({UPLOADS}),
             ),
             LoginSet(2, True),
-            AddressSeen(2, "a@client.test", "con_1"),
+            AddressSeen(2, "con_1"),
             NotifySet(3, True, frozenset({UPLOADS, INVOICES})),
-            AddressSeen(3, "a@client.test", "con_1"),
+            AddressSeen(3, "con_1"),
+            EmailSeen(time_version(T0 + timedelta(seconds=5)), "new@client.test"),
             ActivationSet(1, Activation.PENDING),
             ActivationSet(2, Activation.ACTIVATED),
         ]
@@ -191,10 +199,12 @@ class TestFactOrdering:
         [final] = outcomes
         assert (final.login, final.notify, final.activation) == (True, True, Activation.ACTIVATED)
         assert final.categories == {UPLOADS, INVOICES}
+        assert final.email == "new@client.test"
 
     def test_linking_with_notify_off_clears_the_categories(self) -> None:
         facts = address_linked(
             1,
+            occurred_at=T0,
             contact_id="c",
             email="a@b.test",
             login=True,
@@ -230,3 +240,38 @@ class TestDeliveryIds:
         ids = {Delivery(k, "f", "a", "x@y.test", "k").id for k in keys}
         assert len(ids) == len(keys)
         assert all(len(i) <= 64 for i in ids)
+
+
+class TestLinkingAndAddressChanges:
+    def linked(self, version: int = 1, email: str = "a@client.test") -> list[Fact]:
+        return list(
+            address_linked(
+                version,
+                occurred_at=T0,
+                contact_id="con_1",
+                email=email,
+                login=True,
+                notify=True,
+                categories=frozenset({UPLOADS}),
+            )
+        )
+
+    def test_an_unlinked_address_receives_nothing_more(self) -> None:
+        unlinked = applied([*self.linked(1), *address_unlinked(2, contact_id="con_1")])
+        assert not unlinked.receives(UPLOADS)
+        assert not unlinked.needs_activation_banner
+
+    def test_an_unlink_delivered_before_the_link_it_follows_still_wins(self) -> None:
+        assert not applied([*address_unlinked(2, contact_id="con_1"), *self.linked(1)]).linked
+
+    def test_linking_again_after_an_unlink_starts_afresh(self) -> None:
+        facts = [*self.linked(1), *address_unlinked(2, contact_id="con_1"), *self.linked(3)]
+        assert applied(facts).receives(UPLOADS)
+
+    def test_an_address_change_redirects_notifications_whatever_the_arrival_order(
+        self,
+    ) -> None:
+        changed = EmailSeen(time_version(T0 + timedelta(minutes=1)), "new@client.test")
+        later_toggle = [LoginSet(2, True)]
+        for order in ([*self.linked(), changed, *later_toggle], [changed, *self.linked()]):
+            assert applied(order).email == "new@client.test"
