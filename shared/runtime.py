@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from faststream.asgi import AsgiFastStream, AsyncAPIRoute
-from faststream.rabbit import RabbitBroker
+from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from faststream.specification import AsyncAPI
 from prometheus_client import CollectorRegistry
@@ -73,6 +73,7 @@ def build_runtime(
     registry = CollectorRegistry()
     broker = RabbitBroker(
         settings.rabbitmq_url.get_secret_value(),
+        default_channel=Channel(prefetch_count=settings.prefetch_count),
         middlewares=[
             RabbitPrometheusMiddleware(registry=registry, app_name=name),
             DeadLetterPolicy(name),

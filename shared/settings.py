@@ -19,6 +19,9 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = "INFO"
     outbox_sweep_seconds: float = Field(default=2.0, gt=0)
+    prefetch_count: int = Field(
+        default=50, ge=1, description="Unacknowledged messages a process handles at once."
+    )
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     portal_base_url: str = "http://127.0.0.1:8002"
 
