@@ -81,3 +81,9 @@ async def account_with_contact(
         cmd.Linked,
     )
     return Scenario(firm_id, account.account_id, contact.contact_id, contact.addresses)
+
+
+async def view(client: Client, s: Scenario) -> cmd.AccountView:
+    return await client.call(
+        cmd.GetAccount(firm_id=s.firm_id, account_id=s.account_id), cmd.AccountView
+    )

@@ -6,6 +6,7 @@ events in ``self.events``; the service layer translates them into integration ev
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -27,6 +28,12 @@ ALL_CATEGORIES: frozenset[str] = frozenset(
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def derived_id(prefix: str, *parts: str) -> str:
+    """An id that is the same every time for the same parts (retried commands, imports)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+    return f"{prefix}_{digest}"
 
 
 def now() -> datetime:
@@ -65,6 +72,21 @@ class ContactAttached(Event):
     contact_id: str
     contact_name: str
     addresses: tuple[tuple[Address, Settings], ...]
+    actor: str
+
+
+@dataclass(frozen=True)
+class ContactDetached(Event):
+    contact_id: str
+    addresses: tuple[Address, ...]
+    actor: str
+
+
+@dataclass(frozen=True)
+class AddressAttached(Event):
+    contact_id: str
+    address: Address
+    settings: Settings
     actor: str
 
 
@@ -144,22 +166,60 @@ class Contact:
 
     @classmethod
     def create(
-        cls, firm_id: str, name: str, phones: tuple[str, ...], emails: list[tuple[str, str]]
+        cls,
+        firm_id: str,
+        name: str,
+        phones: tuple[str, ...],
+        emails: list[tuple[str, str]],
+        contact_id: str | None = None,
     ) -> Contact:
+        """A new contact; with ``contact_id`` given, its address ids are derived from it."""
+        cid = contact_id or new_id("con")
         seen: set[str] = set()
         addresses = []
         for i, (email, label) in enumerate(emails):
             if email.casefold() in seen:
                 raise DomainRuleBroken(f"{email} is listed twice", field=f"addresses.{i}.email")
             seen.add(email.casefold())
-            addresses.append(Address(new_id("adr"), email, label))
-        return cls(new_id("con"), firm_id, name, phones, tuple(addresses))
+            address_id = address_id_for(cid, email) if contact_id else new_id("adr")
+            addresses.append(Address(address_id, email, label))
+        return cls(cid, firm_id, name, phones, tuple(addresses))
+
+    def add_address(self, email: str, label: str) -> tuple[Address, bool]:
+        """The address (id derived from the email) and whether it is new to the contact.
+
+        Adding the same address again (a retried command) finds the one added before.
+        """
+        address = Address(address_id_for(self.id, email), email, label)
+        for existing in self.addresses:
+            if existing.key == address.key:
+                if existing.id == address.id:
+                    return existing, False
+                raise DomainRuleBroken(f"the contact already has {email}", field="email")
+        self.addresses = (*self.addresses, address)
+        return address, True
+
+    def change_address(self, address_id: str, email: str, label: str | None) -> Address | None:
+        """Edit one address; returns the address as it was, or None when nothing changed."""
+        old = self.address(address_id)
+        for other in self.addresses:
+            if other.id != address_id and other.key == email.casefold():
+                raise DomainRuleBroken(f"the contact already has {email}", field="email")
+        new = Address(address_id, email, label or old.label)
+        if new == old:
+            return None
+        self.addresses = tuple(new if a.id == address_id else a for a in self.addresses)
+        return old
 
     def address(self, address_id: str) -> Address:
         for address in self.addresses:
             if address.id == address_id:
                 return address
         raise UnknownAddress(f"contact has no address {address_id}", field="address_id")
+
+
+def address_id_for(contact_id: str, email: str) -> str:
+    return derived_id("adr", contact_id, email.casefold())
 
 
 @dataclass
@@ -179,9 +239,16 @@ class Account:
     events: list[Event] = field(default_factory=list, repr=False)
 
     @classmethod
-    def open(cls, firm_id: str, name: str, account_type: str, tags: tuple[str, ...]) -> Account:
+    def open(
+        cls,
+        firm_id: str,
+        name: str,
+        account_type: str,
+        tags: tuple[str, ...],
+        account_id: str | None = None,
+    ) -> Account:
         at = now()
-        account = cls(new_id("acc"), firm_id, name, account_type, tags, at, at)
+        account = cls(account_id or new_id("acc"), firm_id, name, account_type, tags, at, at)
         account.events.append(AccountOpened())
         return account
 
@@ -223,6 +290,70 @@ class Account:
                 )
         self.updated_at = now()
 
+    def unlink(self, contact_id: str, actor: str) -> bool:
+        """Unlink a contact and drop its addresses' settings; False when it was not linked."""
+        per_address = self.links.pop(contact_id, None)
+        if per_address is None:
+            return False
+        gone = tuple(self.addresses.pop(a_id) for a_id in per_address if a_id in self.addresses)
+        self.events.append(ContactDetached(contact_id, gone, actor))
+        self.updated_at = now()
+        return True
+
+    def attach_address(
+        self,
+        contact_id: str,
+        address: Address,
+        settings: Settings,
+        actor: str,
+        *,
+        send_invitation: bool = False,
+        personal_message: str | None = None,
+    ) -> bool:
+        """Give a new address of a linked contact its settings; False when it already has."""
+        if contact_id not in self.links:
+            raise UnknownLink(
+                f"contact {contact_id} is not linked to this account", field="contact_id"
+            )
+        if address.id in self.links[contact_id]:
+            return False
+        self.links[contact_id][address.id] = settings
+        self.addresses[address.id] = address
+        self.events.append(AddressAttached(contact_id, address, settings, actor))
+        if settings.login:
+            self.events.append(
+                SettingChanged(
+                    "login",
+                    contact_id,
+                    address,
+                    settings,
+                    actor,
+                    send_invitation=send_invitation,
+                    personal_message=personal_message,
+                )
+            )
+        self.updated_at = now()
+        return True
+
+    def turn_off_old_email(self, address_id: str, email: str, actor: str) -> None:
+        """Login off for an address's old email, which keeps access until then."""
+        for contact_id, per_address in self.links.items():
+            if address_id in per_address:
+                label = self.addresses[address_id].label
+                old = Address(address_id, email, label)
+                self.events.append(SettingChanged("login", contact_id, old, Settings(), actor))
+                self.updated_at = now()
+                return
+        raise UnknownLink(f"address {address_id} is not linked to this account", field="address_id")
+
+    def follow_address(self, address: Address) -> bool:
+        """Keep the copy of an edited address (events name its email); True when changed."""
+        if address.id not in self.addresses or self.addresses[address.id] == address:
+            return False
+        self.addresses[address.id] = address
+        self.updated_at = now()
+        return True
+
     def settings_of(self, contact_id: str, address_id: str) -> Settings:
         try:
             return self.links[contact_id][address_id]
@@ -261,6 +392,14 @@ class Account:
         )
         self.updated_at = now()
         return True
+
+    def signatories(self) -> list[tuple[str, Address]]:
+        return [
+            (contact_id, self.addresses[address_id])
+            for contact_id, per_address in self.links.items()
+            for address_id, s in per_address.items()
+            if s.signatory
+        ]
 
     def any_address(self, setting: str) -> bool:
         return any(

@@ -1,4 +1,4 @@
-"""FastStream wiring for crm: each command handler hands its typed command to the service.
+"""FastStream wiring for crm: each command handler hands its typed command to a use case.
 
 No ``from __future__ import annotations`` here: FastStream reads the handlers' annotations
 at run time to validate messages and to write the AsyncAPI document.
@@ -6,12 +6,32 @@ at run time to validate messages and to write the AsyncAPI document.
 
 from faststream import Context
 
+from services.crm.addresses import AddressService
+from services.crm.facts import IdentityFacts
+from services.crm.imports import ImportService
+from services.crm.queries import Queries
 from services.crm.service import CrmService
 from shared.contracts import crm as cmd
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import (
+    AccessRevoked,
+    InvitationCancelled,
+    InvitationIssued,
+    UserActivated,
+    UserLoggedIn,
+)
 from shared.messaging.commands import CommandHandlers
+from shared.messaging.events import EventSubscriptions
+
+CorrelationId = Context("message.correlation_id")
 
 
-def register_commands(commands: CommandHandlers, service: CrmService) -> None:
+def register_commands(
+    commands: CommandHandlers,
+    service: CrmService,
+    addresses: AddressService,
+    imports: ImportService,
+) -> None:
     @commands.handle(cmd.RegisterFirm)
     async def register_firm(command: cmd.RegisterFirm) -> cmd.FirmRegisteredReply:
         """Register a firm: its name, invitation expiry and time zone."""
@@ -19,9 +39,9 @@ def register_commands(commands: CommandHandlers, service: CrmService) -> None:
 
     @commands.handle(cmd.CreateAccount)
     async def create_account(
-        command: cmd.CreateAccount, correlation_id: str = Context("message.correlation_id")
+        command: cmd.CreateAccount, correlation_id: str = CorrelationId
     ) -> cmd.AccountCreatedReply:
-        """Create a client account (individual, family or company)."""
+        """Create a client account, optionally with new contacts and their settings."""
         return await service.create_account(command, correlation_id)
 
     @commands.handle(cmd.CreateContact)
@@ -31,45 +51,114 @@ def register_commands(commands: CommandHandlers, service: CrmService) -> None:
 
     @commands.handle(cmd.LinkContact)
     async def link_contact(
-        command: cmd.LinkContact, correlation_id: str = Context("message.correlation_id")
+        command: cmd.LinkContact, correlation_id: str = CorrelationId
     ) -> cmd.Linked:
         """Link a contact to an account, with the settings of each of its addresses."""
         return await service.link_contact(command, correlation_id)
 
+    @commands.handle(cmd.UnlinkContact)
+    async def unlink_contact(
+        command: cmd.UnlinkContact, correlation_id: str = CorrelationId
+    ) -> cmd.Unlinked:
+        """Unlink a contact from an account; its addresses' settings there go away."""
+        return await service.unlink_contact(command, correlation_id)
+
+    @commands.handle(cmd.AddAddress)
+    async def add_address(
+        command: cmd.AddAddress, correlation_id: str = CorrelationId
+    ) -> cmd.AddressAddedReply:
+        """Add an address to a contact, with its settings on each linked account."""
+        return await addresses.add_address(command, correlation_id)
+
+    @commands.handle(cmd.ChangeAddress)
+    async def change_address(
+        command: cmd.ChangeAddress, correlation_id: str = CorrelationId
+    ) -> cmd.AddressChanged:
+        """Edit an address of a contact (its settings stay)."""
+        return await addresses.change_address(command, correlation_id)
+
     @commands.handle(cmd.ToggleLogin)
     async def toggle_login(
-        command: cmd.ToggleLogin, correlation_id: str = Context("message.correlation_id")
+        command: cmd.ToggleLogin, correlation_id: str = CorrelationId
     ) -> cmd.SettingChanged:
         """Turn portal login on or off for one address, optionally inviting now."""
         return await service.toggle(command, correlation_id)
 
     @commands.handle(cmd.ToggleNotify)
     async def toggle_notify(
-        command: cmd.ToggleNotify, correlation_id: str = Context("message.correlation_id")
+        command: cmd.ToggleNotify, correlation_id: str = CorrelationId
     ) -> cmd.SettingChanged:
         """Turn system notifications on (with categories) or off for one address."""
         return await service.toggle(command, correlation_id)
 
     @commands.handle(cmd.ToggleEmailSync)
     async def toggle_email_sync(
-        command: cmd.ToggleEmailSync, correlation_id: str = Context("message.correlation_id")
+        command: cmd.ToggleEmailSync, correlation_id: str = CorrelationId
     ) -> cmd.SettingChanged:
         """Turn email sync on or off for one address."""
         return await service.toggle(command, correlation_id)
 
     @commands.handle(cmd.ToggleSignatory)
     async def toggle_signatory(
-        command: cmd.ToggleSignatory, correlation_id: str = Context("message.correlation_id")
+        command: cmd.ToggleSignatory, correlation_id: str = CorrelationId
     ) -> cmd.SettingChanged:
         """Allow or stop one person signing for the account."""
         return await service.toggle(command, correlation_id)
 
+    @commands.handle(cmd.TurnOffUnlinkedEmail)
+    async def turn_off_unlinked_email(
+        command: cmd.TurnOffUnlinkedEmail, correlation_id: str = CorrelationId
+    ) -> cmd.SettingChanged:
+        """Turn Login off for an old email that still has access (an unlinked email)."""
+        return await service.turn_off_unlinked_email(command, correlation_id)
+
+    @commands.handle(cmd.ImportClients)
+    async def import_clients(
+        command: cmd.ImportClients, correlation_id: str = CorrelationId
+    ) -> cmd.ImportResult:
+        """Import rows of a client list; per-row results, retried imports never duplicate."""
+        return await imports.import_clients(command, correlation_id)
+
+
+def register_queries(commands: CommandHandlers, queries: Queries) -> None:
     @commands.handle(cmd.GetAccount)
     async def get_account(command: cmd.GetAccount) -> cmd.AccountView:
-        """An account with every contact, address and its four settings."""
-        return await service.get_account(command)
+        """An account: contacts, addresses, settings, login state, unlinked emails."""
+        return await queries.get_account(command)
 
     @commands.handle(cmd.ListAccounts)
     async def list_accounts(command: cmd.ListAccounts) -> cmd.AccountList:
-        """The firm's accounts, most recently updated first."""
-        return await service.list_accounts(command)
+        """The firm's accounts, filtered, sorted and paginated on each column."""
+        return await queries.list_accounts(command)
+
+    @commands.handle(cmd.ListSignatories)
+    async def list_signatories(command: cmd.ListSignatories) -> cmd.Signatories:
+        """Who may sign for the account."""
+        return await queries.list_signatories(command)
+
+
+def register_events(events: EventSubscriptions, facts: IdentityFacts) -> None:
+    @events.handle(InvitationIssued)
+    async def on_invitation_issued(event: Envelope[InvitationIssued]) -> None:
+        """The address is pending activation."""
+        await facts.access_changed(event)
+
+    @events.handle(InvitationCancelled)
+    async def on_invitation_cancelled(event: Envelope[InvitationCancelled]) -> None:
+        """The address is no longer pending activation."""
+        await facts.access_changed(event)
+
+    @events.handle(UserActivated)
+    async def on_user_activated(event: Envelope[UserActivated]) -> None:
+        """Someone can log in to the account with this address."""
+        await facts.access_changed(event)
+
+    @events.handle(AccessRevoked)
+    async def on_access_revoked(event: Envelope[AccessRevoked]) -> None:
+        """This address can no longer log in to the account."""
+        await facts.access_changed(event)
+
+    @events.handle(UserLoggedIn)
+    async def on_user_logged_in(event: Envelope[UserLoggedIn]) -> None:
+        """The last login time of each of the person's accounts."""
+        await facts.logged_in(event)

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.crm import access
 from services.crm.domain import Account, Address, Contact, Firm, Settings
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.aggregates import save_aggregate
@@ -133,29 +134,24 @@ class AccountRepository(_Repository):
     collection_name = "accounts"
 
     async def ensure_indexes(self) -> None:
-        await self.collection.create_index([("firm_id", ASCENDING), ("updated_at", DESCENDING)])
+        await self.collection.create_index([("firm_id", ASCENDING), ("contact_ids", ASCENDING)])
 
     async def get(self, firm_id: str, account_id: str) -> Account:
         doc = await self.collection.find_one({"_id": account_id, "firm_id": firm_id}, {"outbox": 0})
         if doc is None:
             raise NotStored(account_id)
-        return self._account(doc)
+        return account_from(doc)
 
-    async def page(self, firm_id: str, *, limit: int, offset: int) -> tuple[int, list[Account]]:
-        query = {"firm_id": firm_id}
-        total = await self.collection.count_documents(query)
-        cursor = (
-            self.collection.find(query, {"outbox": 0})
-            .sort([("updated_at", DESCENDING), ("_id", ASCENDING)])
-            .skip(offset)
-            .limit(limit)
-        )
-        return total, [self._account(doc) async for doc in cursor]
+    async def linked_to(self, firm_id: str, contact_id: str) -> list[str]:
+        """Every account the contact is linked to."""
+        cursor = self.collection.find({"firm_id": firm_id, "contact_ids": contact_id}, {"_id": 1})
+        return sorted([doc["_id"] async for doc in cursor])
 
     async def save(self, account: Account, events: Sequence[Envelope[EventPayload]]) -> None:
         state: dict[str, Any] = {
             "firm_id": account.firm_id,
             "name": account.name,
+            "name_key": account.name.casefold(),
             "account_type": account.account_type,
             "tags": list(account.tags),
             "created_at": account.created_at,
@@ -164,29 +160,36 @@ class AccountRepository(_Repository):
                 contact_id: {a_id: _settings_doc(s) for a_id, s in per_address.items()}
                 for contact_id, per_address in account.links.items()
             },
+            "contact_ids": sorted(account.links),
             "addresses": {
                 a.id: {"email": a.email, "label": a.label} for a in account.addresses.values()
             },
             "summary": {s: account.any_address(s) for s in ("login", "notify", "email_sync")},
         }
+        if account.version == 0:  # identity's facts fill these in later
+            state |= {
+                "login_status": access.NOT_ACTIVATED,
+                "login_rank": access.STATUS_RANK[access.NOT_ACTIVATED],
+                "last_login_at": None,
+            }
         await self._write(account.id, account.version, state, events)
 
-    @staticmethod
-    def _account(doc: Document) -> Account:
-        return Account(
-            id=doc["_id"],
-            firm_id=doc["firm_id"],
-            name=doc["name"],
-            account_type=doc["account_type"],
-            tags=tuple(doc["tags"]),
-            created_at=doc["created_at"],
-            updated_at=doc["updated_at"],
-            links={
-                contact_id: {a_id: _settings(s) for a_id, s in per_address.items()}
-                for contact_id, per_address in doc["links"].items()
-            },
-            addresses={
-                a_id: Address(a_id, a["email"], a["label"]) for a_id, a in doc["addresses"].items()
-            },
-            version=doc["version"],
-        )
+
+def account_from(doc: Document) -> Account:
+    return Account(
+        id=doc["_id"],
+        firm_id=doc["firm_id"],
+        name=doc["name"],
+        account_type=doc["account_type"],
+        tags=tuple(doc["tags"]),
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        links={
+            contact_id: {a_id: _settings(s) for a_id, s in per_address.items()}
+            for contact_id, per_address in doc["links"].items()
+        },
+        addresses={
+            a_id: Address(a_id, a["email"], a["label"]) for a_id, a in doc["addresses"].items()
+        },
+        version=doc["version"],
+    )

@@ -1,35 +1,15 @@
-"""The crm service layer: one function per command, each load → change → save."""
+"""The crm service layer for firms, accounts, links and settings: load → change → save."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from functools import wraps
-from typing import ParamSpec, TypeVar
-
-from services.crm.domain import (
-    Account,
-    Contact,
-    DomainRuleBroken,
-    Firm,
-    Settings,
-)
-from services.crm.repository import (
-    AccountRepository,
-    ContactRepository,
-    FirmRepository,
-    NotStored,
-)
-from services.crm.translate import account_envelopes
+from services.crm import access
+from services.crm.common import Store, categories, retry_on_concurrent_update, settings_from
+from services.crm.domain import Account, Contact, DomainRuleBroken, Firm, Settings
 from shared.contracts import crm as cmd
-from shared.contracts.categories import NotificationCategory
 from shared.contracts.envelope import Envelope
-from shared.contracts.errors import Conflict, NotFound, UnknownFirm
-from shared.contracts.events import AccountType, FirmRegistered
+from shared.contracts.errors import Conflict, NotFound
+from shared.contracts.events import FirmRegistered
 from shared.storage.aggregates import ConcurrentUpdate
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 ToggleCommand = cmd.ToggleLogin | cmd.ToggleNotify | cmd.ToggleEmailSync | cmd.ToggleSignatory
 
@@ -41,53 +21,15 @@ _SETTING_OF = {
 }
 
 
-def retry_on_concurrent_update(
-    func: Callable[P, Awaitable[R]], attempts: int = 8
-) -> Callable[P, Awaitable[R]]:
-    @wraps(func)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        for attempt in range(attempts):
-            try:
-                return await func(*args, **kwargs)
-            except ConcurrentUpdate:
-                await asyncio.sleep(0.005 * 2**attempt)
-        raise Conflict("the record kept changing while this command ran; try again")
-
-    return wrapper
+def address_views(contact: Contact) -> tuple[cmd.AddressView, ...]:
+    return tuple(
+        cmd.AddressView(address_id=a.id, email=a.email, label=a.label) for a in contact.addresses
+    )
 
 
 class CrmService:
-    def __init__(
-        self, firms: FirmRepository, contacts: ContactRepository, accounts: AccountRepository
-    ) -> None:
-        self.firms = firms
-        self.contacts = contacts
-        self.accounts = accounts
-
-    # --- loading, with typed errors ------------------------------------------------------
-
-    async def _require_firm(self, firm_id: str) -> None:
-        if not await self.firms.exists(firm_id):
-            raise UnknownFirm(f"no firm {firm_id}", field="firm_id")
-
-    async def _account(self, firm_id: str, account_id: str) -> Account:
-        await self._require_firm(firm_id)
-        try:
-            return await self.accounts.get(firm_id, account_id)
-        except NotStored:
-            raise NotFound(f"no account {account_id} in this firm", field="account_id") from None
-
-    async def _contact(self, firm_id: str, contact_id: str) -> Contact:
-        try:
-            return await self.contacts.get(firm_id, contact_id)
-        except NotStored:
-            raise NotFound(f"no contact {contact_id} in this firm", field="contact_id") from None
-
-    async def _save_account(self, account: Account, correlation_id: str | None) -> None:
-        events = list(account_envelopes(account, correlation_id))
-        await self.accounts.save(account, events)
-
-    # --- commands ------------------------------------------------------------------------
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     async def register_firm(self, c: cmd.RegisterFirm) -> cmd.FirmRegisteredReply:
         firm = Firm(
@@ -109,7 +51,7 @@ class CrmService:
             aggregate_version=1,
         )
         try:
-            await self.firms.save(firm, [event])
+            await self.store.firms.save(firm, [event])
         except ConcurrentUpdate:
             raise Conflict(f"firm {c.firm_id} already exists", field="firm_id") from None
         return cmd.FirmRegisteredReply(firm_id=firm.id)
@@ -117,68 +59,94 @@ class CrmService:
     async def create_account(
         self, c: cmd.CreateAccount, correlation_id: str | None = None
     ) -> cmd.AccountCreatedReply:
-        await self._require_firm(c.firm_id)
+        """The account and its new contacts; the account (with every link) is one write."""
+        await self.store.require_firm(c.firm_id)
         account = Account.open(c.firm_id, c.name, c.account_type.value, c.tags)
-        await self._save_account(account, correlation_id)
-        return cmd.AccountCreatedReply(account_id=account.id)
+        contacts = []
+        for i, new in enumerate(c.contacts):
+            try:
+                contact = Contact.create(
+                    c.firm_id, new.name, new.phones, [(a.email, a.label) for a in new.addresses]
+                )
+            except DomainRuleBroken as exc:
+                raise Conflict(str(exc), field=f"contacts.{i}.{exc.field}") from None
+            chosen = {
+                address.id: settings_from(given)
+                for address, given in zip(contact.addresses, new.addresses, strict=True)
+            }
+            invite = {
+                address.id: given.personal_message
+                for address, given in zip(contact.addresses, new.addresses, strict=True)
+                if given.send_invitation
+            }
+            account.link(contact, chosen, invite, c.actor)
+            contacts.append(contact)
+        for contact in contacts:  # an orphan contact after a crash here is harmless
+            await self.store.contacts.save(contact, [])
+        await self.store.save_account(account, correlation_id)
+        return cmd.AccountCreatedReply(
+            account_id=account.id,
+            contacts=tuple(
+                cmd.CreatedContact(contact_id=x.id, addresses=address_views(x)) for x in contacts
+            ),
+        )
 
     async def create_contact(self, c: cmd.CreateContact) -> cmd.ContactCreatedReply:
-        await self._require_firm(c.firm_id)
+        await self.store.require_firm(c.firm_id)
         try:
             contact = Contact.create(
                 c.firm_id, c.name, c.phones, [(a.email, a.label) for a in c.addresses]
             )
         except DomainRuleBroken as exc:
             raise Conflict(str(exc), field=exc.field) from None
-        await self.contacts.save(contact, [])
-        return cmd.ContactCreatedReply(
-            contact_id=contact.id,
-            addresses=tuple(
-                cmd.AddressView(address_id=a.id, email=a.email, label=a.label)
-                for a in contact.addresses
-            ),
-        )
+        await self.store.contacts.save(contact, [])
+        return cmd.ContactCreatedReply(contact_id=contact.id, addresses=address_views(contact))
 
     @retry_on_concurrent_update
     async def link_contact(
         self, c: cmd.LinkContact, correlation_id: str | None = None
     ) -> cmd.Linked:
-        async with self.accounts.locked(c.account_id):
-            return await self._link_contact(c, correlation_id)
-
-    async def _link_contact(self, c: cmd.LinkContact, correlation_id: str | None) -> cmd.Linked:
-        account = await self._account(c.firm_id, c.account_id)
-        contact = await self._contact(c.firm_id, c.contact_id)
-        chosen = {
-            s.address_id: Settings(
-                login=s.login, email_sync=s.email_sync, signatory=s.signatory
-            ).with_notify(s.notify, _categories(s.notify_categories))
-            for s in c.settings
-        }
-        invite = {s.address_id: s.personal_message for s in c.settings if s.send_invitation}
-        try:
-            account.link(contact, chosen, invite, c.actor)
-        except DomainRuleBroken as exc:
-            raise Conflict(str(exc), field=exc.field) from None
-        await self._save_account(account, correlation_id)
+        async with self.store.accounts.locked(c.account_id):
+            account = await self.store.account(c.firm_id, c.account_id)
+            contact = await self.store.contact(c.firm_id, c.contact_id)
+            chosen = {s.address_id: settings_from(s) for s in c.settings}
+            invite = {s.address_id: s.personal_message for s in c.settings if s.send_invitation}
+            try:
+                account.link(contact, chosen, invite, c.actor)
+            except DomainRuleBroken as exc:
+                raise Conflict(str(exc), field=exc.field) from None
+            await self.store.save_account(account, correlation_id)
         return cmd.Linked(account_id=account.id, contact_id=contact.id)
+
+    @retry_on_concurrent_update
+    async def unlink_contact(
+        self, c: cmd.UnlinkContact, correlation_id: str | None = None
+    ) -> cmd.Unlinked:
+        async with self.store.accounts.locked(c.account_id):
+            account = await self.store.account(c.firm_id, c.account_id)
+            await self.store.contact(c.firm_id, c.contact_id)
+            changed = account.unlink(c.contact_id, c.actor)
+            if changed:
+                await self.store.save_account(account, correlation_id)
+        return cmd.Unlinked(account_id=account.id, contact_id=c.contact_id, changed=changed)
 
     @retry_on_concurrent_update
     async def toggle(
         self, c: ToggleCommand, correlation_id: str | None = None
     ) -> cmd.SettingChanged:
-        async with self.accounts.locked(c.account_id):
+        async with self.store.accounts.locked(c.account_id):
             return await self._toggle(c, correlation_id)
 
     async def _toggle(self, c: ToggleCommand, correlation_id: str | None) -> cmd.SettingChanged:
-        account = await self._account(c.firm_id, c.account_id)
+        account = await self.store.account(c.firm_id, c.account_id)
         setting = _SETTING_OF[type(c)]
         try:
             current = account.settings_of(c.contact_id, c.address_id)
         except DomainRuleBroken as exc:
             raise NotFound(str(exc), field=exc.field) from None
+        updated: Settings
         if isinstance(c, cmd.ToggleNotify):
-            updated = current.with_notify(c.enabled, _categories(c.categories))
+            updated = current.with_notify(c.enabled, categories(c.categories))
         else:
             updated = current.with_flag(setting, c.enabled)
         invite = isinstance(c, cmd.ToggleLogin) and c.send_invitation
@@ -192,60 +160,24 @@ class CrmService:
             personal_message=c.personal_message if isinstance(c, cmd.ToggleLogin) else None,
         )
         if changed:
-            await self._save_account(account, correlation_id)
+            await self.store.save_account(account, correlation_id)
         return cmd.SettingChanged(changed=changed)
 
-    # --- queries -------------------------------------------------------------------------
-
-    async def get_account(self, c: cmd.GetAccount) -> cmd.AccountView:
-        account = await self._account(c.firm_id, c.account_id)
-        names = {cid: (await self._contact(c.firm_id, cid)).name for cid in account.links}
-        return cmd.AccountView(
-            account_id=account.id,
-            name=account.name,
-            account_type=AccountType(account.account_type),
-            tags=account.tags,
-            created_at=account.created_at,
-            updated_at=account.updated_at,
-            addresses=tuple(
-                cmd.AddressSettingsView(
-                    contact_id=contact_id,
-                    contact_name=names[contact_id],
-                    address_id=address_id,
-                    email=account.addresses[address_id].email,
-                    label=account.addresses[address_id].label,
-                    login=s.login,
-                    notify=s.notify,
-                    notify_categories=frozenset(
-                        NotificationCategory(x) for x in s.notify_categories
-                    ),
-                    email_sync=s.email_sync,
-                    signatory=s.signatory,
-                )
-                for contact_id, per_address in account.links.items()
-                for address_id, s in per_address.items()
-            ),
-        )
-
-    async def list_accounts(self, c: cmd.ListAccounts) -> cmd.AccountList:
-        await self._require_firm(c.firm_id)
-        total, accounts = await self.accounts.page(c.firm_id, limit=c.limit, offset=c.offset)
-        return cmd.AccountList(
-            total=total,
-            accounts=tuple(
-                cmd.AccountSummary(
-                    account_id=a.id,
-                    name=a.name,
-                    account_type=AccountType(a.account_type),
-                    login=a.any_address("login"),
-                    notify=a.any_address("notify"),
-                    email_sync=a.any_address("email_sync"),
-                    updated_at=a.updated_at,
-                )
-                for a in accounts
-            ),
-        )
-
-
-def _categories(categories: frozenset[NotificationCategory] | None) -> frozenset[str] | None:
-    return None if categories is None else frozenset(c.value for c in categories)
+    @retry_on_concurrent_update
+    async def turn_off_unlinked_email(
+        self, c: cmd.TurnOffUnlinkedEmail, correlation_id: str | None = None
+    ) -> cmd.SettingChanged:
+        async with self.store.accounts.locked(c.account_id):
+            account, known = await self.store.account_with_access(c.firm_id, c.account_id)
+            linked_emails = {a.key for a in account.addresses.values()}
+            if not any(
+                e.address_id == c.address_id and e.email.casefold() == c.email.casefold()
+                for e in access.unlinked(list(known.entries), linked_emails)
+            ):
+                raise NotFound(f"{c.email} is not an unlinked email of this account", field="email")
+            try:
+                account.turn_off_old_email(c.address_id, c.email, c.actor)
+            except DomainRuleBroken as exc:
+                raise NotFound(str(exc), field=exc.field) from None
+            await self.store.save_account(account, correlation_id)
+        return cmd.SettingChanged(changed=True)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from services.crm.domain import Account, AccountOpened, ContactAttached, Event, SettingChanged
+from services.crm.domain import (
+    Account,
+    AccountOpened,
+    Address,
+    AddressAttached,
+    ContactAttached,
+    ContactDetached,
+    Event,
+    SettingChanged,
+    Settings,
+)
 from shared.contracts import events as contract
 from shared.contracts.categories import NotificationCategory
 from shared.contracts.envelope import Envelope, EventPayload
@@ -23,24 +33,41 @@ def _payload(account: Account, event: Event) -> EventPayload:
             account_id=account.id,
             contact_id=event.contact_id,
             contact_name=event.contact_name,
+            addresses=tuple(_address_settings(address, s) for address, s in event.addresses),
+            actor=event.actor,
+        )
+    if isinstance(event, ContactDetached):
+        return contract.ContactUnlinked(
+            account_id=account.id,
+            contact_id=event.contact_id,
             addresses=tuple(
-                contract.AddressSettings(
-                    address_id=address.id,
-                    email=address.email,
-                    label=address.label,
-                    login=s.login,
-                    notify=s.notify,
-                    notify_categories=frozenset(map(NotificationCategory, s.notify_categories)),
-                    email_sync=s.email_sync,
-                    signatory=s.signatory,
-                )
-                for address, s in event.addresses
+                contract.AddressRef(address_id=a.id, email=a.email) for a in event.addresses
             ),
+            actor=event.actor,
+        )
+    if isinstance(event, AddressAttached):
+        return contract.AddressAdded(
+            account_id=account.id,
+            contact_id=event.contact_id,
+            address=_address_settings(event.address, event.settings),
             actor=event.actor,
         )
     if isinstance(event, SettingChanged):
         return _setting_payload(account, event)
     raise TypeError(f"no integration event for {event!r}")
+
+
+def _address_settings(address: Address, s: Settings) -> contract.AddressSettings:
+    return contract.AddressSettings(
+        address_id=address.id,
+        email=address.email,
+        label=address.label,
+        login=s.login,
+        notify=s.notify,
+        notify_categories=frozenset(map(NotificationCategory, s.notify_categories)),
+        email_sync=s.email_sync,
+        signatory=s.signatory,
+    )
 
 
 def _setting_payload(account: Account, event: SettingChanged) -> EventPayload:
@@ -85,3 +112,30 @@ def account_envelopes(
             aggregate_version=account.version + offset,
             correlation_id=correlation_id,
         )
+
+
+def email_changed(
+    firm_id: str,
+    contact_id: str,
+    version: int,
+    old: Address,
+    new: Address,
+    account_ids: list[str],
+    actor: str,
+    correlation_id: str | None,
+) -> Envelope[EventPayload]:
+    """ContactEmailChanged, an event of the contact aggregate (its own versions)."""
+    return Envelope.wrap(
+        contract.ContactEmailChanged(
+            contact_id=contact_id,
+            address_id=new.id,
+            old_email=old.email,
+            new_email=new.email,
+            account_ids=tuple(account_ids),
+            actor=actor,
+        ),
+        firm_id=firm_id,
+        aggregate_id=contact_id,
+        aggregate_version=version + 1,
+        correlation_id=correlation_id,
+    )

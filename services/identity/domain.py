@@ -2,56 +2,104 @@
 
 Pure Python. Invitation links carry a token derived from the invitation id with a
 server-side key (see ``tokens.py``); only its hash is ever stored.
+
+A grant follows two crm aggregates, each with its own version: the account (Login,
+unlinking) and the contact (address changes). When an address changes after its
+person activated, the old email keeps its access as an *unlinked* grant of its own,
+until Login is turned off for it.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-TokenHasher = Callable[[str], str]
-"""Maps an invitation id to the hash of its link's token."""
+from services.identity.invitation import (
+    EndReason,
+    Invitation,
+    InvitationFactory,
+    InvitationNotLive,
+    InvitationState,
+    TokenHasher,
+    new_id,
+)
 
+__all__ = [
+    "SELF_REQUESTED",
+    "AccessActivated",
+    "AccessRemoved",
+    "EmailChange",
+    "EndReason",
+    "Grant",
+    "GrantEvent",
+    "Invitation",
+    "InvitationEnded",
+    "InvitationFactory",
+    "InvitationNotLive",
+    "InvitationSent",
+    "InvitationState",
+    "TokenHasher",
+    "grant_id",
+    "new_id",
+    "same_email",
+    "unlinked_grant_id",
+]
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+SELF_REQUESTED = "client"
+"""``invited_by`` of a link the person asked for themselves."""
 
 
 def grant_id(firm_id: str, account_id: str, address_id: str) -> str:
     return f"{firm_id}:{account_id}:{address_id}"
 
 
-class InvitationState(StrEnum):
-    LIVE = "live"
-    ACCEPTED = "accepted"
-    CANCELLED = "cancelled"
+def unlinked_grant_id(firm_id: str, account_id: str, address_id: str, email: str) -> str:
+    digest = hashlib.sha256(email.casefold().encode()).hexdigest()[:24]
+    return f"{grant_id(firm_id, account_id, address_id)}:old:{digest}"
 
 
-@dataclass(frozen=True)
-class Invitation:
-    id: str
-    token_hash: str
-    issued_at: datetime
-    expires_at: datetime
-    invited_by: str
-    personal_message: str | None
-    state: InvitationState = InvitationState.LIVE
+def same_email(a: str, b: str) -> bool:
+    return a.casefold() == b.casefold()
 
-    def is_live(self, at: datetime) -> bool:
-        return self.state is InvitationState.LIVE and at < self.expires_at
+
+# --- domain events ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class InvitationSent:
     invitation: Invitation
+    email: str
+
+
+@dataclass(frozen=True)
+class InvitationEnded:
+    invitation: Invitation
+    email: str
+    reason: EndReason
 
 
 @dataclass(frozen=True)
 class AccessActivated:
     user_id: str
+
+
+@dataclass(frozen=True)
+class AccessRemoved:
+    user_id: str
+    email: str
+
+
+GrantEvent = InvitationSent | InvitationEnded | AccessActivated | AccessRemoved
+
+
+@dataclass(frozen=True)
+class EmailChange:
+    """An address changed (ContactEmailChanged), as one grant sees it."""
+
+    old_email: str
+    new_email: str
+    contact_version: int
 
 
 @dataclass
@@ -66,14 +114,34 @@ class Grant:
     email: str
     login: bool = False
     crm_version: int = 0
+    contact_version: int = 0
     invitation: Invitation | None = None
     user_id: str | None = None
+    unlinked: bool = False
+    """An old email of the address that kept the access its person had activated."""
+    retired: set[str] = field(default_factory=set)
+    """Earlier emails of the address (casefolded): a late fact naming one is not news."""
     version: int = 0
-    events: list[InvitationSent | AccessActivated] = field(default_factory=list, repr=False)
+    events: list[GrantEvent] = field(default_factory=list, repr=False)
+    split_off: list[Grant] = field(default_factory=list, repr=False)
+    """Unlinked grants created by the last change; saved alongside this one."""
 
     @property
     def activated(self) -> bool:
         return self.user_id is not None
+
+    @property
+    def aggregate_id(self) -> str:
+        """The id events carry (at most 100 characters, as the envelope allows)."""
+        if len(self.id) <= 100:
+            return self.id
+        return f"grant_{hashlib.sha256(self.id.encode()).hexdigest()[:48]}"
+
+    @property
+    def awaiting_activation(self) -> bool:
+        return self.login and not self.activated and not self.unlinked
+
+    # --- facts from crm ------------------------------------------------------------------
 
     def apply_login(
         self,
@@ -90,74 +158,123 @@ class Grant:
         if crm_version <= self.crm_version:
             return False
         self.crm_version = crm_version
-        self.email = email
+        if self._newer_email(email):
+            # The address changed and crm's account fact arrived before the contact's.
+            self._change_email(email, actor, invite)
         self.login = enabled
         if not enabled:
-            self._cancel_invitation()
-            self.user_id = None
-        elif send_invitation and not self.activated:
+            self._turn_off(EndReason.LOGIN_OFF)
+        elif send_invitation and self.awaiting_activation:
             self._issue(invite(actor, personal_message))
         return True
 
+    def change_email(self, change: EmailChange, actor: str, invite: InvitationFactory) -> bool:
+        """Apply a ContactEmailChanged fact; False when stale or repeated."""
+        if change.contact_version <= self.contact_version or self.unlinked:
+            return False
+        self.contact_version = change.contact_version
+        self.retired.add(change.old_email.casefold())
+        if not same_email(change.new_email, self.email):
+            self._change_email(change.new_email, actor, invite)
+        return True
+
+    def unlink(self, crm_version: int) -> bool:
+        """The contact was unlinked from the account: every access and link ends."""
+        if crm_version <= self.crm_version:
+            return False
+        self.crm_version = crm_version
+        self.login = False
+        self._turn_off(EndReason.LOGIN_OFF)
+        return True
+
+    # --- staff and client requests -------------------------------------------------------
+
+    def resend(self, invite: InvitationFactory, actor: str, personal_message: str | None) -> bool:
+        """A new link replaces the old one; only for Login on and not yet activated."""
+        if not self.awaiting_activation:
+            return False
+        message = personal_message
+        if message is None and self.invitation is not None:
+            message = self.invitation.personal_message
+        self._issue(invite(actor, message))
+        return True
+
+    def cancel_invitation(self) -> bool:
+        """The link stops working; Login stays on and the address shows as not invited."""
+        return self._end_invitation(EndReason.CANCELLED)
+
     def reissue(self, invite: InvitationFactory, at: datetime, min_interval: timedelta) -> bool:
         """Send a fresh link when the person asks for one (e.g. from an activation banner)."""
-        if not self.login or self.activated:
+        if not self.awaiting_activation:
             return False
         last = self.invitation
         if last is not None and at - last.issued_at < min_interval:
             return False
-        self._issue(invite(last.invited_by if last else "client", None))
+        self._issue(invite(SELF_REQUESTED, None))
         return True
 
     def accept(self, token_hash: str, user_id: str, at: datetime) -> None:
         invitation = self.invitation
         if invitation is None or invitation.token_hash != token_hash or not invitation.is_live(at):
             raise InvitationNotLive
-        self.invitation = _with_state(invitation, InvitationState.ACCEPTED)
+        self.invitation = replace(invitation, state=InvitationState.ACCEPTED)
         self.user_id = user_id
         self.events.append(AccessActivated(user_id))
 
-    def _issue(self, invitation: Invitation) -> None:
-        # The newest link is the only live one: a new invitation replaces the old.
-        self.invitation = invitation
-        self.events.append(InvitationSent(invitation))
+    # --- rules ---------------------------------------------------------------------------
 
-    def _cancel_invitation(self) -> None:
-        if self.invitation is not None and self.invitation.state is InvitationState.LIVE:
-            self.invitation = _with_state(self.invitation, InvitationState.CANCELLED)
-
-
-class InvitationNotLive(Exception):
-    """The link is unknown, expired, replaced, cancelled or already used."""
-
-
-class InvitationFactory:
-    """Creates invitations with the firm's expiry; the hash comes from the token minter."""
-
-    def __init__(self, token_hash_for: TokenHasher, issued_at: datetime, expiry: timedelta) -> None:
-        self._token_hash_for = token_hash_for
-        self._issued_at = issued_at
-        self._expiry = expiry
-
-    def __call__(self, invited_by: str, personal_message: str | None) -> Invitation:
-        invitation_id = new_id("inv")
-        return Invitation(
-            id=invitation_id,
-            token_hash=self._token_hash_for(invitation_id),
-            issued_at=self._issued_at,
-            expires_at=self._issued_at + self._expiry,
-            invited_by=invited_by,
-            personal_message=personal_message,
+    def _newer_email(self, email: str) -> bool:
+        return not (
+            self.unlinked or same_email(email, self.email) or email.casefold() in self.retired
         )
 
+    def _change_email(self, new_email: str, actor: str, invite: InvitationFactory) -> None:
+        self.retired.add(self.email.casefold())
+        self.retired.discard(new_email.casefold())
+        was_invited = self.invitation is not None and self.invitation.state is not (
+            InvitationState.CANCELLED
+        )
+        self._end_invitation(EndReason.ADDRESS_CHANGED)
+        if self.user_id is not None:
+            self.split_off.append(self._unlinked_copy())
+            self.user_id = None
+        self.email = new_email
+        if self.login and was_invited:
+            # Never leave the person without a way in: the new address is invited at once.
+            self._issue(invite(actor, None))
 
-def _with_state(invitation: Invitation, state: InvitationState) -> Invitation:
-    return Invitation(
-        id=invitation.id,
-        token_hash=invitation.token_hash,
-        issued_at=invitation.issued_at,
-        expires_at=invitation.expires_at,
-        invited_by=invitation.invited_by,
-        personal_message=invitation.personal_message,
-        state=state,
-    )
+    def _unlinked_copy(self) -> Grant:
+        return Grant(
+            id=unlinked_grant_id(self.firm_id, self.account_id, self.address_id, self.email),
+            firm_id=self.firm_id,
+            account_id=self.account_id,
+            contact_id=self.contact_id,
+            address_id=self.address_id,
+            email=self.email,
+            login=self.login,
+            crm_version=self.crm_version,
+            contact_version=self.contact_version,
+            invitation=self.invitation,
+            user_id=self.user_id,
+            unlinked=True,
+        )
+
+    def _turn_off(self, reason: EndReason) -> None:
+        self._end_invitation(reason)
+        if self.user_id is not None:
+            self.events.append(AccessRemoved(self.user_id, self.email))
+            self.user_id = None
+
+    def _issue(self, invitation: Invitation) -> None:
+        # The newest link is the only live one: a new invitation replaces the old.
+        self._end_invitation(EndReason.REPLACED)
+        self.invitation = invitation
+        self.events.append(InvitationSent(invitation, self.email))
+
+    def _end_invitation(self, reason: EndReason) -> bool:
+        invitation = self.invitation
+        if invitation is None or invitation.state is not InvitationState.LIVE:
+            return False
+        self.invitation = replace(invitation, state=InvitationState.CANCELLED)
+        self.events.append(InvitationEnded(invitation, self.email, reason))
+        return True

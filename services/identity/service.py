@@ -1,122 +1,128 @@
-"""The identity service layer: grants follow crm's LoginToggled; people activate by link."""
+"""The identity service layer for facts from other services: grants follow crm.
+
+Every read-modify-write of a grant holds that grant's lock (FerretDB does not
+isolate concurrent updates of one document) and saves with the version it read.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from argon2 import PasswordHasher
-
 from services.identity.domain import (
-    AccessActivated,
+    EmailChange,
     Grant,
     InvitationFactory,
-    InvitationNotLive,
-    InvitationSent,
     grant_id,
-    new_id,
+    same_email,
+    unlinked_grant_id,
 )
-from services.identity.repository import (
-    FirmSettings,
-    GrantRepository,
-    UsedTokens,
-    Users,
-)
-from services.identity.tokens import InvitationTokens, hash_token
+from services.identity.projections import AccountNames, InvalidAddresses
+from services.identity.repository import FirmSettings, GrantRepository
+from services.identity.tokens import InvitationTokens
+from services.identity.translate import grant_envelopes
 from shared.contracts.envelope import Envelope, EventPayload
-from shared.contracts.events import FirmRegistered, InvitationIssued, LoginToggled, UserActivated
-from shared.logging import get_logger
+from shared.contracts.events import (
+    AccountCreated,
+    ContactEmailChanged,
+    ContactUnlinked,
+    FirmRegistered,
+    LoginToggled,
+    NotificationFailed,
+)
 from shared.storage.aggregates import ConcurrentUpdate
 
-log = get_logger(__name__)
-
-MIN_PASSWORD_LENGTH = 12
-MAX_PASSWORD_LENGTH = 128
 FRESH_LINK_INTERVAL = timedelta(minutes=1)
 Clock = Callable[[], datetime]
+Change = Callable[[Grant], Awaitable[bool]]
 
 
-class ActivationRefused(Exception):
-    """Shown to the person as is: it never says whether an address exists."""
+class GrantUpdates:
+    """Load → change → save of one grant, under its lock, with the firm's invitation policy."""
 
-
-@dataclass(frozen=True)
-class ActivationView:
-    email: str
-    has_password: bool
-
-
-def _envelopes(grant: Grant, cause: Envelope[EventPayload] | None) -> list[Envelope[EventPayload]]:
-    out: list[Envelope[EventPayload]] = []
-    for offset, event in enumerate(grant.events, start=1):
-        payload: EventPayload
-        if isinstance(event, InvitationSent):
-            i = event.invitation
-            payload = InvitationIssued(
-                invitation_id=i.id,
-                account_id=grant.account_id,
-                contact_id=grant.contact_id,
-                address_id=grant.address_id,
-                email=grant.email,
-                activation_url="",  # derived as it is published: see tokens.link_completer
-                expires_at=i.expires_at,
-                personal_message=i.personal_message,
-                invited_by=i.invited_by,
-            )
-        elif isinstance(event, AccessActivated):
-            payload = UserActivated(
-                user_id=event.user_id,
-                account_id=grant.account_id,
-                address_id=grant.address_id,
-                email=grant.email,
-            )
-        out.append(
-            Envelope.wrap(
-                payload,
-                firm_id=grant.firm_id,
-                aggregate_id=grant.id,
-                aggregate_version=grant.version + offset,
-                correlation_id=cause.correlation_id if cause else None,
-                causation_id=str(cause.event_id) if cause else None,
-            )
-        )
-    return out
-
-
-class IdentityService:
     def __init__(
         self,
         grants: GrantRepository,
         firms: FirmSettings,
-        users: Users,
-        used_tokens: UsedTokens,
         tokens: InvitationTokens,
-        passwords: PasswordHasher | None = None,
         clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
         self.grants = grants
         self.firms = firms
-        self.users = users
-        self.used_tokens = used_tokens
         self.tokens = tokens
-        self.passwords = passwords or PasswordHasher()  # argon2id, above OWASP's minimum
         self.clock = clock
 
-    # --- events from crm -----------------------------------------------------------------
+    async def invitations(self, firm_id: str) -> InvitationFactory:
+        days = await self.firms.expiry_days(firm_id)
+        return InvitationFactory(self.tokens.hash_for, self.clock(), timedelta(days=days))
+
+    async def update(
+        self,
+        key: str,
+        change: Change,
+        new: Callable[[], Grant] | None = None,
+        cause: Envelope[EventPayload] | None = None,
+        correlation_id: str | None = None,
+        attempts: int = 8,
+    ) -> Grant | None:
+        """Apply ``change``; returns the grant if it changed, None if it did not."""
+        for attempt in range(attempts):
+            async with self.grants.locked(key):
+                grant = await self.grants.get(key)
+                if grant is None:
+                    if new is None:
+                        return None
+                    grant = new()
+                if not await change(grant):
+                    return None
+                try:
+                    await self.grants.save(grant, grant_envelopes(grant, cause, correlation_id))
+                except ConcurrentUpdate:
+                    pass
+                else:
+                    return grant
+            await asyncio.sleep(0.005 * 2**attempt)
+        raise ConcurrentUpdate(key)
+
+
+class IdentityService:
+    """Follows crm's facts (firms, accounts, Login, address changes, unlinking) and bounces."""
+
+    def __init__(
+        self,
+        updates: GrantUpdates,
+        account_names: AccountNames,
+        invalid_addresses: InvalidAddresses,
+    ) -> None:
+        self.updates = updates
+        self.grants = updates.grants
+        self.firms = updates.firms
+        self.account_names = account_names
+        self.invalid_addresses = invalid_addresses
 
     async def firm_registered(self, event: Envelope[FirmRegistered]) -> None:
         await self.firms.record(
             event.firm_id, event.payload.invitation_expiry_days, event.aggregate_version
         )
 
+    async def account_created(self, event: Envelope[AccountCreated]) -> None:
+        p = event.payload
+        await self.account_names.record(
+            event.firm_id, p.account_id, p.name, event.aggregate_version
+        )
+
+    async def delivery_failed(self, event: Envelope[NotificationFailed]) -> None:
+        if event.payload.permanent:
+            await self.invalid_addresses.mark(
+                event.firm_id, event.payload.email, event.payload.reason
+            )
+
     async def login_toggled(self, event: Envelope[LoginToggled]) -> None:
         p = event.payload
-        key = grant_id(event.firm_id, p.account_id, p.address_id)
+        key = await self._grant_for_email(event.firm_id, p.account_id, p.address_id, p.email)
 
         async def change(grant: Grant) -> bool:
-            invite = await self._invitations(event.firm_id)
             return grant.apply_login(
                 enabled=p.enabled,
                 send_invitation=p.send_invitation,
@@ -124,103 +130,70 @@ class IdentityService:
                 actor=p.actor,
                 crm_version=event.aggregate_version,
                 email=p.email,
-                invite=invite,
+                invite=await self.updates.invitations(event.firm_id),
             )
 
         def new() -> Grant:
             return Grant(key, event.firm_id, p.account_id, p.contact_id, p.address_id, p.email)
 
-        await self._update(key, change, new, event)
+        await self.updates.update(key, change, new, event)
+
+    async def email_changed(self, event: Envelope[ContactEmailChanged]) -> None:
+        p = event.payload
+        fact = EmailChange(p.old_email, p.new_email, event.aggregate_version)
+
+        async def change(grant: Grant) -> bool:
+            invite = await self.updates.invitations(event.firm_id)
+            return grant.change_email(fact, p.actor, invite)
+
+        for account_id in p.account_ids:
+            key = grant_id(event.firm_id, account_id, p.address_id)
+
+            def new(key: str = key, account_id: str = account_id) -> Grant:
+                # Remembered even without Login, so that a late LoginToggled naming the
+                # old email cannot send an invitation there.
+                return Grant(
+                    key, event.firm_id, account_id, p.contact_id, p.address_id, p.new_email
+                )
+
+            await self.updates.update(key, change, new, event)
+
+    async def contact_unlinked(self, event: Envelope[ContactUnlinked]) -> None:
+        p = event.payload
+
+        async def unlink(grant: Grant) -> bool:
+            return grant.unlink(event.aggregate_version)
+
+        for address in p.addresses:
+            key = grant_id(event.firm_id, p.account_id, address.address_id)
+
+            def new(
+                key: str = key, email: str = address.email, adr: str = address.address_id
+            ) -> Grant:
+                # A tombstone: a late LoginToggled from before the unlinking changes nothing.
+                return Grant(key, event.firm_id, p.account_id, p.contact_id, adr, email)
+
+            await self.updates.update(key, unlink, new, event)
+            for grant in await self.grants.for_address(event.firm_id, address.address_id):
+                if grant.account_id == p.account_id and grant.unlinked:
+                    await self.updates.update(grant.id, unlink, None, event)
 
     async def request_fresh_link(self, firm_id: str, account_id: str, address_id: str) -> None:
         """Issue a new link if this address has Login on and is not activated yet."""
-        key = grant_id(firm_id, account_id, address_id)
 
         async def change(grant: Grant) -> bool:
-            invite = await self._invitations(firm_id)
-            return grant.reissue(invite, self.clock(), FRESH_LINK_INTERVAL)
+            invite = await self.updates.invitations(firm_id)
+            return grant.reissue(invite, self.updates.clock(), FRESH_LINK_INTERVAL)
 
-        await self._update(key, change, None, None)
+        await self.updates.update(grant_id(firm_id, account_id, address_id), change)
 
-    # --- activation (portal) -------------------------------------------------------------
-
-    async def activation_view(self, token: str) -> ActivationView:
-        grant = await self._live_grant(token)
-        user = await self.users.find(grant.firm_id, grant.email)
-        return ActivationView(email=grant.email, has_password=user is not None)
-
-    async def activate(self, token: str, password: str, confirmation: str) -> ActivationView:
-        grant = await self._live_grant(token)
-        existing = await self.users.find(grant.firm_id, grant.email)
-        if existing is None:
-            _check_password(password, confirmation)
-        token_hash = hash_token(token)
-        if not await self.used_tokens.consume(token_hash):
-            raise ActivationRefused("This link has already been used.")
-        if existing is None:
-            password_hash = await asyncio.to_thread(self.passwords.hash, password)
-            user_id = await self.users.create(
-                new_id("usr"), grant.firm_id, grant.email, password_hash
-            )
-        else:
-            user_id = str(existing["_id"])
-
-        async def accept(g: Grant) -> bool:
-            g.accept(token_hash, user_id, self.clock())
-            return True
-
-        try:
-            await self._update(grant.id, accept, None, None)
-        except InvitationNotLive:
-            raise ActivationRefused("This link is no longer valid.") from None
-        log.info("portal access activated", account_id=grant.account_id, user_id=user_id)
-        return ActivationView(email=grant.email, has_password=True)
-
-    # --- helpers -------------------------------------------------------------------------
-
-    async def _invitations(self, firm_id: str) -> InvitationFactory:
-        days = await self.firms.expiry_days(firm_id)
-        return InvitationFactory(self.tokens.hash_for, self.clock(), timedelta(days=days))
-
-    async def _live_grant(self, token: str) -> Grant:
-        if not token or len(token) > 100:
-            raise ActivationRefused("This link is not valid.")
-        grant = await self.grants.by_token_hash(hash_token(token))
-        if grant is None or grant.invitation is None or not grant.invitation.is_live(self.clock()):
-            raise ActivationRefused("This link is no longer valid.")
-        return grant
-
-    async def _update(
-        self,
-        key: str,
-        change: Callable[[Grant], Awaitable[bool]],
-        new: Callable[[], Grant] | None,
-        cause: Envelope[EventPayload] | None,
-        attempts: int = 8,
-    ) -> None:
-        for attempt in range(attempts):
-            async with self.grants.locked(key):
-                grant = await self.grants.get(key)
-                if grant is None:
-                    if new is None:
-                        return
-                    grant = new()
-                if not await change(grant):
-                    return
-                try:
-                    await self.grants.save(grant, _envelopes(grant, cause))
-                except ConcurrentUpdate:
-                    pass
-                else:
-                    return
-            await asyncio.sleep(0.005 * 2**attempt)
-        raise ConcurrentUpdate(key)
-
-
-def _check_password(password: str, confirmation: str) -> None:
-    if password != confirmation:
-        raise ActivationRefused("The two passwords are not the same.")
-    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        raise ActivationRefused(
-            f"Choose a password of {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters."
-        )
+    async def _grant_for_email(
+        self, firm_id: str, account_id: str, address_id: str, email: str
+    ) -> str:
+        """The current grant of the address, unless ``email`` is one of its unlinked emails."""
+        key = grant_id(firm_id, account_id, address_id)
+        current = await self.grants.get(key)
+        if current is None or same_email(current.email, email):
+            return key
+        unlinked = unlinked_grant_id(firm_id, account_id, address_id, email)
+        return unlinked if await self.grants.get(unlinked) is not None else key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import uuid
@@ -105,11 +106,27 @@ async def run_demo(client: Client, console: Console) -> None:
     step("It starts with the account-activation banner", "yes" if banner else "NO")
     others = [m for m in catcher.to(work) if _is(m, "document_uploaded")]
     step("The work address (Notify off) received nothing", "right" if not others else "WRONG")
+    listed = await _listed_status(client, firm_id, account.account_id)
+    step("The account list shows its login status (from identity's facts)", listed)
     console.print(
         f"\nThe system keeps running. Open the activation link above to set a password, or try:\n"
         f"  .venv/bin/crmctl show-account --firm {firm_id} {account.account_id}\n"
-        f"  .venv/bin/crmctl list-accounts --firm {firm_id}"
+        f"  .venv/bin/crmctl list-accounts --firm {firm_id} --login-status pending_activation\n"
+        f"  .venv/bin/crmctl change-address --firm {firm_id} {contact.contact_id} "
+        f"{first.address_id} ann.new@example.com"
     )
+
+
+async def _listed_status(client: Client, firm_id: str, account_id: str) -> str:
+    """The account's login column once the invitation is known to crm (a few seconds)."""
+    status = cmd.LoginStatus.NOT_ACTIVATED
+    for _ in range(50):
+        page = await client.call(cmd.ListAccounts(firm_id=firm_id), cmd.AccountList)
+        status = next(a.login_status for a in page.accounts if a.account_id == account_id)
+        if status is not cmd.LoginStatus.NOT_ACTIVATED:
+            break
+        await asyncio.sleep(0.1)
+    return status.value.replace("_", " ")
 
 
 def _is(mail: CaughtMail, kind: str) -> bool:

@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
+from shared.cli import client_list
 from shared.cli.client import Client, CommandRefused, connect
 from shared.cli.demo import run_demo
 from shared.cli.identity import register as register_identity_commands
@@ -129,6 +133,131 @@ async def link(
     await _call(url, command, cmd.Linked)
 
 
+@app.command("unlink")
+@_run
+async def unlink(
+    firm: Firm, account: str, contact: str, actor: Actor = "cli", url: Url = None
+) -> None:
+    """Unlink a contact from an account (its settings there go away)."""
+    command = cmd.UnlinkContact(firm_id=firm, actor=actor, account_id=account, contact_id=contact)
+    await _call(url, command, cmd.Unlinked)
+
+
+@app.command("add-address")
+@_run
+async def add_address(
+    firm: Firm,
+    contact: str,
+    email: str,
+    label: str = "personal",
+    account: Annotated[
+        list[str] | None, typer.Option(help="Linked account getting the settings below.")
+    ] = None,
+    login: bool = False,
+    invite: bool = False,
+    message: str | None = None,
+    notify: bool = False,
+    email_sync: bool = False,
+    signatory: bool = False,
+    actor: Actor = "cli",
+    url: Url = None,
+) -> None:
+    """Add an address to a contact; --account chooses its settings on that account."""
+    settings = tuple(
+        cmd.AccountSettingsInput(
+            account_id=a,
+            login=login,
+            send_invitation=invite,
+            personal_message=message,
+            notify=notify,
+            email_sync=email_sync,
+            signatory=signatory,
+        )
+        for a in account or ()
+    )
+    command = cmd.AddAddress(
+        firm_id=firm, actor=actor, contact_id=contact, email=email, label=label, settings=settings
+    )
+    await _call(url, command, cmd.AddressAddedReply)
+
+
+@app.command("change-address")
+@_run
+async def change_address(
+    firm: Firm,
+    contact: str,
+    address: str,
+    email: str,
+    label: str | None = None,
+    actor: Actor = "cli",
+    url: Url = None,
+) -> None:
+    """Edit an address; a pending invitation to the old one dies, a new one goes out."""
+    command = cmd.ChangeAddress(
+        firm_id=firm, actor=actor, contact_id=contact, address_id=address, email=email, label=label
+    )
+    await _call(url, command, cmd.AddressChanged)
+
+
+@app.command("unlinked-login-off")
+@_run
+async def unlinked_login_off(
+    firm: Firm, account: str, address: str, email: str, actor: Actor = "cli", url: Url = None
+) -> None:
+    """Turn Login off for an unlinked email (an old address that still has access)."""
+    command = cmd.TurnOffUnlinkedEmail(
+        firm_id=firm, actor=actor, account_id=account, address_id=address, email=email
+    )
+    await _call(url, command, cmd.SettingChanged)
+
+
+@app.command("import-clients")
+@_run
+async def import_clients(
+    firm: Firm,
+    file: Path,
+    send_invitations: bool = False,
+    message: Annotated[
+        str | None, typer.Option(help="Personal message of the invitations.")
+    ] = None,
+    import_id: Annotated[
+        str | None, typer.Option(help="Defaults to one derived from the file's content.")
+    ] = None,
+    actor: Actor = "cli",
+    url: Url = None,
+) -> None:
+    """Import a client list (CSV, README "Importing a client list"); safe to re-run."""
+    clients = client_list.read(file)
+    if clients.unknown_columns:
+        console.print(f"[red]unknown columns[/red]: {', '.join(clients.unknown_columns)}")
+        console.print(f"known columns: {', '.join(cmd.IMPORT_COLUMNS)}")
+        raise typer.Exit(1)
+
+    def command(rows: tuple[cmd.ImportRow, ...]) -> cmd.ImportClients:
+        return cmd.ImportClients(
+            firm_id=firm,
+            actor=actor,
+            import_id=import_id or clients.import_id,
+            rows=rows,
+            send_invitations=send_invitations,
+            personal_message=message,
+        )
+
+    async with connect(url, timeout=120) as client:
+        with Progress(console=console) as progress:
+            task = progress.add_task("importing", total=len(clients.rows))
+            results = await client_list.send(
+                client, clients.rows, command, lambda n: progress.advance(task, n)
+            )
+    failed = [r for r in results if not r.ok]
+    console.print(f"{len(results) - len(failed)} rows imported, {len(failed)} refused")
+    for r in failed:
+        for e in r.errors:
+            console.print(f"  row {r.row}: {e.field}: {e.reason}")
+    if failed:
+        raise typer.Exit(1)
+
+
 def _toggle_command(name: str, setting: type[cmd.CrmCommand], help_text: str) -> None:
     @app.command(name, help=help_text)
     @_run
@@ -168,44 +297,85 @@ _toggle_command("signatory", cmd.ToggleSignatory, "Allow or stop signing for the
 @app.command("show-account")
 @_run
 async def show_account(firm: Firm, account: str, url: Url = None) -> None:
-    """An account with every contact, address and its settings."""
+    """An account: every contact, address, its settings and login state, unlinked emails."""
     async with connect(url) as client:
         view = await client.call(cmd.GetAccount(firm_id=firm, account_id=account), cmd.AccountView)
-    console.print(f"[bold]{view.name}[/bold] ({view.account_type.value}) {view.account_id}")
-    table = Table("contact", "address", "login", "notify", "email sync", "signatory")
+    console.print(
+        f"[bold]{view.name}[/bold] ({view.account_type.value}) {view.account_id} · "
+        f"login: {view.login_status.value} · last login: {_when(view.last_login_at)}"
+    )
+    table = Table("contact", "address id", "address", "login", "notify", "email sync", "signatory")
     for a in view.addresses:
         table.add_row(
             a.contact_name,
+            a.address_id,
             f"{a.email} ({a.label})",
-            _yes(a.login),
+            a.login_state.value.replace("_", " "),
             f"{_yes(a.notify)} {len(a.notify_categories) or ''}".strip(),
             _yes(a.email_sync),
             _yes(a.signatory),
         )
     console.print(table)
+    for u in view.unlinked_emails:
+        console.print(f"unlinked email with access: {u.email} (address {u.address_id})")
 
 
 @app.command("list-accounts")
 @_run
-async def list_accounts(firm: Firm, limit: int = 50, offset: int = 0, url: Url = None) -> None:
-    """The firm's accounts with their Login, Notify and Email sync columns."""
+async def list_accounts(
+    firm: Firm,
+    limit: int = 50,
+    offset: int = 0,
+    login_status: Annotated[cmd.LoginStatus | None, typer.Option()] = None,
+    notify: Annotated[bool | None, typer.Option("--notify/--no-notify")] = None,
+    email_sync: Annotated[bool | None, typer.Option("--email-sync/--no-email-sync")] = None,
+    never_logged_in: Annotated[bool | None, typer.Option("--never-logged-in/--logged-in")] = None,
+    sort: cmd.AccountSort = cmd.AccountSort.UPDATED_AT,
+    ascending: Annotated[bool, typer.Option("--ascending")] = False,
+    url: Url = None,
+) -> None:
+    """The firm's accounts: login status, Notify, Email sync, last login; filter and sort."""
+    query = cmd.ListAccounts(
+        firm_id=firm,
+        limit=limit,
+        offset=offset,
+        login_status=login_status,
+        notify=notify,
+        email_sync=email_sync,
+        never_logged_in=never_logged_in,
+        sort=sort,
+        descending=not ascending,
+    )
     async with connect(url) as client:
-        page = await client.call(
-            cmd.ListAccounts(firm_id=firm, limit=limit, offset=offset), cmd.AccountList
-        )
+        page = await client.call(query, cmd.AccountList)
     table = Table(
-        "account", "name", "type", "login", "notify", "email sync", title=f"{page.total} accounts"
+        "account",
+        "name",
+        "type",
+        "login status",
+        "notify",
+        "email sync",
+        "last login",
+        title=f"{page.total} accounts",
     )
     for a in page.accounts:
         table.add_row(
             a.account_id,
             a.name,
             a.account_type.value,
-            _yes(a.login),
+            a.login_status.value.replace("_", " "),
             _yes(a.notify),
             _yes(a.email_sync),
+            _when(a.last_login_at),
         )
     console.print(table)
+
+
+@app.command("signatories")
+@_run
+async def signatories(firm: Firm, account: str, url: Url = None) -> None:
+    """Who may sign for an account."""
+    await _call(url, cmd.ListSignatories(firm_id=firm, account_id=account), cmd.Signatories)
 
 
 @app.command("request-notification")
@@ -274,6 +444,10 @@ register_identity_commands(app)
 
 def _yes(value: bool) -> str:
     return "✓" if value else "·"
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M") if at else "never"
 
 
 __all__ = ["Client", "app"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from enum import StrEnum
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -16,6 +17,7 @@ from shared.contracts.types import (
     ContactId,
     Email,
     FirmId,
+    Identifier,
     Label,
     Name,
     PersonalMessage,
@@ -48,19 +50,12 @@ class FirmRegisteredReply(Accepted):
 # --- accounts and contacts -------------------------------------------------------------
 
 
-class CreateAccount(CrmCommand):
-    name: Name
-    account_type: AccountType
-    tags: tuple[Tag, ...] = Field(default=(), max_length=50)
-
-
-class AccountCreatedReply(Accepted):
-    account_id: AccountId
-
-
 class NewAddress(_Input):
     email: Email
     label: Label = "personal"
+
+
+Phone = Annotated[str, Field(min_length=1, max_length=40)]
 
 
 class CreateContact(CrmCommand):
@@ -80,10 +75,7 @@ class ContactCreatedReply(Accepted):
     addresses: tuple[AddressView, ...]
 
 
-class SettingsInput(_Input):
-    """Settings for one address when it is linked; anything unset stays off."""
-
-    address_id: AddressId
+class _SettingsFields(_Input):
     login: bool = False
     send_invitation: bool = False
     personal_message: PersonalMessage | None = None
@@ -95,10 +87,50 @@ class SettingsInput(_Input):
     signatory: bool = False
 
     @model_validator(mode="after")
-    def _invitation_needs_login(self) -> SettingsInput:
+    def _invitation_needs_login(self) -> _SettingsFields:
         if self.send_invitation and not self.login:
             raise ValueError("send_invitation needs login to be on")
         return self
+
+
+class SettingsInput(_SettingsFields):
+    """Settings for one address when it is linked; anything unset stays off."""
+
+    address_id: AddressId
+
+
+class NewLinkedAddress(_SettingsFields):
+    """An address of a contact created with its account, with its settings there."""
+
+    email: Email
+    label: Label = "personal"
+
+
+class NewLinkedContact(_Input):
+    name: Name
+    phones: tuple[Phone, ...] = Field(default=(), max_length=10)
+    addresses: tuple[NewLinkedAddress, ...] = Field(min_length=1, max_length=20)
+
+
+class CreateAccount(CrmCommand):
+    name: Name
+    account_type: AccountType
+    tags: tuple[Tag, ...] = Field(default=(), max_length=50)
+    contacts: tuple[NewLinkedContact, ...] = Field(
+        default=(),
+        max_length=20,
+        description="Contacts to create and link, each address with its settings.",
+    )
+
+
+class CreatedContact(BaseModel):
+    contact_id: ContactId
+    addresses: tuple[AddressView, ...]
+
+
+class AccountCreatedReply(Accepted):
+    account_id: AccountId
+    contacts: tuple[CreatedContact, ...] = ()
 
 
 class LinkContact(CrmCommand):
@@ -110,6 +142,56 @@ class LinkContact(CrmCommand):
 class Linked(Accepted):
     account_id: AccountId
     contact_id: ContactId
+
+
+class UnlinkContact(CrmCommand):
+    """Unlink a contact: its addresses' settings on this account go away."""
+
+    account_id: AccountId
+    contact_id: ContactId
+
+
+class Unlinked(Accepted):
+    account_id: AccountId
+    contact_id: ContactId
+    changed: bool = Field(description="False when the contact was not linked (already done).")
+
+
+class AccountSettingsInput(_SettingsFields):
+    """Settings of a new address on one account its contact is linked to."""
+
+    account_id: AccountId
+
+
+class AddAddress(CrmCommand):
+    """Add an address to a contact; it gets settings on every account the contact is on."""
+
+    contact_id: ContactId
+    email: Email
+    label: Label = "personal"
+    settings: tuple[AccountSettingsInput, ...] = Field(
+        default=(), max_length=50, description="Per linked account; unmentioned ones stay off."
+    )
+
+
+class AddressAddedReply(Accepted):
+    contact_id: ContactId
+    address: AddressView
+    account_ids: tuple[AccountId, ...]
+
+
+class ChangeAddress(CrmCommand):
+    """Edit an address of a contact (its settings stay, keyed by address_id)."""
+
+    contact_id: ContactId
+    address_id: AddressId
+    email: Email
+    label: Label | None = Field(default=None, description="Unchanged when omitted.")
+
+
+class AddressChanged(Accepted):
+    changed: bool
+    account_ids: tuple[AccountId, ...]
 
 
 # --- per-address settings --------------------------------------------------------------
@@ -147,6 +229,15 @@ class ToggleSignatory(_AddressCommand):
     pass
 
 
+class TurnOffUnlinkedEmail(CrmCommand):
+    """Turn Login off for an unlinked email (SPEC "Changing a client's address"): the old
+    email of an edited address stops having access to the account."""
+
+    account_id: AccountId
+    address_id: AddressId
+    email: Email
+
+
 class SettingChanged(Accepted):
     changed: bool = Field(description="False when the setting already had this value.")
 
@@ -156,6 +247,23 @@ class SettingChanged(Accepted):
 
 class GetAccount(CrmCommand):
     account_id: AccountId
+
+
+class LoginStatus(StrEnum):
+    """An account's login column (SPEC "Who has access")."""
+
+    ACTIVATED = "activated"  # at least one person can log in
+    PENDING_ACTIVATION = "pending_activation"  # invited, nobody activated yet
+    NOT_ACTIVATED = "not_activated"  # no invitation out and nobody can log in
+
+
+class AddressLoginState(StrEnum):
+    """The login state of one (account, address)."""
+
+    OFF = "off"
+    NOT_INVITED = "not_invited"
+    PENDING_ACTIVATION = "pending_activation"
+    ACTIVATED = "activated"
 
 
 class AddressSettingsView(BaseModel):
@@ -169,6 +277,23 @@ class AddressSettingsView(BaseModel):
     notify_categories: frozenset[NotificationCategory]
     email_sync: bool
     signatory: bool
+    login_state: AddressLoginState = AddressLoginState.OFF
+    last_login_at: datetime | None = None
+
+
+class ContactView(BaseModel):
+    contact_id: ContactId
+    name: Name
+    phones: tuple[str, ...]
+    addresses: tuple[AddressView, ...]
+
+
+class UnlinkedEmailView(BaseModel):
+    """An email that can still log in to the account but is no linked contact's address."""
+
+    address_id: AddressId
+    email: Email
+    last_login_at: datetime | None = None
 
 
 class AccountView(Accepted):
@@ -178,21 +303,49 @@ class AccountView(Accepted):
     tags: tuple[Tag, ...]
     created_at: datetime
     updated_at: datetime
+    login_status: LoginStatus = LoginStatus.NOT_ACTIVATED
+    last_login_at: datetime | None = None
+    contacts: tuple[ContactView, ...] = ()
     addresses: tuple[AddressSettingsView, ...]
+    unlinked_emails: tuple[UnlinkedEmailView, ...] = ()
+
+
+class AccountSort(StrEnum):
+    NAME = "name"
+    LOGIN_STATUS = "login_status"
+    NOTIFY = "notify"
+    EMAIL_SYNC = "email_sync"
+    LAST_LOGIN = "last_login"
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
 
 
 class ListAccounts(CrmCommand):
+    """The firm's accounts: filter on each column, sort on each column and the name."""
+
     limit: int = Field(default=50, ge=1, le=500)
     offset: int = Field(default=0, ge=0)
+    login_status: LoginStatus | None = None
+    notify: bool | None = None
+    email_sync: bool | None = None
+    last_login_after: datetime | None = None
+    last_login_before: datetime | None = None
+    never_logged_in: bool | None = None
+    sort: AccountSort = AccountSort.UPDATED_AT
+    descending: bool = Field(default=True, description="Default: most recent first.")
 
 
 class AccountSummary(BaseModel):
     account_id: AccountId
     name: Name
     account_type: AccountType
-    login: bool
+    tags: tuple[Tag, ...] = ()
+    login: bool = Field(description="Login is on for at least one linked address.")
+    login_status: LoginStatus = LoginStatus.NOT_ACTIVATED
     notify: bool
     email_sync: bool
+    last_login_at: datetime | None = None
+    created_at: datetime | None = None
     updated_at: datetime
 
 
@@ -201,15 +354,97 @@ class AccountList(Accepted):
     accounts: tuple[AccountSummary, ...]
 
 
+class ListSignatories(CrmCommand):
+    account_id: AccountId
+
+
+class SignatoryView(BaseModel):
+    contact_id: ContactId
+    contact_name: Name
+    address_id: AddressId
+    email: Email
+    label: Label
+
+
+class Signatories(Accepted):
+    account_id: AccountId
+    signatories: tuple[SignatoryView, ...]
+
+
+# --- import ----------------------------------------------------------------------------
+
+IMPORT_COLUMNS = (
+    "account_name",
+    "account_type",
+    "tags",
+    "contact_name",
+    "phone",
+    "email",
+    "label",
+    "login",
+    "notify",
+    "notify_categories",
+    "email_sync",
+    "signatory",
+)
+"""The columns of a client-list CSV (README, "Importing a client list")."""
+
+ColumnName = Annotated[str, Field(min_length=1, max_length=64)]
+CellValue = Annotated[str, Field(max_length=2000)]
+MAX_IMPORT_ROWS = 500
+
+
+class ImportRow(_Input):
+    """One CSV row (one address of one contact of one account), as text."""
+
+    row: int = Field(ge=1, le=10_000_000, description="The row's number in the file.")
+    values: dict[ColumnName, CellValue] = Field(max_length=32)
+
+
+class ImportClients(CrmCommand):
+    """Rows of a client list; every account's rows must be in the same command."""
+
+    import_id: Identifier = Field(description="Same id when retried: nothing is duplicated.")
+    rows: tuple[ImportRow, ...] = Field(min_length=1, max_length=MAX_IMPORT_ROWS)
+    send_invitations: bool = False
+    personal_message: PersonalMessage | None = None
+
+
+class RowProblem(BaseModel):
+    field: str
+    reason: str
+
+
+class RowResult(BaseModel):
+    row: int
+    ok: bool
+    account_id: AccountId | None = None
+    contact_id: ContactId | None = None
+    address_id: AddressId | None = None
+    errors: tuple[RowProblem, ...] = ()
+
+
+class ImportResult(Accepted):
+    import_id: Identifier
+    rows: tuple[RowResult, ...]
+    accounts: int = Field(description="Accounts this command created (or found already done).")
+
+
 COMMANDS: tuple[type[CrmCommand], ...] = (
     RegisterFirm,
     CreateAccount,
     CreateContact,
     LinkContact,
+    UnlinkContact,
+    AddAddress,
+    ChangeAddress,
     ToggleLogin,
     ToggleNotify,
     ToggleEmailSync,
     ToggleSignatory,
+    TurnOffUnlinkedEmail,
     GetAccount,
     ListAccounts,
+    ListSignatories,
+    ImportClients,
 )

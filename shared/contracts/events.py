@@ -150,7 +150,8 @@ class AddressRef(ContractModel):
 class AddressAdded(EventPayload):
     """An address was added to a contact already linked to this account, with its settings.
 
-    When its Login is on with an invitation, a LoginToggled follows.
+    When its Login is on, a LoginToggled follows (with the invitation choice), as after
+    ContactLinked.
     """
 
     event_type = "AddressAdded"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,24 +46,11 @@ from shared.messaging.topology import EVENTS_EXCHANGE, dead_letter_queue
 from shared.runtime import Runtime
 from shared.storage.mongo import Document
 from tests.infra import Infra
+from tests.polling import eventually, unique
 
 PORTAL = "https://portal.notification-tests.test"
 UPLOADS = NotificationCategory.DOCUMENT_UPLOADS
 INVOICES = NotificationCategory.INVOICES_AND_PAYMENTS
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 15.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

@@ -29,9 +29,8 @@ from tests.integration.notification.conftest import (
     Address,
     Notification,
     Scenario,
-    eventually,
-    unique,
 )
+from tests.polling import eventually, unique
 
 pytestmark = pytest.mark.integration
 
@@ -199,9 +198,12 @@ class TestLinkChanges:
         s = Scenario()
         pat = s.address("pat")
         new_email = f"{unique('pat-new')}@example.com"
-        await notification.publish(s.linked((pat, ON_FOR_UPLOADS)))
+        linked = s.linked((pat, ON_FOR_UPLOADS))
+        await notification.publish(linked)
         changed = s.email_changed(pat, new_email)
         await notification.publish(changed)
+        # Handled concurrently, either may land first: wait for both.
+        await notification.applied(s.key(pat), Facet.NOTIFY, linked.aggregate_version)
         await notification.applied(s.key(pat), Facet.EMAIL, time_version(changed.occurred_at))
 
         request = s.request(UPLOADS)

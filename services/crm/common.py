@@ -1,0 +1,97 @@
+"""What every crm use case shares: loading with typed errors, retries, settings input."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+from services.crm.domain import Account, Contact, Settings
+from services.crm.listing import Access, AccountListing
+from services.crm.repository import (
+    AccountRepository,
+    ContactRepository,
+    FirmRepository,
+    NotStored,
+)
+from services.crm.translate import account_envelopes
+from shared.contracts import crm as cmd
+from shared.contracts.categories import NotificationCategory
+from shared.contracts.errors import Conflict, NotFound, UnknownFirm
+from shared.storage.aggregates import ConcurrentUpdate
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def retry_on_concurrent_update(
+    func: Callable[P, Awaitable[R]], attempts: int = 8
+) -> Callable[P, Awaitable[R]]:
+    @wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(attempts):
+            try:
+                return await func(*args, **kwargs)
+            except ConcurrentUpdate:
+                await asyncio.sleep(0.005 * 2**attempt)
+        raise Conflict("the record kept changing while this command ran; try again")
+
+    return wrapper
+
+
+def categories(chosen: frozenset[NotificationCategory] | None) -> frozenset[str] | None:
+    return None if chosen is None else frozenset(c.value for c in chosen)
+
+
+def settings_from(
+    s: cmd.SettingsInput | cmd.NewLinkedAddress | cmd.AccountSettingsInput,
+) -> Settings:
+    return Settings(login=s.login, email_sync=s.email_sync, signatory=s.signatory).with_notify(
+        s.notify, categories(s.notify_categories)
+    )
+
+
+class Store:
+    """The repositories and the account list, with loading that refuses with typed errors."""
+
+    def __init__(
+        self,
+        firms: FirmRepository,
+        contacts: ContactRepository,
+        accounts: AccountRepository,
+        listing: AccountListing,
+    ) -> None:
+        self.firms = firms
+        self.contacts = contacts
+        self.accounts = accounts
+        self.listing = listing
+
+    async def require_firm(self, firm_id: str) -> None:
+        if not await self.firms.exists(firm_id):
+            raise UnknownFirm(f"no firm {firm_id}", field="firm_id")
+
+    async def account(self, firm_id: str, account_id: str, field: str = "account_id") -> Account:
+        await self.require_firm(firm_id)
+        try:
+            return await self.accounts.get(firm_id, account_id)
+        except NotStored:
+            raise NotFound(f"no account {account_id} in this firm", field=field) from None
+
+    async def account_with_access(self, firm_id: str, account_id: str) -> tuple[Account, Access]:
+        await self.require_firm(firm_id)
+        try:
+            return await self.listing.get_with_access(firm_id, account_id)
+        except NotStored:
+            raise NotFound(f"no account {account_id} in this firm", field="account_id") from None
+
+    async def contact(self, firm_id: str, contact_id: str) -> Contact:
+        await self.require_firm(firm_id)
+        try:
+            return await self.contacts.get(firm_id, contact_id)
+        except NotStored:
+            raise NotFound(f"no contact {contact_id} in this firm", field="contact_id") from None
+
+    async def save_account(self, account: Account, correlation_id: str | None) -> None:
+        events = list(account_envelopes(account, correlation_id))
+        await self.accounts.save(account, events)

@@ -1,0 +1,184 @@
+"""The account list read model: columns, filters and sorts, and identity's facts.
+
+It lives on the account documents themselves (``login_status``, ``login_rank``,
+``last_login_at``, ``access``, ``logins``), written under the account's lock like
+every other change to them, but never part of the aggregate's state or version.
+Every filter and sort runs in the database on an index led by ``firm_id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.crm import access
+from services.crm.access import AccessEntry
+from services.crm.domain import Account
+from services.crm.repository import AccountRepository, NotStored, account_from
+from shared.contracts.crm import AccountSort, ListAccounts
+from shared.storage.locks import Locks
+from shared.storage.mongo import Document
+from shared.storage.outbox import lock_key
+
+
+@dataclass(frozen=True)
+class Access:
+    """The account's login column, last login and per-(address, email) entries."""
+
+    status: str = access.NOT_ACTIVATED
+    last_login_at: datetime | None = None
+    entries: tuple[AccessEntry, ...] = ()
+    logins: dict[str, datetime] = field(default_factory=dict)
+
+    def last_login_of(self, email: str) -> datetime | None:
+        return self.logins.get(access.email_key(email))
+
+    def entry(self, address_id: str, email: str) -> AccessEntry | None:
+        key = access.entry_key(address_id, email)
+        return next((e for e in self.entries if e.key == key), None)
+
+
+_SORT_FIELD = {
+    AccountSort.NAME: "name_key",
+    AccountSort.LOGIN_STATUS: "login_rank",
+    AccountSort.NOTIFY: "summary.notify",
+    AccountSort.EMAIL_SYNC: "summary.email_sync",
+    AccountSort.LAST_LOGIN: "last_login_at",
+    AccountSort.CREATED_AT: "created_at",
+    AccountSort.UPDATED_AT: "updated_at",
+}
+
+
+def _list_filter(q: ListAccounts) -> Document:
+    query: Document = {"firm_id": q.firm_id}
+    if q.login_status is not None:
+        rank = access.STATUS_RANK[q.login_status.value]
+        # Accounts stored before the list existed have no rank yet: nobody logs in there.
+        query["login_rank"] = {"$in": [rank, None]} if rank == 0 else rank
+    if q.notify is not None:
+        query["summary.notify"] = q.notify
+    if q.email_sync is not None:
+        query["summary.email_sync"] = q.email_sync
+    last_login: Document = {}
+    if q.last_login_after is not None:
+        last_login["$gte"] = q.last_login_after
+    if q.last_login_before is not None:
+        last_login["$lt"] = q.last_login_before
+    if q.never_logged_in is not None:
+        last_login["$eq" if q.never_logged_in else "$ne"] = None
+    if last_login:
+        query["last_login_at"] = last_login
+    return query
+
+
+def _entry_doc(e: AccessEntry) -> Document:
+    return {
+        "address_id": e.address_id,
+        "email": e.email,
+        "state": e.state,
+        "versions": dict(e.versions),
+    }
+
+
+def access_from(doc: Document) -> Access:
+    entries = tuple(
+        AccessEntry(e["address_id"], e["email"], e["state"], dict(e["versions"]))
+        for e in (doc.get("access") or {}).values()
+    )
+    return Access(
+        doc.get("login_status", access.NOT_ACTIVATED),
+        doc.get("last_login_at"),
+        entries,
+        dict(doc.get("logins") or {}),
+    )
+
+
+class AccountListing:
+    def __init__(self, db: AsyncDatabase[Document], locks: Locks) -> None:
+        self.collection: AsyncCollection[Document] = db[AccountRepository.collection_name]
+        self._locks = locks
+
+    async def ensure_indexes(self) -> None:
+        for sort_field in _SORT_FIELD.values():
+            await self.collection.create_index([("firm_id", ASCENDING), (sort_field, ASCENDING)])
+
+    async def get_with_access(self, firm_id: str, account_id: str) -> tuple[Account, Access]:
+        doc = await self.collection.find_one({"_id": account_id, "firm_id": firm_id}, {"outbox": 0})
+        if doc is None:
+            raise NotStored(account_id)
+        return account_from(doc), access_from(doc)
+
+    async def page(self, q: ListAccounts) -> tuple[int, list[tuple[Account, Access]]]:
+        query = _list_filter(q)
+        total = await self.collection.count_documents(query)
+        direction = DESCENDING if q.descending else ASCENDING
+        cursor = (
+            self.collection.find(query, {"outbox": 0})
+            .sort([(_SORT_FIELD[q.sort], direction), ("_id", ASCENDING)])
+            .skip(q.offset)
+            .limit(q.limit)
+        )
+        return total, [(account_from(doc), access_from(doc)) async for doc in cursor]
+
+    async def apply_access(
+        self,
+        firm_id: str,
+        account_id: str,
+        entry: AccessEntry,
+        fact: str,
+        grant_id: str,
+        version: int,
+    ) -> bool:
+        """Apply one identity fact to one (address, email); False when stale or unknown."""
+        async with self._locks.hold(lock_key(self.collection.name, account_id)):
+            doc = await self.collection.find_one(
+                {"_id": account_id, "firm_id": firm_id}, {"access": 1}
+            )
+            if doc is None:
+                return False
+            current = access_from(doc)
+            known = current.entry(entry.address_id, entry.email) or entry
+            updated = known.apply(fact, grant_id, version)
+            if updated is None:
+                return False
+            await self._store_access(account_id, current, updated)
+        return True
+
+    async def record_login(self, firm_id: str, account_id: str, email: str, at: datetime) -> None:
+        """Remember the latest login, per email and per account (times only move forward)."""
+        async with self._locks.hold(lock_key(self.collection.name, account_id)):
+            doc = await self.collection.find_one(
+                {"_id": account_id, "firm_id": firm_id}, {"logins": 1, "last_login_at": 1}
+            )
+            if doc is None:
+                return
+            current = access_from(doc)
+            await self.collection.update_one(
+                {"_id": account_id},
+                {
+                    "$set": {
+                        f"logins.{access.email_key(email)}": access.later(
+                            current.last_login_of(email), at
+                        ),
+                        "last_login_at": access.later(current.last_login_at, at),
+                    }
+                },
+            )
+
+    async def _store_access(self, account_id: str, current: Access, updated: AccessEntry) -> None:
+        others = [e for e in current.entries if e.key != updated.key]
+        status = access.login_status([*others, updated])
+        await self.collection.update_one(
+            {"_id": account_id},
+            {
+                "$set": {
+                    f"access.{updated.key}": _entry_doc(updated),
+                    "login_status": status,
+                    "login_rank": access.STATUS_RANK[status],
+                }
+            },
+        )

@@ -1,0 +1,203 @@
+"""Portal login, sessions and the account picker.
+
+Failures are generic: the portal never tells whether an address exists, and it runs
+the password hash for unknown addresses too. Which accounts a session may open is
+read from the grants on every request, so turning Login off takes effect at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.identity.projections import AccountNames
+from services.identity.repository import GrantRepository, Users
+from services.identity.sessions import LoginAttempts, LoginLimits, Session, Sessions
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import UserLoggedIn
+from shared.logging import get_logger
+from shared.storage.aggregates import ConcurrentUpdate, save_aggregate
+from shared.storage.locks import Locks
+from shared.storage.mongo import Document
+from shared.storage.outbox import OutboxRelay, lock_key
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class LoginRefused(Exception):
+    """Shown as is; the same words whether the address exists or not."""
+
+
+class NoAccess(Exception):
+    """The session may not open this account (any more)."""
+
+
+@dataclass(frozen=True)
+class PortalAccount:
+    account_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class PortalView:
+    session: Session
+    accounts: tuple[PortalAccount, ...]
+    active: PortalAccount | None
+
+
+class LoginRecords:
+    """Each person's logins as a tiny aggregate whose outbox carries UserLoggedIn."""
+
+    collection_name = "user_logins"
+
+    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay, locks: Locks) -> None:
+        self.collection: AsyncCollection[Document] = db[self.collection_name]
+        self._relay = relay
+        self._locks = locks
+
+    async def record(self, session: Session, account_ids: tuple[str, ...], at: datetime) -> None:
+        payload = UserLoggedIn(
+            user_id=session.user_id, email=session.email, account_ids=account_ids
+        )
+        for _ in range(5):
+            async with self._locks.hold(lock_key(self.collection_name, session.user_id)):
+                doc = await self.collection.find_one({"_id": session.user_id}, {"version": 1})
+                version = int(doc["version"]) if doc else 0
+                event = Envelope.wrap(
+                    payload,
+                    firm_id=session.firm_id,
+                    aggregate_id=session.user_id,
+                    aggregate_version=version + 1,
+                )
+                state = {"firm_id": session.firm_id, "last_login_at": at}
+                try:
+                    await save_aggregate(
+                        self.collection, session.user_id, version, state, [event], self._relay
+                    )
+                except ConcurrentUpdate:
+                    continue
+                return
+
+
+class PortalAccess:
+    def __init__(
+        self,
+        users: Users,
+        grants: GrantRepository,
+        names: AccountNames,
+        sessions: Sessions,
+        attempts: LoginAttempts,
+        logins: LoginRecords,
+        passwords: PasswordHasher,
+        limits: LoginLimits | None = None,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        self.limits = limits or LoginLimits()
+        self.users = users
+        self.grants = grants
+        self.names = names
+        self.sessions = sessions
+        self.attempts = attempts
+        self.logins = logins
+        self.passwords = passwords
+        self.clock = clock
+        self._decoy: str | None = None
+
+    async def warm_up(self) -> None:
+        """Hash the decoy once at start-up, so the first unknown address is not faster."""
+        self._decoy = await asyncio.to_thread(self.passwords.hash, "decoy password")
+
+    async def log_in(self, firm_id: str, email: str, password: str, client_ip: str) -> str:
+        """Returns a new session id; refuses with the same words whatever went wrong."""
+        now = self.clock()
+        await self._forget_old(now)
+        address_key, client_key = f"{firm_id}:{email.casefold()}", f"ip:{client_ip}"
+        by_address = await self.attempts.record(address_key, self.limits.per_address, now)
+        by_client = await self.attempts.record(client_key, self.limits.per_client, now)
+        if (
+            by_address.count > self.limits.per_address.attempts
+            or by_client.count > self.limits.per_client.attempts
+        ):
+            raise LoginRefused("Too many attempts. Wait a few minutes and try again.")
+        user = await self.users.find(firm_id, email) if email and firm_id else None
+        if not await self._verify(user, password) or user is None:
+            raise LoginRefused("The address or the password is not right.")
+        await self.attempts.forget(address_key)
+        await self.attempts.withdraw(by_client)
+        session_id = await self.sessions.open(firm_id, str(user["_id"]), user["email"], now)
+        session = await self.sessions.find(session_id, now)
+        if session is not None:
+            accounts = await self.grants.accessible_accounts(firm_id, session.user_id)
+            await self.logins.record(session, tuple(sorted(accounts)), now)
+        log.info("portal login", user_id=str(user["_id"]))
+        return session_id
+
+    async def _forget_old(self, now: datetime) -> None:
+        """Drop counters of past windows and expired sessions (no TTL indexes: in code)."""
+        longest = max(self.limits.per_address.window, self.limits.per_client.window)
+        await self.attempts.purge_before(now - longest)
+        await self.sessions.purge_expired(now)
+
+    async def view(self, session_id: str) -> PortalView | None:
+        """The session with the accounts it may open now; None if there is no live session."""
+        session = await self.sessions.find(session_id, self.clock())
+        if session is None:
+            return None
+        allowed = await self.grants.accessible_accounts(session.firm_id, session.user_id)
+        names = await self.names.names(session.firm_id, allowed)
+        accounts = tuple(
+            sorted(
+                (PortalAccount(a, names.get(a, a)) for a in allowed),
+                key=lambda p: (p.name.casefold(), p.account_id),
+            )
+        )
+        active = next((a for a in accounts if a.account_id == session.active_account), None)
+        if active is None and len(accounts) == 1:
+            active = accounts[0]
+        return PortalView(session, accounts, active)
+
+    async def choose(self, view: PortalView, account_id: str) -> None:
+        if account_id not in {a.account_id for a in view.accounts}:
+            raise NoAccess
+        await self.sessions.choose_account(view.session, account_id)
+
+    async def forget_lost_account(self, view: PortalView) -> bool:
+        """True (once) when the account the session had open is no longer allowed."""
+        chosen = view.session.active_account
+        if chosen is None or chosen in {a.account_id for a in view.accounts}:
+            return False
+        await self.sessions.choose_account(view.session, None)
+        return True
+
+    async def log_out(self, view: PortalView) -> None:
+        await self.sessions.close(view.session)
+
+    @staticmethod
+    def csrf_ok(view: PortalView, submitted: str) -> bool:
+        return hmac.compare_digest(view.session.csrf.encode(), submitted.encode())
+
+    async def _verify(self, user: Document | None, password: str) -> bool:
+        # Oversized input is cut, not skipped: the answer must take as long as a real try.
+        password = password[:1024]
+        if user is None:
+            if self._decoy is None:
+                self._decoy = await asyncio.to_thread(self.passwords.hash, "decoy password")
+            await asyncio.to_thread(self._check, self._decoy, password)
+            return False
+        return await asyncio.to_thread(self._check, user["password_hash"], password)
+
+    def _check(self, password_hash: str, password: str) -> bool:
+        try:
+            return bool(self.passwords.verify(password_hash, password))
+        except (VerificationError, InvalidHashError):
+            return False

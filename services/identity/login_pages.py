@@ -1,0 +1,123 @@
+"""Portal login, the account picker and logout: plain server-rendered HTML over ASGI.
+
+Every page behind the login reads the session and the accounts it may open afresh,
+so an account whose Login was turned off disappears from a live session at once.
+Forms behind the login carry the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from services.identity.access import LoginRefused, NoAccess, PortalAccess, PortalView
+from services.identity.sessions import SESSION_LIFETIME
+from services.identity.web import (
+    SESSION_COOKIE,
+    client_ip,
+    cookie,
+    first,
+    form,
+    page,
+    query,
+    redirect,
+    session_cookie,
+)
+from shared.http import ASGIApp, Receive, Scope, Send
+
+MAX_FIELD = 1024
+
+
+def _login_url(firm_id: str) -> str:
+    return "/login?" + urlencode({"firm": firm_id}) if firm_id else "/login"
+
+
+def login_page(access: PortalAccess, *, secure_cookies: bool) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            return await page(
+                send, "login.html.j2", title="Log in", firm=first(query(scope), "firm")
+            )
+        submitted = await form(receive)
+        firm, email, password = (first(submitted, k) for k in ("firm", "email", "password"))
+        firm, email, password = firm[:MAX_FIELD], email[:MAX_FIELD], password[:MAX_FIELD]
+        try:
+            session_id = await access.log_in(firm, email, password, client_ip(scope))
+        except LoginRefused as refused:
+            return await page(
+                send,
+                "login.html.j2",
+                401,
+                title="Log in",
+                firm=firm,
+                email=email,
+                error=str(refused),
+            )
+        max_age = int(SESSION_LIFETIME.total_seconds())
+        return await redirect(
+            send,
+            "/portal",
+            {"set-cookie": session_cookie(session_id, secure=secure_cookies, max_age=max_age)},
+        )
+
+    return app
+
+
+async def _session(scope: Scope, access: PortalAccess) -> PortalView | None:
+    return await access.view(cookie(scope, SESSION_COOKIE))
+
+
+def portal_page(access: PortalAccess) -> ASGIApp:
+    """The portal home: which account is active, and the picker to switch."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        view = await _session(scope, access)
+        if view is None:
+            return await redirect(send, _login_url(first(query(scope), "firm")))
+        lost = await access.forget_lost_account(view)
+        return await page(
+            send,
+            "portal.html.j2",
+            title=view.active.name if view.active else "Choose an account",
+            view=view,
+            lost_access=lost,
+        )
+
+    return app
+
+
+def choose_account_page(access: PortalAccess) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            return await redirect(send, "/portal")
+        view = await _session(scope, access)
+        submitted = await form(receive)
+        if view is None:
+            return await redirect(send, "/login")
+        if not access.csrf_ok(view, first(submitted, "csrf")):
+            return await _forbidden(send, "This form has expired. Go back and try again.")
+        try:
+            await access.choose(view, first(submitted, "account"))
+        except NoAccess:
+            return await _forbidden(send, "You do not have access to this account.")
+        return await redirect(send, "/portal")
+
+    return app
+
+
+def logout_page(access: PortalAccess, *, secure_cookies: bool) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        view = await _session(scope, access)
+        submitted = await form(receive) if scope["method"] == "POST" else {}
+        if view is None:
+            return await redirect(send, "/login")
+        if scope["method"] != "POST" or not access.csrf_ok(view, first(submitted, "csrf")):
+            return await _forbidden(send, "This form has expired. Go back and try again.")
+        await access.log_out(view)
+        expired = session_cookie("", secure=secure_cookies, max_age=0)
+        return await redirect(send, _login_url(view.session.firm_id), {"set-cookie": expired})
+
+    return app
+
+
+async def _forbidden(send: Send, error: str) -> None:
+    await page(send, "refused.html.j2", 403, title="Not allowed", error=error, back="/portal")

@@ -1,0 +1,73 @@
+"""What identity learns from other services: account names, addresses that bounce."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shared.storage.mongo import Document
+
+
+class AccountNames:
+    """Account names for the portal's account picker (from crm's AccountCreated)."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.collection: AsyncCollection[Document] = db["account_names"]
+
+    async def record(self, firm_id: str, account_id: str, name: str, version: int) -> None:
+        try:
+            await self.collection.update_one(
+                {"_id": f"{firm_id}:{account_id}", "version": {"$lt": version}},
+                {
+                    "$set": {
+                        "firm_id": firm_id,
+                        "account_id": account_id,
+                        "name": name,
+                        "version": version,
+                    }
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return  # a newer version is already stored
+
+    async def names(self, firm_id: str, account_ids: Iterable[str]) -> dict[str, str]:
+        keys = [f"{firm_id}:{a}" for a in account_ids]
+        cursor = self.collection.find({"_id": {"$in": keys}})
+        return {doc["account_id"]: doc["name"] async for doc in cursor}
+
+
+class InvalidAddresses:
+    """Addresses the notification service could not deliver to for good (hard bounces)."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.collection: AsyncCollection[Document] = db["invalid_addresses"]
+
+    @staticmethod
+    def _key(firm_id: str, email: str) -> str:
+        return f"{firm_id}:{email.casefold()}"
+
+    async def mark(self, firm_id: str, email: str, reason: str) -> None:
+        # Setting the same flag twice, or in any order, ends the same way.
+        await self.collection.update_one(
+            {"_id": self._key(firm_id, email)},
+            {
+                "$set": {
+                    "firm_id": firm_id,
+                    "email_key": email.casefold(),
+                    "reason": reason[:200],
+                    "at": datetime.now(UTC),
+                }
+            },
+            upsert=True,
+        )
+
+    async def among(self, firm_id: str, emails: Iterable[str]) -> set[str]:
+        """The casefolded addresses of ``emails`` that are known to be invalid."""
+        keys = [self._key(firm_id, e) for e in emails]
+        cursor = self.collection.find({"_id": {"$in": keys}}, {"email_key": 1})
+        return {doc["email_key"] async for doc in cursor}

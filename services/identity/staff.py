@@ -1,0 +1,165 @@
+"""Staff commands on invitations: resend, cancel, and the pending-activation list."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from services.identity.domain import Grant, grant_id
+from services.identity.projections import AccountNames, InvalidAddresses
+from services.identity.service import GrantUpdates
+from shared.contracts import identity as cmd
+from shared.contracts.errors import NotFound, UnknownFirm
+
+
+class InvitationCommands:
+    def __init__(
+        self, updates: GrantUpdates, names: AccountNames, invalid: InvalidAddresses
+    ) -> None:
+        self.updates = updates
+        self.grants = updates.grants
+        self.names = names
+        self.invalid = invalid
+
+    async def resend(
+        self, c: cmd.ResendInvitations, correlation_id: str | None = None
+    ) -> cmd.InvitationsResent:
+        selected = await self._select(c.firm_id, c.targets)
+        invite = await self.updates.invitations(c.firm_id)
+
+        def resend(grant: Grant) -> bool:
+            return grant.resend(invite, c.actor, c.personal_message)
+
+        done, skipped = await self._apply(
+            selected, resend, correlation_id, "not awaiting activation"
+        )
+        return cmd.InvitationsResent(resent=done, skipped=skipped)
+
+    async def cancel(
+        self, c: cmd.CancelInvitations, correlation_id: str | None = None
+    ) -> cmd.InvitationsCancelled:
+        selected = await self._select(c.firm_id, c.targets)
+
+        def cancel(grant: Grant) -> bool:
+            return grant.cancel_invitation()
+
+        done, skipped = await self._apply(selected, cancel, correlation_id, "no pending invitation")
+        return cmd.InvitationsCancelled(cancelled=done, skipped=skipped)
+
+    async def pending(self, c: cmd.ListPendingActivations) -> cmd.PendingActivations:
+        await self._require_firm(c.firm_id)
+        grants = await self.grants.awaiting_activation(c.firm_id)
+        names = await self.names.names(c.firm_id, {g.account_id for g in grants})
+        invalid = await self.invalid.among(c.firm_id, {g.email for g in grants})
+        by_address: dict[str, list[Grant]] = defaultdict(list)
+        for grant in grants:
+            by_address[grant.address_id].append(grant)
+        rows = [_row(group, names, invalid) for group in by_address.values()]
+        rows = [r for r in rows if _matches(r, c.filter)]
+        rows.sort(key=_sort_key(c.sort), reverse=c.descending)
+        return cmd.PendingActivations(
+            total=len(rows), items=tuple(rows[c.offset : c.offset + c.limit])
+        )
+
+    # --- selection -----------------------------------------------------------------------
+
+    async def _require_firm(self, firm_id: str) -> None:
+        if not await self.updates.firms.exists(firm_id):
+            raise UnknownFirm(f"no firm {firm_id}", field="firm_id")
+
+    async def _select(self, firm_id: str, targets: Sequence[cmd.InvitationTarget]) -> list[Grant]:
+        """Every grant the targets name; refuses the whole selection if one is unknown."""
+        await self._require_firm(firm_id)
+        selected: dict[str, Grant] = {}
+        for index, target in enumerate(targets):
+            if target.account_id is not None:
+                grant = await self.grants.get(
+                    grant_id(firm_id, target.account_id, target.address_id)
+                )
+                found = [grant] if grant is not None and grant.login else []
+            else:
+                found = [
+                    g
+                    for g in await self.grants.for_address(firm_id, target.address_id)
+                    if g.awaiting_activation
+                ]
+            if not found:
+                raise NotFound(
+                    f"no address {target.address_id} with Login on in this firm"
+                    + (f" for account {target.account_id}" if target.account_id else ""),
+                    field=f"targets.{index}",
+                )
+            selected.update((g.id, g) for g in found)
+        return list(selected.values())
+
+    async def _apply(
+        self,
+        grants: list[Grant],
+        change: Callable[[Grant], bool],
+        correlation_id: str | None,
+        why_skipped: str,
+    ) -> tuple[tuple[cmd.Invited, ...], tuple[cmd.Skipped, ...]]:
+        done: list[cmd.Invited] = []
+        skipped: list[cmd.Skipped] = []
+
+        async def apply(grant: Grant) -> bool:
+            return change(grant)
+
+        for grant in grants:
+            changed = await self.updates.update(grant.id, apply, correlation_id=correlation_id)
+            if changed is None:
+                skipped.append(cmd.Skipped(**_ids(grant), reason=why_skipped))
+            else:
+                done.append(cmd.Invited(**_ids(grant), email=changed.email))
+        return tuple(done), tuple(skipped)
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _ids(grant: Grant) -> dict[str, str]:
+    return {"account_id": grant.account_id, "address_id": grant.address_id}
+
+
+def _row(group: list[Grant], names: dict[str, str], invalid: set[str]) -> cmd.PendingActivation:
+    accounts = tuple(
+        cmd.PendingAccount(
+            account_id=g.account_id,
+            account_name=names.get(g.account_id),
+            sent_at=g.invitation.issued_at if g.invitation and g.invitation.pending else None,
+            expires_at=g.invitation.expires_at if g.invitation and g.invitation.pending else None,
+            invited_by=g.invitation.invited_by if g.invitation and g.invitation.pending else None,
+        )
+        for g in sorted(group, key=lambda g: g.account_id)
+    )
+    sent = [a for a in accounts if a.sent_at is not None]
+    newest = max(sent, key=lambda a: a.sent_at or _NEVER) if sent else None
+    first = group[0]
+    return cmd.PendingActivation(
+        address_id=first.address_id,
+        contact_id=first.contact_id,
+        email=first.email,
+        accounts=accounts,
+        sent_at=newest.sent_at if newest else None,
+        invited_by=newest.invited_by if newest else None,
+        invalid=any(g.email.casefold() in invalid for g in group),
+    )
+
+
+def _matches(row: cmd.PendingActivation, wanted: cmd.PendingFilter) -> bool:
+    match wanted:
+        case cmd.PendingFilter.INVITED:
+            return row.sent_at is not None
+        case cmd.PendingFilter.NOT_INVITED:
+            return row.sent_at is None
+        case cmd.PendingFilter.INVALID:
+            return row.invalid
+    return True
+
+
+def _sort_key(sort: cmd.PendingSort) -> Callable[[cmd.PendingActivation], tuple[str, ...]]:
+    if sort is cmd.PendingSort.EMAIL:
+        return lambda r: (r.email.casefold(), r.address_id)
+    # Never-sent rows sort as the oldest; ties by address.
+    return lambda r: (r.sent_at.isoformat() if r.sent_at else "", r.email.casefold())

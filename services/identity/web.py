@@ -1,0 +1,97 @@
+"""Plain ASGI helpers for the portal pages: templates, forms, cookies, redirects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from shared.http import Receive, Scope, Send, respond
+
+MAX_FORM_BYTES = 16 * 1024
+SESSION_COOKIE = "portal_session"
+SECURITY_HEADERS = {
+    "cache-control": "no-store",
+    "referrer-policy": "no-referrer",  # an activation page URL carries the invitation token
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+}
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html", "j2"]),
+)
+
+
+async def page(
+    send: Send,
+    template: str,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    **context: Any,
+) -> None:
+    body = _templates.get_template(template).render(**context).encode()
+    await respond(
+        send, status, body, "text/html; charset=utf-8", {**SECURITY_HEADERS, **(headers or {})}
+    )
+
+
+async def redirect(send: Send, location: str, headers: Mapping[str, str] | None = None) -> None:
+    """303 See Other: after a form, the browser follows with a GET."""
+    await respond(
+        send, 303, b"", "text/plain", {**SECURITY_HEADERS, "location": location, **(headers or {})}
+    )
+
+
+def first(values: Mapping[str, list[str]], name: str) -> str:
+    return (values.get(name) or [""])[0]
+
+
+async def form(receive: Receive) -> dict[str, list[str]]:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+        if not message.get("more_body", False):
+            break
+    return parse_qs(body.decode("utf-8", errors="replace"))
+
+
+def query(scope: Scope) -> dict[str, list[str]]:
+    return parse_qs(scope.get("query_string", b"").decode("utf-8", errors="replace"))
+
+
+def cookie(scope: Scope, name: str) -> str:
+    for key, value in scope.get("headers", []):
+        if key == b"cookie":
+            jar: SimpleCookie = SimpleCookie()
+            jar.load(value.decode("latin-1"))
+            if name in jar:
+                return jar[name].value
+    return ""
+
+
+def session_cookie(value: str, *, secure: bool, max_age: int) -> str:
+    """The session cookie: HttpOnly, SameSite=Lax, Secure when the portal is served over TLS."""
+    parts = [
+        f"{SESSION_COOKIE}={value}",
+        "Path=/",
+        "HttpOnly",
+        "SameSite=Lax",
+        f"Max-Age={max_age}",
+    ]
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+def client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
