@@ -168,15 +168,19 @@ other_checkout() {
   local listener pid cmdline root=""
   command -v ss >/dev/null || return 1
   listener="$(ss -ltnpH "sport = :$1" 2>/dev/null)" || return 1
-  [[ "$listener" =~ pid=([0-9]+) ]] || return 1
-  pid="${BASH_REMATCH[1]}"
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline")"
-  if [[ "$cmdline" =~ (/[^ ]*)/\.local/(bin/ferretdb|rabbitmq|dovecot/) ]]; then
-    root="${BASH_REMATCH[1]}"
-  elif [[ "$cmdline" =~ (/[^ ]*)/deploy/smtp_catcher\.py ]]; then
-    root="${BASH_REMATCH[1]}"
-  fi
+  # Every process sharing the socket is listed (Dovecot's login processes too, whose
+  # command lines name no checkout): look at each until one names its checkout.
+  while [[ -z "$root" && "$listener" =~ pid=([0-9]+)(.*) ]]; do
+    pid="${BASH_REMATCH[1]}"
+    listener="${BASH_REMATCH[2]}"
+    [[ -r "/proc/$pid/cmdline" ]] || continue
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline")"
+    if [[ "$cmdline" =~ (/[^ ]*)/\.local/(bin/ferretdb|rabbitmq|dovecot/) ]]; then
+      root="${BASH_REMATCH[1]}"
+    elif [[ "$cmdline" =~ (/[^ ]*)/deploy/smtp_catcher\.py ]]; then
+      root="${BASH_REMATCH[1]}"
+    fi
+  done
   [[ -n "$root" && "$root" != "$ROOT" && -f "$root/deploy/local.sh" ]] || return 1
   printf '%s' "$root"
 }

@@ -92,7 +92,7 @@ class AddressAttached(Event):
 
 @dataclass(frozen=True)
 class SettingChanged(Event):
-    setting: str  # "login" | "notify" | "email_sync" | "signatory"
+    setting: str  # "login" | "notify" | "notify_categories" | "email_sync" | "signatory"
     contact_id: str
     address: Address
     settings: Settings
@@ -379,6 +379,8 @@ class Account:
         if updated == current and not send_invitation:
             return False
         self.links[contact_id][address_id] = updated
+        if setting == "notify" and current.notify and updated.notify:
+            setting = "notify_categories"  # on before and after: only the preferences changed
         self.events.append(
             SettingChanged(
                 setting,

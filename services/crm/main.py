@@ -25,6 +25,7 @@ PUBLISHES = (
     events.AddressAdded,
     events.LoginToggled,
     events.NotifyToggled,
+    events.NotificationPreferencesChanged,
     events.EmailSyncToggled,
     events.SignatoryToggled,
     events.ContactEmailChanged,

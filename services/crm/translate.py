@@ -93,6 +93,10 @@ def _setting_payload(account: Account, event: SettingChanged) -> EventPayload:
                 enabled=s.notify,
                 categories=frozenset(map(NotificationCategory, s.notify_categories)),
             )
+        case "notify_categories":
+            return contract.NotificationPreferencesChanged(
+                **common, categories=frozenset(map(NotificationCategory, s.notify_categories))
+            )
         case "email_sync":
             return contract.EmailSyncToggled(**common, enabled=s.email_sync)
         case "signatory":

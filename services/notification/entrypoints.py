@@ -10,6 +10,7 @@ from shared.contracts.events import (
     FirmRegistered,
     InvitationIssued,
     LoginToggled,
+    NotificationPreferencesChanged,
     NotificationRequested,
     NotifyToggled,
     UserActivated,
@@ -54,6 +55,11 @@ def register_handlers(events: EventSubscriptions, service: NotificationService) 
     async def on_notify_toggled(envelope: Envelope[NotifyToggled]) -> None:
         """Project Notify on/off and its categories."""
         await service.notify_toggled(envelope)
+
+    @events.handle(NotificationPreferencesChanged)
+    async def on_preferences_changed(envelope: Envelope[NotificationPreferencesChanged]) -> None:
+        """Project a new set of categories for an address whose Notify stays on."""
+        await service.preferences_changed(envelope)
 
     @events.handle(InvitationIssued)
     async def on_invitation_issued(envelope: Envelope[InvitationIssued]) -> None:

@@ -45,6 +45,7 @@ from shared.contracts.events import (
     FirmRegistered,
     InvitationIssued,
     LoginToggled,
+    NotificationPreferencesChanged,
     NotificationRequested,
     NotifyToggled,
     UserActivated,
@@ -117,6 +118,14 @@ class NotificationService:
         key = RecipientKey(envelope.firm_id, p.account_id, p.address_id)
         categories = frozenset(c.value for c in p.categories) if p.enabled else frozenset()
         notify = NotifySet(envelope.aggregate_version, p.enabled, categories)
+        await self._record(key, (*_seen(envelope, p.contact_id, p.email), notify))
+
+    async def preferences_changed(self, envelope: Envelope[NotificationPreferencesChanged]) -> None:
+        p = envelope.payload
+        key = RecipientKey(envelope.firm_id, p.account_id, p.address_id)
+        notify = NotifySet(
+            envelope.aggregate_version, True, frozenset(c.value for c in p.categories)
+        )
         await self._record(key, (*_seen(envelope, p.contact_id, p.email), notify))
 
     async def _address_linked(
@@ -271,7 +280,11 @@ async def _all_then_raise(sends: Sequence[Awaitable[None]]) -> None:
 
 
 def _seen(
-    envelope: Envelope[LoginToggled] | Envelope[NotifyToggled], contact_id: str, email: str
+    envelope: Envelope[LoginToggled]
+    | Envelope[NotifyToggled]
+    | Envelope[NotificationPreferencesChanged],
+    contact_id: str,
+    email: str,
 ) -> tuple[Fact, Fact]:
     """Every account event about an address says it is linked, and with which email."""
     return (

@@ -118,6 +118,20 @@ class NotifyToggled(EventPayload):
     actor: StaffId
 
 
+class NotificationPreferencesChanged(EventPayload):
+    """Notify stays on for one (account, contact, address); its categories changed."""
+
+    event_type = "NotificationPreferencesChanged"
+    routing_key = "crm.account.notification_preferences_changed"
+
+    account_id: AccountId
+    contact_id: ContactId
+    address_id: AddressId
+    email: Email
+    categories: frozenset[NotificationCategory]
+    actor: StaffId
+
+
 class EmailSyncToggled(EventPayload):
     event_type = "EmailSyncToggled"
     routing_key = "crm.account.email_sync_toggled"
@@ -346,6 +360,7 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         ContactLinked,
         LoginToggled,
         NotifyToggled,
+        NotificationPreferencesChanged,
         EmailSyncToggled,
         SignatoryToggled,
         AddressAdded,

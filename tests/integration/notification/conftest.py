@@ -37,6 +37,7 @@ from shared.contracts.events import (
     FirmRegistered,
     InvitationIssued,
     LoginToggled,
+    NotificationPreferencesChanged,
     NotificationRequested,
     NotifyToggled,
     UserActivated,
@@ -201,6 +202,18 @@ class Scenario:
                 address_id=address.address_id,
                 email=address.email,
                 enabled=bool(categories),
+                categories=frozenset(categories),
+                actor="staff_1",
+            )
+        )
+
+    def preferences(self, address: Address, *categories: NotificationCategory) -> Envelope[Any]:
+        return self._crm(
+            NotificationPreferencesChanged(
+                account_id=self.account_id,
+                contact_id=self.contact_id,
+                address_id=address.address_id,
+                email=address.email,
                 categories=frozenset(categories),
                 actor="staff_1",
             )

@@ -192,6 +192,25 @@ class TestLinkChanges:
             == 0
         )
 
+    async def test_new_preferences_decide_which_categories_arrive(
+        self, notification: Notification, mail: MailCatcher
+    ) -> None:
+        s = Scenario()
+        pat = s.address("pat")
+        await notification.publish(s.linked((pat, ON_FOR_UPLOADS)))
+        narrowed = s.preferences(pat, INVOICES)
+        await notification.publish(narrowed)
+        await notification.applied(s.key(pat), Facet.NOTIFY, narrowed.aggregate_version)
+
+        uploads, invoices = s.request(UPLOADS), s.request(INVOICES, kind="invoice.issued")
+        await notification.publish(uploads, "documents.notification.requested")
+        await notification.publish(invoices, "invoices.notification.requested")
+
+        [email] = await mail.wait_for(delivered(for_address(invoices, pat)))
+        assert email.header("X-CRM-Kind") == "invoice.issued"
+        await settle()
+        assert [m for m in mail.to(pat.email) if delivered(for_address(uploads, pat))(m)] == []
+
     async def test_after_an_address_change_notifications_go_to_the_new_address(
         self, notification: Notification, mail: MailCatcher
     ) -> None:

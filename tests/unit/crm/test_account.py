@@ -102,3 +102,26 @@ class TestContacts:
         with pytest.raises(DomainRuleBroken) as refused:
             contact("ann@example.com", "ANN@example.com")
         assert refused.value.field == "addresses.1.email"
+
+
+class TestNotificationPreferences:
+    def test_changing_categories_while_notify_stays_on_is_a_preferences_change(self) -> None:
+        c = contact("ann@example.com")
+        a = account()
+        [address] = c.addresses
+        a.link(c, {address.id: Settings().with_notify(True, None)}, {}, "staff")
+        a.events.clear()
+
+        a.change(
+            "notify",
+            c.id,
+            address.id,
+            Settings().with_notify(True, frozenset({"proposals"})),
+            "staff",
+        )
+        a.change("notify", c.id, address.id, Settings().with_notify(False, None), "staff")
+
+        assert [e.setting for e in a.events if isinstance(e, SettingChanged)] == [
+            "notify_categories",
+            "notify",
+        ]
