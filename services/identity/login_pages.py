@@ -7,16 +7,20 @@ Forms behind the login carry the session's CSRF token.
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from urllib.parse import urlencode
 
 from services.identity.access import LoginRefused, NoAccess, PortalAccess, PortalView
 from services.identity.sessions import SESSION_LIFETIME
 from services.identity.web import (
+    LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     client_ip,
     cookie,
     first,
     form,
+    login_csrf_cookie,
     page,
     query,
     redirect,
@@ -25,6 +29,7 @@ from services.identity.web import (
 from shared.http import ASGIApp, Receive, Scope, Send
 
 MAX_FIELD = 1024
+EXPIRED_FORM = "This form has expired. Please try again."
 
 
 def _login_url(firm_id: str) -> str:
@@ -32,26 +37,26 @@ def _login_url(firm_id: str) -> str:
 
 
 def login_page(access: PortalAccess, *, secure_cookies: bool) -> ASGIApp:
+    async def show(send: Send, status: int = 200, **context: str) -> None:
+        token = secrets.token_urlsafe(32)
+        cookie_header = {"set-cookie": login_csrf_cookie(token, secure=secure_cookies)}
+        await page(
+            send, "login.html.j2", status, cookie_header, title="Log in", csrf=token, **context
+        )
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
-            return await page(
-                send, "login.html.j2", title="Log in", firm=first(query(scope), "firm")
-            )
+            return await show(send, firm=first(query(scope), "firm"))
         submitted = await form(receive)
         firm, email, password = (first(submitted, k) for k in ("firm", "email", "password"))
         firm, email, password = firm[:MAX_FIELD], email[:MAX_FIELD], password[:MAX_FIELD]
+        expected = cookie(scope, LOGIN_CSRF_COOKIE)
+        if not expected or not hmac.compare_digest(expected, first(submitted, "csrf")):
+            return await show(send, 400, firm=firm, email=email, error=EXPIRED_FORM)
         try:
             session_id = await access.log_in(firm, email, password, client_ip(scope))
         except LoginRefused as refused:
-            return await page(
-                send,
-                "login.html.j2",
-                401,
-                title="Log in",
-                firm=firm,
-                email=email,
-                error=str(refused),
-            )
+            return await show(send, 401, firm=firm, email=email, error=str(refused))
         max_age = int(SESSION_LIFETIME.total_seconds())
         return await redirect(
             send,

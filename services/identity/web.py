@@ -14,6 +14,9 @@ from shared.http import Receive, Scope, Send, respond
 
 MAX_FORM_BYTES = 16 * 1024
 SESSION_COOKIE = "portal_session"
+LOGIN_CSRF_COOKIE = "portal_login_csrf"
+"""Before there is a session, the login form's CSRF token is double-submitted: this
+cookie and the form field must match, which another site cannot arrange."""
 SECURITY_HEADERS = {
     "cache-control": "no-store",
     "referrer-policy": "no-referrer",  # an activation page URL carries the invitation token
@@ -80,13 +83,15 @@ def cookie(scope: Scope, name: str) -> str:
 
 def session_cookie(value: str, *, secure: bool, max_age: int) -> str:
     """The session cookie: HttpOnly, SameSite=Lax, Secure when the portal is served over TLS."""
-    parts = [
-        f"{SESSION_COOKIE}={value}",
-        "Path=/",
-        "HttpOnly",
-        "SameSite=Lax",
-        f"Max-Age={max_age}",
-    ]
+    return _cookie(SESSION_COOKIE, value, secure=secure, max_age=max_age, same_site="Lax")
+
+
+def login_csrf_cookie(value: str, *, secure: bool) -> str:
+    return _cookie(LOGIN_CSRF_COOKIE, value, secure=secure, max_age=3600, same_site="Strict")
+
+
+def _cookie(name: str, value: str, *, secure: bool, max_age: int, same_site: str) -> str:
+    parts = [f"{name}={value}", "Path=/", "HttpOnly", f"SameSite={same_site}", f"Max-Age={max_age}"]
     if secure:
         parts.append("Secure")
     return "; ".join(parts)

@@ -17,6 +17,7 @@ from shared.cli.client import Client
 from shared.contracts import crm as cmd
 from shared.mailcatcher import MailCatcher
 from tests.e2e.test_first_path import activation_form, activation_link, kind
+from tests.portal import log_in
 from tests.scenario import Scenario, account_with_contact, unique_email
 from tests.services import RunningServices
 
@@ -27,9 +28,7 @@ PASSWORD = "a long and private passphrase"
 async def accounts_of(services: RunningServices, s: Scenario, email: str) -> list[str]:
     """The accounts a person's portal lists right after logging in (none if refused)."""
     async with httpx.AsyncClient(base_url=services.portal, follow_redirects=True) as http:
-        page = await http.post(
-            "/login", data={"firm": s.firm_id, "email": email, "password": PASSWORD}
-        )
+        page = await log_in(http, s.firm_id, email, PASSWORD)
         return re.findall(r'data-account="([^"]+)"', page.text) if page.status_code == 200 else []
 
 

@@ -18,6 +18,7 @@ from tests.integration.identity.conftest import (
     token_of,
 )
 from tests.polling import eventually
+from tests.portal import log_in
 from tests.services import RunningServices
 
 pytestmark = pytest.mark.integration
@@ -42,9 +43,7 @@ async def link_works(services: RunningServices, issued: dict[str, object]) -> bo
 async def can_log_in(services: RunningServices, firm: Firm, email: str) -> set[str]:
     """The account ids the person's portal lists after logging in (empty if refused)."""
     async with httpx.AsyncClient(base_url=services.portal, follow_redirects=True) as http:
-        page = await http.post(
-            "/login", data={"firm": firm.firm_id, "email": email, "password": PASSWORD}
-        )
+        page = await log_in(http, firm.firm_id, email, PASSWORD)
         if page.status_code != 200:
             return set()
         return set(_accounts(page.text))

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.integration.identity.conftest import Address, Firm, Published, of, token_of
+from tests.portal import log_in as portal_log_in
 from tests.services import RunningServices
 
 pytestmark = pytest.mark.integration
@@ -39,9 +40,7 @@ def portal(services: RunningServices) -> httpx.AsyncClient:
 async def log_in(
     http: httpx.AsyncClient, firm: Firm, email: str, password: str = PASSWORD
 ) -> httpx.Response:
-    return await http.post(
-        "/login", data={"firm": firm.firm_id, "email": email, "password": password}
-    )
+    return await portal_log_in(http, firm.firm_id, email, password)
 
 
 def csrf(html: str) -> str:
@@ -82,7 +81,17 @@ class TestLoggingIn:
             unknown = await log_in(http, firm, f"nobody.{email}", "not the password at all")
         assert wrong.status_code == unknown.status_code == 401
         assert GENERIC in wrong.text and GENERIC in unknown.text
-        assert "set-cookie" not in wrong.headers
+        assert "portal_session" not in wrong.headers.get("set-cookie", "")
+
+    async def test_a_login_posted_from_another_site_is_refused(
+        self, firm: Firm, published: Published, services: RunningServices
+    ) -> None:
+        email, _ = await activated_person(firm, published, services, "Smith family")
+        form = {"firm": firm.firm_id, "email": email, "password": PASSWORD, "csrf": "guessed"}
+        async with portal(services) as http:
+            forged = await http.post("/login", data=form)
+        assert forged.status_code == 400
+        assert "portal_session" not in forged.headers.get("set-cookie", "")
 
     async def test_attempts_are_limited_per_address(
         self, firm: Firm, published: Published, services: RunningServices
