@@ -27,6 +27,7 @@ from shared.contracts.types import (
     PersonalMessage,
     StaffId,
     Tag,
+    TimeZone,
 )
 
 
@@ -83,6 +84,9 @@ class ContactLinked(EventPayload):
     contact_name: Name
     addresses: tuple[AddressSettings, ...]
     actor: StaffId
+    time_zone: TimeZone | None = Field(
+        default=None, description="The contact's own time zone; the firm's applies when empty."
+    )
 
 
 class LoginToggled(EventPayload):
@@ -232,6 +236,33 @@ class BulkUpdateRequested(EventPayload):
     signatory: SettingAction = SettingAction.NOTHING
 
 
+class BulkUpdateError(ContractModel):
+    """Why one account or address of a bulk update was not changed."""
+
+    account_id: AccountId | None = None
+    address_id: AddressId | None = None
+    email: Email | None = None
+    reason: str = Field(max_length=500)
+
+
+class BulkUpdateCompleted(EventPayload):
+    """A bulk update finished; the counts and errors become the requester's Inbox+ report.
+
+    ``errors`` lists at most 500 errors; ``error_count`` is the total.
+    """
+
+    event_type = "BulkUpdateCompleted"
+    routing_key = "crm.bulk_update.completed"
+
+    job_id: Identifier
+    requested_by: StaffId
+    accounts: int = Field(ge=0, description="Accounts selected and processed.")
+    addresses_changed: int = Field(ge=0, description="Addresses whose settings changed.")
+    invitations_sent: int = Field(ge=0)
+    error_count: int = Field(ge=0)
+    errors: tuple[BulkUpdateError, ...] = Field(default=(), max_length=500)
+
+
 # --- identity --------------------------------------------------------------------------
 
 
@@ -352,6 +383,76 @@ class NotificationFailed(EventPayload):
     permanent: bool
 
 
+# --- platform (published by other services of the product) ------------------------------
+
+
+class TransactionQuestion(ContractModel):
+    question_id: Identifier
+    asked_at: datetime
+    summary: str = Field(min_length=1, max_length=300, description="What the firm asks about.")
+
+
+class TransactionQuestionsUpdated(EventPayload):
+    """The accounting side's current unanswered transaction questions of one account.
+
+    A full state transfer: the newest ``aggregate_version`` of the account wins, and an
+    empty list means nothing is waiting. Feeds the weekly transactions digest. Publish
+    with routing key ``<your-service>.transactions.questions_updated``.
+    """
+
+    event_type = "TransactionQuestionsUpdated"
+    routing_key = "platform.transactions.questions_updated"
+
+    account_id: AccountId
+    questions: tuple[TransactionQuestion, ...] = Field(default=(), max_length=500)
+
+
+# --- mailsync --------------------------------------------------------------------------
+
+
+class EmailDirection(StrEnum):
+    INBOUND = "inbound"
+    """From the client address to the firm."""
+    OUTBOUND = "outbound"
+    """From the firm (its mailbox, or a reply sent from the product) to the client."""
+
+
+class EmailReceived(EventPayload):
+    """A message from a synced client address was brought in and filed on its accounts.
+
+    Published once per message (deduplicated by Message-ID), for inbound mail only.
+    """
+
+    event_type = "EmailReceived"
+    routing_key = "mailsync.email.received"
+
+    message_id: Identifier = Field(description="mailsync's id of the stored message.")
+    thread_id: Identifier
+    internet_message_id: str = Field(max_length=998, description="The Message-ID header.")
+    account_ids: tuple[AccountId, ...] = Field(min_length=1)
+    client_email: Email = Field(description="The synced client address it came from.")
+    direction: EmailDirection = EmailDirection.INBOUND
+    subject: str = Field(max_length=998)
+    snippet: str = Field(max_length=300)
+    sent_at: datetime
+    attachment_count: int = Field(ge=0)
+
+
+class AttachmentSaved(EventPayload):
+    """An attachment of a synced message was saved to an account's documents (once)."""
+
+    event_type = "AttachmentSaved"
+    routing_key = "mailsync.attachment.saved"
+
+    attachment_id: Identifier
+    account_id: AccountId
+    message_id: Identifier
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(max_length=255)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 EVENT_TYPES: dict[str, type[EventPayload]] = {
     cls.event_type: cls
     for cls in (
@@ -367,6 +468,7 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         ContactUnlinked,
         ContactEmailChanged,
         BulkUpdateRequested,
+        BulkUpdateCompleted,
         InvitationIssued,
         InvitationCancelled,
         AccessRevoked,
@@ -375,5 +477,8 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         NotificationRequested,
         NotificationDelivered,
         NotificationFailed,
+        TransactionQuestionsUpdated,
+        EmailReceived,
+        AttachmentSaved,
     )
 }

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from shared.contracts import crm, identity
+from shared.contracts import crm, identity, mailsync, notification
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import EVENT_TYPES
 
@@ -33,7 +33,7 @@ def generated() -> dict[Path, Schema]:
         schema["x-schema-version"] = payload.schema_version
         schema["x-routing-key"] = payload.routing_key
         out[Path("events") / f"{event_type}.v{payload.major_version()}.json"] = schema
-    for command in (*crm.COMMANDS, *identity.COMMANDS):
+    for command in (*crm.COMMANDS, *identity.COMMANDS, *notification.COMMANDS, *mailsync.COMMANDS):
         schema = command.model_json_schema()
         schema["x-service"] = command.service
         out[Path("commands") / f"{command.command_name()}.json"] = schema
