@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 from tests.infra import ROOT, Infra, free_port
 
 SERVICES = ("crm", "identity", "notification", "mailsync")
@@ -50,6 +52,8 @@ def run_services(
         **infra.service_env(),
         "PORTAL_BASE_URL": running.portal,
         "INVITATION_TOKEN_KEY": os.urandom(32).hex(),
+        "NOTIFICATION_PUBLIC_URL": running.url("notification"),
+        "MAILBOX_SECRET_KEY": Fernet.generate_key().decode(),
         "OUTBOX_SWEEP_SECONDS": "0.5",
         "PYTHONPATH": str(ROOT),
         **(extra_env or {}),
