@@ -53,6 +53,7 @@ def run_services(
         "PORTAL_BASE_URL": running.portal,
         "INVITATION_TOKEN_KEY": os.urandom(32).hex(),
         "NOTIFICATION_PUBLIC_URL": running.url("notification"),
+        "NOTIFICATION_LINK_KEY": os.urandom(32).hex(),
         "MAILBOX_SECRET_KEY": Fernet.generate_key().decode(),
         "OUTBOX_SWEEP_SECONDS": "0.5",
         "PYTHONPATH": str(ROOT),
