@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.contracts.categories import NotificationCategory
 from shared.contracts.commands import Accepted, Command
-from shared.contracts.events import AccountType
+from shared.contracts.events import AccountType, BulkUpdateError, SettingAction
 from shared.contracts.types import (
     AccountId,
     AddressId,
@@ -21,6 +21,7 @@ from shared.contracts.types import (
     Label,
     Name,
     PersonalMessage,
+    StaffId,
     Tag,
 )
 
@@ -229,6 +230,19 @@ class ToggleSignatory(_AddressCommand):
     pass
 
 
+class UnsubscribeCategory(CrmCommand):
+    """One-click unsubscribe: drop one category from one (account, contact, address).
+
+    Notify stays on for the other categories (NotificationPreferencesChanged); nothing
+    changes, and nothing is published, when the category is already off.
+    """
+
+    account_id: AccountId
+    contact_id: ContactId
+    address_id: AddressId
+    category: NotificationCategory
+
+
 class TurnOffUnlinkedEmail(CrmCommand):
     """Turn Login off for an unlinked email (SPEC "Changing a client's address"): the old
     email of an edited address stops having access to the account."""
@@ -430,6 +444,90 @@ class ImportResult(Accepted):
     accounts: int = Field(description="Accounts this command created (or found already done).")
 
 
+# --- bulk updates ----------------------------------------------------------------------
+
+
+class BulkFilter(StrEnum):
+    """Named selections of a bulk update, read from the account list."""
+
+    ALL = "all"
+    NO_PORTAL_ACCESS = "no_portal_access"  # nobody can log in (not activated or pending)
+    NOT_INVITED = "not_invited"  # login status "not activated"
+    PENDING_ACTIVATION = "pending_activation"
+    ACTIVATED = "activated"
+    NOTIFY_OFF = "notify_off"
+    EMAIL_SYNC_OFF = "email_sync_off"
+
+
+MAX_BULK_ACCOUNT_IDS = 50_000
+
+
+class RequestBulkUpdate(CrmCommand):
+    """Change settings of every linked address of many accounts, in the background.
+
+    Select accounts by ``account_ids`` or by ``filter`` (exactly one). For each setting
+    choose nothing / enable for all contacts / disable for all contacts. The reply comes
+    at once with the job id; ``GetBulkUpdate`` reports progress, and BulkUpdateCompleted
+    (the requester's Inbox+ report) ends it. Sending the same ``job_id`` twice starts one
+    job.
+    """
+
+    job_id: Identifier | None = Field(
+        default=None, description="Optional idempotency key; generated when empty."
+    )
+    account_ids: tuple[AccountId, ...] = Field(default=(), max_length=MAX_BULK_ACCOUNT_IDS)
+    filter: BulkFilter | None = None
+    login: SettingAction = SettingAction.NOTHING
+    send_invitations: bool = False
+    personal_message: PersonalMessage | None = None
+    notify: SettingAction = SettingAction.NOTHING
+    notify_categories: frozenset[NotificationCategory] | None = Field(
+        default=None, description="When enabling Notify; every category when empty."
+    )
+    email_sync: SettingAction = SettingAction.NOTHING
+    signatory: SettingAction = SettingAction.NOTHING
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RequestBulkUpdate:
+        if bool(self.account_ids) == (self.filter is not None):
+            raise ValueError("give exactly one of account_ids and filter")
+        if self.send_invitations and self.login is not SettingAction.ENABLE:
+            raise ValueError("send_invitations needs login to be 'enable'")
+        if self.personal_message and not self.send_invitations:
+            raise ValueError("personal_message needs send_invitations")
+        if self.notify_categories is not None and self.notify is not SettingAction.ENABLE:
+            raise ValueError("notify_categories needs notify to be 'enable'")
+        actions = (self.login, self.notify, self.email_sync, self.signatory)
+        if all(a is SettingAction.NOTHING for a in actions):
+            raise ValueError("choose at least one setting to enable or disable")
+        return self
+
+
+class BulkUpdateAccepted(Accepted):
+    job_id: Identifier
+
+
+class GetBulkUpdate(CrmCommand):
+    job_id: Identifier
+
+
+class BulkUpdateState(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+
+
+class BulkUpdateProgress(Accepted):
+    job_id: Identifier
+    state: BulkUpdateState
+    requested_by: StaffId
+    accounts_total: int
+    accounts_done: int
+    addresses_changed: int
+    invitations_sent: int
+    error_count: int
+    errors: tuple[BulkUpdateError, ...] = ()
+
+
 COMMANDS: tuple[type[CrmCommand], ...] = (
     RegisterFirm,
     CreateAccount,
@@ -442,9 +540,12 @@ COMMANDS: tuple[type[CrmCommand], ...] = (
     ToggleNotify,
     ToggleEmailSync,
     ToggleSignatory,
+    UnsubscribeCategory,
     TurnOffUnlinkedEmail,
     GetAccount,
     ListAccounts,
     ListSignatories,
     ImportClients,
+    RequestBulkUpdate,
+    GetBulkUpdate,
 )
