@@ -136,10 +136,61 @@ class Settings:
                 return replace(self, signatory=enabled)
         raise ValueError(f"not an on/off setting: {setting!r}")
 
+    def without_category(self, category: str) -> Settings:
+        """One category unsubscribed; Notify stays as it is (off stays off)."""
+        return replace(self, notify_categories=self.notify_categories - {category})
+
     def with_notify(self, enabled: bool, categories: frozenset[str] | None) -> Settings:
         if not enabled:
             return replace(self, notify=False, notify_categories=frozenset())
         return replace(self, notify=True, notify_categories=categories or ALL_CATEGORIES)
+
+
+ENABLE, DISABLE, NOTHING = "enable", "disable", "nothing"
+KEEP_BULK_JOBS = 20
+"""An account remembers this many bulk updates it took part in (for exactly-once)."""
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    addresses_changed: int = 0
+    invitations_sent: int = 0
+
+
+@dataclass(frozen=True)
+class BulkChange:
+    """One bulk update's choice per setting: "nothing", "enable" or "disable"."""
+
+    login: str = NOTHING
+    notify: str = NOTHING
+    email_sync: str = NOTHING
+    signatory: str = NOTHING
+    send_invitations: bool = False
+    personal_message: str | None = None
+    notify_categories: frozenset[str] | None = None
+
+    def steps(self, current: Settings) -> list[tuple[str, Settings, bool]]:
+        """The changes one address needs, in order: (setting, settings after it, invite).
+
+        Each step changes one setting; an address whose settings already match gets
+        none. Invitations go to addresses whose Login this update turns on.
+        """
+        steps: list[tuple[str, Settings, bool]] = []
+        settings = current
+        for setting in ("notify", "email_sync", "signatory", "login"):
+            action = getattr(self, setting)
+            if action == NOTHING:
+                continue
+            enabled = action == ENABLE
+            if setting == "notify":
+                updated = settings.with_notify(enabled, self.notify_categories)
+            else:
+                updated = settings.with_flag(setting, enabled)
+            if updated != settings:
+                invite = setting == "login" and enabled and self.send_invitations
+                steps.append((setting, updated, invite))
+                settings = updated
+        return steps
 
 
 # --- aggregates ------------------------------------------------------------------------
@@ -235,6 +286,8 @@ class Account:
     links: dict[str, dict[str, Settings]] = field(default_factory=dict)
     # address_id -> address, as last seen, so events can name the email
     addresses: dict[str, Address] = field(default_factory=dict)
+    # job id -> what that bulk update did here: applied once, saved with its events
+    bulk_jobs: dict[str, BulkOutcome] = field(default_factory=dict)
     version: int = 0
     events: list[Event] = field(default_factory=list, repr=False)
 
@@ -394,6 +447,35 @@ class Account:
         )
         self.updated_at = now()
         return True
+
+    def apply_bulk(self, job_id: str, change: BulkChange, actor: str) -> BulkOutcome:
+        """Apply a bulk update to every linked address, once per job.
+
+        Applying the same job again (a chunk resumed after a crash) changes nothing and
+        returns what the first application did.
+        """
+        if job_id in self.bulk_jobs:
+            return self.bulk_jobs[job_id]
+        changed = invited = 0
+        for contact_id, per_address in self.links.items():
+            for address_id, current in list(per_address.items()):
+                steps = change.steps(current)
+                for setting, updated, invite in steps:
+                    self.change(
+                        setting,
+                        contact_id,
+                        address_id,
+                        updated,
+                        actor,
+                        send_invitation=invite,
+                        personal_message=change.personal_message if invite else None,
+                    )
+                    invited += invite
+                changed += bool(steps)
+        outcome = BulkOutcome(changed, invited)
+        self.bulk_jobs = dict(list(self.bulk_jobs.items())[-(KEEP_BULK_JOBS - 1) :])
+        self.bulk_jobs[job_id] = outcome
+        return outcome
 
     def signatories(self) -> list[tuple[str, Address]]:
         return [

@@ -7,6 +7,7 @@ at run time to validate messages and to write the AsyncAPI document.
 from faststream import Context
 
 from services.crm.addresses import AddressService
+from services.crm.bulk import BulkUpdates
 from services.crm.facts import IdentityFacts
 from services.crm.imports import ImportService
 from services.crm.queries import Queries
@@ -105,6 +106,13 @@ def register_commands(
         """Allow or stop one person signing for the account."""
         return await service.toggle(command, correlation_id)
 
+    @commands.handle(cmd.UnsubscribeCategory)
+    async def unsubscribe_category(
+        command: cmd.UnsubscribeCategory, correlation_id: str = CorrelationId
+    ) -> cmd.SettingChanged:
+        """One-click unsubscribe: one notification category off for one address."""
+        return await service.unsubscribe(command, correlation_id)
+
     @commands.handle(cmd.TurnOffUnlinkedEmail)
     async def turn_off_unlinked_email(
         command: cmd.TurnOffUnlinkedEmail, correlation_id: str = CorrelationId
@@ -118,6 +126,20 @@ def register_commands(
     ) -> cmd.ImportResult:
         """Import rows of a client list; per-row results, retried imports never duplicate."""
         return await imports.import_clients(command, correlation_id)
+
+
+def register_bulk_updates(commands: CommandHandlers, bulk: BulkUpdates) -> None:
+    @commands.handle(cmd.RequestBulkUpdate)
+    async def request_bulk_update(
+        command: cmd.RequestBulkUpdate, correlation_id: str = CorrelationId
+    ) -> cmd.BulkUpdateAccepted:
+        """Change Login, Notify, Email sync or Signatory for every contact of many accounts."""
+        return await bulk.request(command, correlation_id)
+
+    @commands.handle(cmd.GetBulkUpdate)
+    async def get_bulk_update(command: cmd.GetBulkUpdate) -> cmd.BulkUpdateProgress:
+        """How far a bulk update got: accounts done, addresses changed, invitations, errors."""
+        return await bulk.progress(command)
 
 
 def register_queries(commands: CommandHandlers, queries: Queries) -> None:

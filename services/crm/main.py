@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
+from pydantic import Field
 
+from services.crm import bulk
 from services.crm.addresses import AddressService
+from services.crm.bulk import Tuning
 from services.crm.common import Store
-from services.crm.entrypoints import register_commands, register_events, register_queries
+from services.crm.entrypoints import (
+    register_bulk_updates,
+    register_commands,
+    register_events,
+    register_queries,
+)
 from services.crm.facts import IdentityFacts
 from services.crm.imports import ImportService
 from services.crm.listing import AccountListing
@@ -30,15 +38,33 @@ PUBLISHES = (
     events.SignatoryToggled,
     events.ContactEmailChanged,
     events.BulkUpdateRequested,
+    events.BulkUpdateCompleted,
 )
 
 
-def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFastStream]:
-    runtime = build_runtime("crm", settings or ServiceSettings(), PUBLISHES)
-    firms_coll, contacts_coll, accounts_coll = (
-        runtime.db[name] for name in ("firms", "contacts", "accounts")
+class CrmSettings(ServiceSettings):
+    bulk_chunk_size: int = Field(default=50, ge=1, le=1000, description="Accounts per chunk.")
+    bulk_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Accounts of a chunk one process changes at once."
     )
-    relay = runtime.with_outbox([firms_coll, contacts_coll, accounts_coll])
+    bulk_sweep_seconds: float = Field(
+        default=1.0, gt=0, description="How often a process looks for bulk work to resume."
+    )
+
+    def bulk_tuning(self) -> Tuning:
+        return Tuning(
+            chunk_size=self.bulk_chunk_size,
+            concurrency=self.bulk_concurrency,
+            sweep_seconds=self.bulk_sweep_seconds,
+        )
+
+
+def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFastStream]:
+    crm_settings = CrmSettings.model_validate((settings or CrmSettings()).model_dump())
+    runtime = build_runtime("crm", crm_settings, PUBLISHES)
+    relay = runtime.with_outbox(
+        [runtime.db[name] for name in ("firms", "contacts", "accounts", bulk.JOBS)]
+    )
     contacts = ContactRepository(runtime.db, relay, runtime.locks)
     accounts = AccountRepository(runtime.db, relay, runtime.locks)
     listing = AccountListing(runtime.db, runtime.locks)
@@ -47,8 +73,17 @@ def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFas
         runtime.commands, CrmService(store), AddressService(store), ImportService(store)
     )
     register_queries(runtime.commands, Queries(store))
+    updates = bulk.BulkUpdates(store, runtime.db, relay, runtime.locks, crm_settings.bulk_tuning())
+    register_bulk_updates(runtime.commands, updates)
     register_events(runtime.events, IdentityFacts(listing))
-    runtime.startup += [contacts.ensure_indexes, accounts.ensure_indexes, listing.ensure_indexes]
+    runtime.startup += [
+        contacts.ensure_indexes,
+        accounts.ensure_indexes,
+        listing.ensure_indexes,
+        updates.ensure_indexes,
+        updates.start,
+    ]
+    runtime.shutdown.append(updates.stop)
     app = build_app(
         runtime,
         description="Firms, client accounts, contacts, their addresses and the settings of each.",

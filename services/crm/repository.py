@@ -15,7 +15,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.crm import access
-from services.crm.domain import Account, Address, Contact, Firm, Settings
+from services.crm.domain import Account, Address, BulkOutcome, Contact, Firm, Settings
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.aggregates import save_aggregate
 from shared.storage.locks import Locks
@@ -165,6 +165,10 @@ class AccountRepository(_Repository):
                 a.id: {"email": a.email, "label": a.label} for a in account.addresses.values()
             },
             "summary": {s: account.any_address(s) for s in ("login", "notify", "email_sync")},
+            "bulk_jobs": {
+                job_id: [o.addresses_changed, o.invitations_sent]
+                for job_id, o in account.bulk_jobs.items()
+            },
         }
         if account.version == 0:  # identity's facts fill these in later
             state |= {
@@ -190,6 +194,10 @@ def account_from(doc: Document) -> Account:
         },
         addresses={
             a_id: Address(a_id, a["email"], a["label"]) for a_id, a in doc["addresses"].items()
+        },
+        bulk_jobs={
+            job_id: BulkOutcome(changed, invited)
+            for job_id, (changed, invited) in doc.get("bulk_jobs", {}).items()
         },
         version=doc["version"],
     )

@@ -181,3 +181,19 @@ class CrmService:
                 raise NotFound(str(exc), field=exc.field) from None
             await self.store.save_account(account, correlation_id)
         return cmd.SettingChanged(changed=True)
+
+    @retry_on_concurrent_update
+    async def unsubscribe(
+        self, c: cmd.UnsubscribeCategory, correlation_id: str | None = None
+    ) -> cmd.SettingChanged:
+        async with self.store.accounts.locked(c.account_id):
+            account = await self.store.account(c.firm_id, c.account_id)
+            try:
+                current = account.settings_of(c.contact_id, c.address_id)
+            except DomainRuleBroken as exc:
+                raise NotFound(str(exc), field=exc.field) from None
+            updated = current.without_category(c.category.value)
+            changed = account.change("notify", c.contact_id, c.address_id, updated, c.actor)
+            if changed:
+                await self.store.save_account(account, correlation_id)
+        return cmd.SettingChanged(changed=changed)

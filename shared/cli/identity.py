@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.cli.client import CommandRefused, connect
+from shared.cli.common import Actor, Firm, Url
 from shared.contracts import identity as cmd
 from shared.contracts.commands import Accepted
 from shared.messaging.commands import CommandTimeout
@@ -21,9 +22,6 @@ from shared.messaging.commands import CommandTimeout
 console = Console()
 R = TypeVar("R", bound=Accepted)
 
-Firm = Annotated[str, typer.Option("--firm", "-f", envvar="CRM_FIRM", help="Firm id.")]
-Actor = Annotated[str, typer.Option("--actor", envvar="CRM_ACTOR", help="Staff member acting.")]
-Url = Annotated[str | None, typer.Option("--url", envvar="RABBITMQ_URL", help="AMQP URL.")]
 Targets = Annotated[
     list[str], typer.Argument(help="ADDRESS_ID (all its accounts) or ACCOUNT_ID/ADDRESS_ID.")
 ]

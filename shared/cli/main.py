@@ -6,60 +6,30 @@ exits with status 1 when the service refused it.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from shared.cli import client_list
-from shared.cli.client import Client, CommandRefused, connect
+from shared.cli.bulk import register as register_bulk_commands
+from shared.cli.client import Client, connect
+from shared.cli.common import Actor, Firm, Url, console
+from shared.cli.common import run as _run
 from shared.cli.demo import run_demo
 from shared.cli.identity import register as register_identity_commands
 from shared.contracts import crm as cmd
 from shared.contracts.categories import NotificationCategory
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import AccountType, NotificationRequested
-from shared.messaging.commands import CommandTimeout
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 dead_letters = typer.Typer(help="Inspect and replay dead letters.", no_args_is_help=True)
 app.add_typer(dead_letters, name="dead-letters")
-console = Console()
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-Firm = Annotated[str, typer.Option("--firm", "-f", envvar="CRM_FIRM", help="Firm id.")]
-Actor = Annotated[str, typer.Option("--actor", envvar="CRM_ACTOR", help="Staff member acting.")]
-Url = Annotated[str | None, typer.Option("--url", envvar="RABBITMQ_URL", help="AMQP URL.")]
-
-
-def _run(func: Callable[P, Awaitable[T]]) -> Callable[P, T]:
-    """Run an async command; print refusals as typed errors."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return asyncio.run(func(*args, **kwargs))  # type: ignore[arg-type]
-        except CommandRefused as refused:
-            reply = refused.reply
-            console.print(f"[red]refused[/red] ({reply.code.value}): {reply.message}")
-            for error in reply.errors:
-                console.print(f"  • {error.field}: {error.reason}")
-            raise typer.Exit(1) from None
-        except CommandTimeout as timeout:
-            console.print(f"[red]timeout[/red]: {timeout}")
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _show(reply: Any) -> None:
@@ -440,6 +410,7 @@ async def demo(url: Url = None) -> None:
 
 
 register_identity_commands(app)
+register_bulk_commands(app)
 
 
 def _yes(value: bool) -> str:

@@ -459,7 +459,8 @@ class BulkFilter(StrEnum):
     EMAIL_SYNC_OFF = "email_sync_off"
 
 
-MAX_BULK_ACCOUNT_IDS = 50_000
+MAX_BULK_ACCOUNT_IDS = 2_000
+"""Larger selections use a filter: the command (and its event) must stay under 256 KiB."""
 
 
 class RequestBulkUpdate(CrmCommand):

@@ -50,20 +50,37 @@ class Locks:
         finally:
             await self._collection.delete_one({"_id": key, "token": token})
 
-    async def _acquire(self, key: str, token: str) -> None:
-        deadline = time.monotonic() + self._wait_seconds
-        delay = 0.001
-        while True:
-            now = datetime.now(UTC)
+    @asynccontextmanager
+    async def attempt(self, key: str, lease: timedelta | None = None) -> AsyncIterator[bool]:
+        """Take the lock if it is free (or its lease expired); yields whether it was taken."""
+        token = uuid.uuid4().hex
+        taken = await self._try_insert(key, token, lease or self._lease)
+        try:
+            yield taken
+        finally:
+            if taken:
+                await self._collection.delete_one({"_id": key, "token": token})
+
+    async def _try_insert(self, key: str, token: str, lease: timedelta) -> bool:
+        now = datetime.now(UTC)
+        for _ in range(2):
             try:
                 await self._collection.insert_one(
-                    {"_id": key, "token": token, "expires_at": now + self._lease}
+                    {"_id": key, "token": token, "expires_at": now + lease}
                 )
             except DuplicateKeyError:
                 # A holder that died leaves an expired lease behind: take it over.
-                await self._collection.delete_one({"_id": key, "expires_at": {"$lt": now}})
+                stale = {"_id": key, "expires_at": {"$lt": now}}
+                if (await self._collection.delete_one(stale)).deleted_count == 0:
+                    return False
             else:
-                return
+                return True
+        return False
+
+    async def _acquire(self, key: str, token: str) -> None:
+        deadline = time.monotonic() + self._wait_seconds
+        delay = 0.001
+        while not await self._try_insert(key, token, self._lease):
             if time.monotonic() > deadline:
                 raise LockTimeout(f"lock {key} still held after {self._wait_seconds}s")
             await asyncio.sleep(delay)

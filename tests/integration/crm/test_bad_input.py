@@ -63,6 +63,15 @@ def base(s: Scenario) -> dict[str, Body]:
         "ListAccounts": {"firm_id": s.firm_id},
         "ListSignatories": {"firm_id": s.firm_id, "account_id": s.account_id},
         "ImportClients": {"firm_id": s.firm_id, "import_id": "imp", "rows": [row]},
+        "UnsubscribeCategory": {
+            "firm_id": s.firm_id,
+            "account_id": s.account_id,
+            "contact_id": s.contact_id,
+            "address_id": s.address(0).address_id,
+            "category": "proposals",
+        },
+        "RequestBulkUpdate": {"firm_id": s.firm_id, "filter": "all", "signatory": "enable"},
+        "GetBulkUpdate": {"firm_id": s.firm_id, "job_id": "bulk_x"},
     }
 
 
@@ -122,6 +131,12 @@ CASES: list[tuple[str, Callable[[Body], None], str]] = [
     ("ListAccounts", setting("sort", "colour"), "sort"),
     ("ListSignatories", setting("account_id", None), "account_id"),
     ("ImportClients", setting("rows", []), "rows"),
+    ("UnsubscribeCategory", setting("category", "gossip"), "category"),
+    ("RequestBulkUpdate", setting("login", "sometimes"), "login"),
+    ("RequestBulkUpdate", setting("filter", "everyone"), "filter"),
+    ("RequestBulkUpdate", setting("account_ids", ["has spaces"]), "account_ids.0"),
+    ("RequestBulkUpdate", setting("account_ids", ["a"] * 2001), "account_ids"),
+    ("GetBulkUpdate", dropping("job_id"), "job_id"),
     ("ImportClients", setting("import_id", "has spaces"), "import_id"),
     (
         "ImportClients",

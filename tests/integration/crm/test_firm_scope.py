@@ -6,9 +6,11 @@ import pytest
 
 from shared.cli.client import Client
 from shared.contracts import crm as cmd
+from shared.contracts.categories import NotificationCategory
 from shared.contracts.errors import ErrorCode, ErrorReply
-from shared.contracts.events import AccountType
+from shared.contracts.events import AccountType, SettingAction
 from shared.messaging.commands import send_command
+from tests.integration.crm.test_bulk_update import bulk_update_done
 from tests.scenario import Scenario, account_with_contact, unique_email, view
 from tests.services import RunningServices
 
@@ -17,7 +19,9 @@ pytestmark = pytest.mark.integration
 NOBODY = "firm-never-registered"
 
 
-def with_their_ids(mine: Scenario, theirs: Scenario) -> dict[type[cmd.CrmCommand], cmd.CrmCommand]:
+def with_their_ids(
+    mine: Scenario, theirs: Scenario, their_job: str
+) -> dict[type[cmd.CrmCommand], cmd.CrmCommand]:
     """Each command of crm, sent as my firm but naming the other firm's records (or, for
     commands that name nothing but a firm, a firm that does not exist)."""
     f = mine.firm_id
@@ -59,6 +63,17 @@ def with_their_ids(mine: Scenario, theirs: Scenario) -> dict[type[cmd.CrmCommand
             address_id=address,
             email=theirs.address(0).email,
         ),
+        cmd.UnsubscribeCategory: cmd.UnsubscribeCategory(
+            firm_id=f,
+            account_id=theirs.account_id,
+            contact_id=theirs.contact_id,
+            address_id=address,
+            category=NotificationCategory.PROPOSALS,
+        ),
+        cmd.RequestBulkUpdate: cmd.RequestBulkUpdate(
+            firm_id=NOBODY, filter=cmd.BulkFilter.ALL, signatory=SettingAction.ENABLE
+        ),
+        cmd.GetBulkUpdate: cmd.GetBulkUpdate(firm_id=f, job_id=their_job),
         cmd.GetAccount: cmd.GetAccount(firm_id=f, account_id=theirs.account_id),
         cmd.ListAccounts: cmd.ListAccounts(firm_id=NOBODY),
         cmd.ListSignatories: cmd.ListSignatories(firm_id=f, account_id=theirs.account_id),
@@ -79,8 +94,17 @@ class TestAnotherFirmsIds:
         self, client: Client, services: RunningServices
     ) -> None:
         mine, theirs = await account_with_contact(client), await account_with_contact(client)
+        their_job = await client.call(
+            cmd.RequestBulkUpdate(
+                firm_id=theirs.firm_id,
+                account_ids=(theirs.account_id,),
+                signatory=SettingAction.ENABLE,
+            ),
+            cmd.BulkUpdateAccepted,
+        )
+        await bulk_update_done(client, theirs.firm_id, their_job.job_id)
         before = (await view(client, mine), await view(client, theirs))
-        commands = with_their_ids(mine, theirs)
+        commands = with_their_ids(mine, theirs, their_job.job_id)
         assert set(commands) == set(cmd.COMMANDS), "a crm command is missing from this test"
 
         codes = {}

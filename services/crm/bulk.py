@@ -1,0 +1,364 @@
+"""Bulk updates: one change to every linked address of many accounts, in the background.
+
+A request is cut into chunks of accounts when it is accepted (a filter is resolved to
+account ids then). Every crm process runs a worker that claims chunks with a lease
+(``Locks.attempt``), applies the change account by account and records each chunk's
+result with a unique insert, so a crash anywhere resumes where it stopped and two
+replicas share the work. Exactly once per address comes from the account itself: it
+records the job id with the changes and their events, in the same write, and an
+account that already took part in the job is not changed again.
+
+The job document is an aggregate with an embedded outbox: BulkUpdateRequested goes
+out with its creation, BulkUpdateCompleted with its completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.crm import access
+from services.crm.common import Store, categories, retry_on_concurrent_update
+from services.crm.domain import BulkChange, BulkOutcome, new_id
+from services.crm.repository import NotStored
+from shared.contracts import crm as cmd
+from shared.contracts.envelope import Envelope
+from shared.contracts.errors import Conflict, NotFound
+from shared.contracts.events import (
+    BulkSelection,
+    BulkUpdateCompleted,
+    BulkUpdateError,
+    BulkUpdateRequested,
+)
+from shared.logging import get_logger
+from shared.storage.aggregates import ConcurrentUpdate, save_aggregate
+from shared.storage.locks import Locks
+from shared.storage.mongo import Document
+from shared.storage.outbox import OutboxRelay, lock_key
+
+log = get_logger("crm.bulk")
+
+JOBS, CHUNKS, RESULTS = "bulk_jobs", "bulk_chunks", "bulk_chunk_results"
+MAX_REPORTED_ERRORS = 500
+
+_FILTERS: dict[cmd.BulkFilter, Document] = {
+    cmd.BulkFilter.ALL: {},
+    cmd.BulkFilter.NO_PORTAL_ACCESS: {
+        "login_rank": {
+            "$in": [
+                None,
+                *(access.STATUS_RANK[s] for s in (access.NOT_ACTIVATED, access.PENDING_ACTIVATION)),
+            ]
+        }
+    },
+    cmd.BulkFilter.NOT_INVITED: {"login_rank": {"$in": [None, 0]}},
+    cmd.BulkFilter.PENDING_ACTIVATION: {
+        "login_rank": access.STATUS_RANK[access.PENDING_ACTIVATION]
+    },
+    cmd.BulkFilter.ACTIVATED: {"login_rank": access.STATUS_RANK[access.ACTIVATED]},
+    cmd.BulkFilter.NOTIFY_OFF: {"summary.notify": False},
+    cmd.BulkFilter.EMAIL_SYNC_OFF: {"summary.email_sync": False},
+}
+
+
+@dataclass(frozen=True)
+class Tuning:
+    chunk_size: int = 50
+    concurrency: int = 8
+    """Accounts of one chunk changed at once by one process."""
+    sweep_seconds: float = 1.0
+    chunk_lease: timedelta = timedelta(minutes=2)
+
+
+def change_of(c: cmd.RequestBulkUpdate) -> BulkChange:
+    return BulkChange(
+        login=c.login.value,
+        notify=c.notify.value,
+        email_sync=c.email_sync.value,
+        signatory=c.signatory.value,
+        send_invitations=c.send_invitations,
+        personal_message=c.personal_message,
+        notify_categories=categories(c.notify_categories),
+    )
+
+
+def _change_doc(change: BulkChange) -> Document:
+    doc = change.__dict__ | {"notify_categories": None}
+    if change.notify_categories is not None:
+        doc["notify_categories"] = sorted(change.notify_categories)
+    return doc
+
+
+def _change_from(doc: Document) -> BulkChange:
+    cats = doc["notify_categories"]
+    return BulkChange(**(doc | {"notify_categories": None if cats is None else frozenset(cats)}))
+
+
+def _fingerprint(c: cmd.RequestBulkUpdate) -> str:
+    """What makes two requests with one job id the same request."""
+    body = c.model_dump(mode="json", exclude={"job_id", "actor"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _error(reason: str, account_id: str | None = None) -> Document:
+    return {"account_id": account_id, "reason": reason}
+
+
+class BulkUpdates:
+    """Accepts bulk updates, reports their progress and works through them."""
+
+    def __init__(
+        self,
+        store: Store,
+        db: AsyncDatabase[Document],
+        relay: OutboxRelay,
+        locks: Locks,
+        tuning: Tuning | None = None,
+    ) -> None:
+        self.store = store
+        self.jobs: AsyncCollection[Document] = db[JOBS]
+        self.chunks: AsyncCollection[Document] = db[CHUNKS]
+        self.results: AsyncCollection[Document] = db[RESULTS]
+        self._relay = relay
+        self._locks = locks
+        self.tuning = tuning or Tuning()
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def ensure_indexes(self) -> None:
+        await self.jobs.create_index([("open", ASCENDING)])
+        await self.chunks.create_index([("job_id", ASCENDING)])
+        await self.results.create_index([("job_id", ASCENDING)])
+
+    # --- commands ----------------------------------------------------------------------
+
+    async def request(
+        self, c: cmd.RequestBulkUpdate, correlation_id: str | None = None
+    ) -> cmd.BulkUpdateAccepted:
+        await self.store.require_firm(c.firm_id)
+        job_id = c.job_id or new_id("bulk")
+        fingerprint = _fingerprint(c)
+        existing = await self.jobs.find_one({"_id": job_id}, {"firm_id": 1, "fingerprint": 1})
+        if existing is not None:
+            if existing["firm_id"] != c.firm_id or existing["fingerprint"] != fingerprint:
+                raise Conflict("this job id was used for another bulk update", field="job_id")
+            return cmd.BulkUpdateAccepted(job_id=job_id)
+        account_ids = await self._select(c)
+        # Chunks first, the job last: a job exists only with all its chunks.
+        await self._insert_chunks(job_id, c.firm_id, account_ids)
+        event = Envelope.wrap(
+            BulkUpdateRequested(
+                job_id=job_id,
+                requested_by=c.actor,
+                selection=BulkSelection(
+                    account_ids=c.account_ids, filter=c.filter.value if c.filter else None
+                ),
+                login=c.login,
+                send_invitations=c.send_invitations,
+                personal_message=c.personal_message,
+                notify=c.notify,
+                notify_categories=c.notify_categories,
+                email_sync=c.email_sync,
+                signatory=c.signatory,
+            ),
+            firm_id=c.firm_id,
+            aggregate_id=job_id,
+            aggregate_version=1,
+            correlation_id=correlation_id,
+        )
+        state = {
+            "firm_id": c.firm_id,
+            "requested_by": c.actor,
+            "fingerprint": fingerprint,
+            "change": _change_doc(change_of(c)),
+            "accounts_total": len(account_ids),
+            "chunk_count": -(-len(account_ids) // self.tuning.chunk_size),
+            "created_at": datetime.now(UTC),
+            "open": True,
+        }
+        with contextlib.suppress(ConcurrentUpdate):  # the same request, retried, won
+            await save_aggregate(self.jobs, job_id, 0, state, [event], self._relay)
+        log.info("bulk update accepted", job_id=job_id, accounts=len(account_ids))
+        self._kick.set()
+        return cmd.BulkUpdateAccepted(job_id=job_id)
+
+    async def progress(self, c: cmd.GetBulkUpdate) -> cmd.BulkUpdateProgress:
+        await self.store.require_firm(c.firm_id)
+        job = await self.jobs.find_one({"_id": c.job_id, "firm_id": c.firm_id}, {"outbox": 0})
+        if job is None:
+            raise NotFound(f"no bulk update {c.job_id} in this firm", field="job_id")
+        totals = await self._totals(c.job_id)
+        return cmd.BulkUpdateProgress(
+            job_id=c.job_id,
+            state=cmd.BulkUpdateState.RUNNING if job["open"] else cmd.BulkUpdateState.COMPLETED,
+            requested_by=job["requested_by"],
+            accounts_total=job["accounts_total"],
+            accounts_done=totals.accounts,
+            addresses_changed=totals.changed,
+            invitations_sent=totals.invited,
+            error_count=len(totals.errors),
+            errors=tuple(totals.errors[:MAX_REPORTED_ERRORS]),
+        )
+
+    async def _select(self, c: cmd.RequestBulkUpdate) -> list[str]:
+        if c.filter is None:
+            return list(dict.fromkeys(c.account_ids))  # unknown ones are reported per account
+        query = {"firm_id": c.firm_id, **_FILTERS[c.filter]}
+        cursor = self.store.accounts.collection.find(query, {"_id": 1}).sort("_id", ASCENDING)
+        return [doc["_id"] async for doc in cursor]
+
+    async def _insert_chunks(self, job_id: str, firm_id: str, account_ids: Sequence[str]) -> None:
+        size = self.tuning.chunk_size
+        docs = [
+            {
+                "_id": f"{job_id}:{n}",
+                "job_id": job_id,
+                "firm_id": firm_id,
+                "n": n,
+                "account_ids": list(account_ids[start : start + size]),
+            }
+            for n, start in enumerate(range(0, len(account_ids), size))
+        ]
+        if docs:
+            with contextlib.suppress(DuplicateKeyError):  # a retried request
+                await self.chunks.insert_many(docs, ordered=False)
+
+    # --- the worker --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._work_forever(), name="bulk-updates")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _work_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.tuning.sweep_seconds)
+            self._kick.clear()
+            try:
+                await self.run_pending()
+            except Exception as exc:
+                log.warning("bulk update pass failed; will retry", error=repr(exc))
+
+    async def run_pending(self) -> int:
+        """Work through every open job's unclaimed chunks; returns how many this pass did."""
+        done = 0
+        async for job in self.jobs.find({"open": True}, {"outbox": 0}).sort("created_at"):
+            done += await self._run_job(job)
+        return done
+
+    async def _run_job(self, job: Document) -> int:
+        finished = {doc["_id"] async for doc in self.results.find({"job_id": job["_id"]}, {})}
+        done = 0
+        async for chunk in self.chunks.find({"job_id": job["_id"]}).sort("n"):
+            if chunk["_id"] in finished:
+                continue
+            async with self._locks.attempt(
+                lock_key(CHUNKS, chunk["_id"]), self.tuning.chunk_lease
+            ) as taken:
+                if taken and not await self.results.count_documents({"_id": chunk["_id"]}):
+                    await self._run_chunk(job, chunk)
+                    done += 1
+        if await self.results.count_documents({"job_id": job["_id"]}) >= job["chunk_count"]:
+            await self._complete(job["_id"])
+        return done
+
+    async def _run_chunk(self, job: Document, chunk: Document) -> None:
+        change = _change_from(job["change"])
+        limit = asyncio.Semaphore(self.tuning.concurrency)
+
+        async def one(account_id: str) -> BulkOutcome | Document:
+            async with limit:
+                return await self._apply(job, change, account_id)
+
+        outcomes = await asyncio.gather(*(one(a) for a in chunk["account_ids"]))
+        applied = [o for o in outcomes if isinstance(o, BulkOutcome)]
+        result = {
+            "_id": chunk["_id"],
+            "job_id": job["_id"],
+            "n": chunk["n"],
+            "accounts": len(outcomes),
+            "changed": sum(o.addresses_changed for o in applied),
+            "invited": sum(o.invitations_sent for o in applied),
+            "errors": [o for o in outcomes if not isinstance(o, BulkOutcome)],
+        }
+        with contextlib.suppress(DuplicateKeyError):  # a worker whose lease ran out did it too
+            await self.results.insert_one(result)
+        log.info("bulk chunk done", job_id=job["_id"], chunk=chunk["n"], accounts=len(outcomes))
+
+    async def _apply(
+        self, job: Document, change: BulkChange, account_id: str
+    ) -> BulkOutcome | Document:
+        try:
+            return await self._apply_once(job, change, account_id)
+        except NotStored:
+            return _error("no account with this id in this firm", account_id)
+        except Exception as exc:  # one account's failure must not stop the others
+            log.warning("bulk update of an account failed", account_id=account_id, error=repr(exc))
+            return _error(f"not changed: {exc}", account_id)
+
+    @retry_on_concurrent_update
+    async def _apply_once(self, job: Document, change: BulkChange, account_id: str) -> BulkOutcome:
+        async with self.store.accounts.locked(account_id):
+            account = await self.store.accounts.get(job["firm_id"], account_id)
+            outcome = account.apply_bulk(job["_id"], change, job["requested_by"])
+            if account.events:
+                await self.store.save_account(account, correlation_id=None)
+            return outcome
+
+    async def _complete(self, job_id: str) -> None:
+        async with self._locks.hold(lock_key(JOBS, job_id)):
+            job = await self.jobs.find_one({"_id": job_id}, {"outbox": 0})
+            if job is None or not job["open"]:
+                return
+            totals = await self._totals(job_id)
+            event = Envelope.wrap(
+                BulkUpdateCompleted(
+                    job_id=job_id,
+                    requested_by=job["requested_by"],
+                    accounts=totals.accounts,
+                    addresses_changed=totals.changed,
+                    invitations_sent=totals.invited,
+                    error_count=len(totals.errors),
+                    errors=tuple(totals.errors[:MAX_REPORTED_ERRORS]),
+                ),
+                firm_id=job["firm_id"],
+                aggregate_id=job_id,
+                aggregate_version=job["version"] + 1,
+            )
+            state = {
+                k: v for k, v in job.items() if k not in ("_id", "version", "outbox_pending")
+            } | {"open": False, "completed_at": datetime.now(UTC)}
+            await save_aggregate(self.jobs, job_id, job["version"], state, [event], self._relay)
+        log.info("bulk update completed", job_id=job_id, accounts=totals.accounts)
+
+    async def _totals(self, job_id: str) -> _Totals:
+        totals = _Totals()
+        async for result in self.results.find({"job_id": job_id}).sort("n"):
+            totals.accounts += result["accounts"]
+            totals.changed += result["changed"]
+            totals.invited += result["invited"]
+            totals.errors += [BulkUpdateError.model_validate(e) for e in result["errors"]]
+        return totals
+
+
+@dataclass
+class _Totals:
+    accounts: int = 0
+    changed: int = 0
+    invited: int = 0
+    errors: list[BulkUpdateError] = field(default_factory=list)
