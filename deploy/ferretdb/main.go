@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -21,6 +22,11 @@ func main() {
 	listen := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
 	dataDir := flag.String("sqlite-dir", "data/", "directory for the SQLite databases")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
+	indexInterval := flag.Duration("id-index-interval", 500*time.Millisecond,
+		"how often new collections get the _id index SQLite can use (see idindex.go)")
+	synchronous := flag.String("sqlite-synchronous", "normal",
+		"SQLite's synchronous pragma: normal (WAL: durable across process crashes, a power "+
+			"loss may lose the last commits) or full (fsync on every commit)")
 	flag.Parse()
 
 	var level slog.Level
@@ -39,7 +45,7 @@ func main() {
 		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Logger:    logger,
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + *dataDir + "/",
+		SQLiteURL: "file:" + *dataDir + "/?_pragma=synchronous(" + *synchronous + ")",
 	})
 	if err != nil {
 		logger.Error("cannot start FerretDB", "error", err)
@@ -48,6 +54,8 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	go keepIDIndexes(ctx, *dataDir, *indexInterval, logger)
 
 	logger.Warn("FerretDB listening", "addr", *listen, "data", *dataDir)
 	if err := f.Run(ctx); err != nil {

@@ -43,7 +43,7 @@ from shared.contracts.events import (
 from shared.logging import get_logger
 from shared.storage.aggregates import ConcurrentUpdate, save_aggregate
 from shared.storage.locks import Locks
-from shared.storage.mongo import Document
+from shared.storage.mongo import Document, find_in_firm
 from shared.storage.outbox import OutboxRelay, lock_key
 
 log = get_logger("crm.bulk")
@@ -194,7 +194,7 @@ class BulkUpdates:
 
     async def progress(self, c: cmd.GetBulkUpdate) -> cmd.BulkUpdateProgress:
         await self.store.require_firm(c.firm_id)
-        job = await self.jobs.find_one({"_id": c.job_id, "firm_id": c.firm_id}, {"outbox": 0})
+        job = await find_in_firm(self.jobs, c.job_id, c.firm_id, {"outbox": 0})
         if job is None:
             raise NotFound(f"no bulk update {c.job_id} in this firm", field="job_id")
         totals = await self._totals(c.job_id)

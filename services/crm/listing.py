@@ -21,7 +21,7 @@ from services.crm.domain import Account
 from services.crm.repository import AccountRepository, NotStored, account_from
 from shared.contracts.crm import AccountSort, ListAccounts
 from shared.storage.locks import Locks
-from shared.storage.mongo import Document
+from shared.storage.mongo import Document, find_in_firm
 from shared.storage.outbox import lock_key
 
 
@@ -107,7 +107,7 @@ class AccountListing:
             await self.collection.create_index([("firm_id", ASCENDING), (sort_field, ASCENDING)])
 
     async def get_with_access(self, firm_id: str, account_id: str) -> tuple[Account, Access]:
-        doc = await self.collection.find_one({"_id": account_id, "firm_id": firm_id}, {"outbox": 0})
+        doc = await find_in_firm(self.collection, account_id, firm_id, {"outbox": 0})
         if doc is None:
             raise NotStored(account_id)
         return account_from(doc), access_from(doc)
@@ -135,9 +135,7 @@ class AccountListing:
     ) -> bool:
         """Apply one identity fact to one (address, email); False when stale or unknown."""
         async with self._locks.hold(lock_key(self.collection.name, account_id)):
-            doc = await self.collection.find_one(
-                {"_id": account_id, "firm_id": firm_id}, {"access": 1}
-            )
+            doc = await find_in_firm(self.collection, account_id, firm_id, {"access": 1})
             if doc is None:
                 return False
             current = access_from(doc)
@@ -151,8 +149,8 @@ class AccountListing:
     async def record_login(self, firm_id: str, account_id: str, email: str, at: datetime) -> None:
         """Remember the latest login, per email and per account (times only move forward)."""
         async with self._locks.hold(lock_key(self.collection.name, account_id)):
-            doc = await self.collection.find_one(
-                {"_id": account_id, "firm_id": firm_id}, {"logins": 1, "last_login_at": 1}
+            doc = await find_in_firm(
+                self.collection, account_id, firm_id, {"logins": 1, "last_login_at": 1}
             )
             if doc is None:
                 return

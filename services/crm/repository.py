@@ -19,7 +19,7 @@ from services.crm.domain import Account, Address, BulkOutcome, Contact, Firm, Se
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.aggregates import save_aggregate
 from shared.storage.locks import Locks
-from shared.storage.mongo import Document
+from shared.storage.mongo import Document, find_in_firm
 from shared.storage.outbox import OutboxRelay, lock_key
 
 
@@ -105,7 +105,7 @@ class ContactRepository(_Repository):
         await self.collection.create_index([("firm_id", ASCENDING)])
 
     async def get(self, firm_id: str, contact_id: str) -> Contact:
-        doc = await self.collection.find_one({"_id": contact_id, "firm_id": firm_id}, {"outbox": 0})
+        doc = await find_in_firm(self.collection, contact_id, firm_id, {"outbox": 0})
         if doc is None:
             raise NotStored(contact_id)
         return Contact(
@@ -137,7 +137,7 @@ class AccountRepository(_Repository):
         await self.collection.create_index([("firm_id", ASCENDING), ("contact_ids", ASCENDING)])
 
     async def get(self, firm_id: str, account_id: str) -> Account:
-        doc = await self.collection.find_one({"_id": account_id, "firm_id": firm_id}, {"outbox": 0})
+        doc = await find_in_firm(self.collection, account_id, firm_id, {"outbox": 0})
         if doc is None:
             raise NotStored(account_id)
         return account_from(doc)

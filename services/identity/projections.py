@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from shared.storage.mongo import Document
+from shared.storage.projections import keep_newest
 
 
 class AccountNames:
@@ -19,21 +19,8 @@ class AccountNames:
         self.collection: AsyncCollection[Document] = db["account_names"]
 
     async def record(self, firm_id: str, account_id: str, name: str, version: int) -> None:
-        try:
-            await self.collection.update_one(
-                {"_id": f"{firm_id}:{account_id}", "version": {"$lt": version}},
-                {
-                    "$set": {
-                        "firm_id": firm_id,
-                        "account_id": account_id,
-                        "name": name,
-                        "version": version,
-                    }
-                },
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            return  # a newer version is already stored
+        fields = {"firm_id": firm_id, "account_id": account_id, "name": name}
+        await keep_newest(self.collection, f"{firm_id}:{account_id}", version, fields)
 
     async def names(self, firm_id: str, account_ids: Iterable[str]) -> dict[str, str]:
         keys = [f"{firm_id}:{a}" for a in account_ids]

@@ -18,6 +18,7 @@ from shared.storage.aggregates import save_aggregate
 from shared.storage.locks import Locks
 from shared.storage.mongo import Document
 from shared.storage.outbox import OUTBOX, OutboxRelay, lock_key
+from shared.storage.projections import keep_newest
 
 DEFAULT_EXPIRY_DAYS = 7
 
@@ -147,14 +148,9 @@ class FirmSettings:
         self.collection: AsyncCollection[Document] = db["firms"]
 
     async def record(self, firm_id: str, expiry_days: int, version: int) -> None:
-        try:
-            await self.collection.update_one(
-                {"_id": firm_id, "version": {"$lt": version}},
-                {"$set": {"invitation_expiry_days": expiry_days, "version": version}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            return  # a newer version is already stored
+        await keep_newest(
+            self.collection, firm_id, version, {"invitation_expiry_days": expiry_days}
+        )
 
     async def exists(self, firm_id: str) -> bool:
         return await self.collection.count_documents({"_id": firm_id}, limit=1) > 0

@@ -2,7 +2,8 @@
 
 One single-document write per save: a new aggregate is inserted (a duplicate ``_id``
 means someone else created it first); an existing one is updated only if its
-``version`` is still the one that was read. Either way its new events land in the
+``version`` is still the one that was read (callers hold the document's lock, which
+makes that check and the write one step). Either way its new events land in the
 same write, under ``outbox``.
 """
 
@@ -33,6 +34,8 @@ async def save_aggregate(
 ) -> int:
     """Write ``state`` and ``events``; returns the new version (one per event, at least one)."""
     version = expected_version + max(1, len(events))
+    if events:
+        await relay.expect(collection.name, doc_id)
     if expected_version == 0:
         pending = {str(e.event_id): e.model_dump(mode="json") for e in events}
         try:
@@ -43,9 +46,13 @@ async def save_aggregate(
             raise ConcurrentUpdate(doc_id) from exc
     else:
         fields = {**state, "version": version, **outbox_fields(events)}
-        result = await collection.update_one(
-            {"_id": doc_id, "version": expected_version}, {"$set": fields}
-        )
+        # Checked, then written, by _id alone: FerretDB scans the whole collection for
+        # any other filter (see shared.storage.mongo.find_in_firm). The caller's lock on
+        # the document (shared.storage.locks) makes the check and the write one step.
+        current = await collection.find_one({"_id": doc_id}, {"version": 1})
+        if current is None or current.get("version") != expected_version:
+            raise ConcurrentUpdate(doc_id)
+        result = await collection.update_one({"_id": doc_id}, {"$set": fields})
         if result.matched_count == 0:
             raise ConcurrentUpdate(doc_id)
     if events:

@@ -6,18 +6,24 @@ hold the document's lock (``lock_key``), since FerretDB does not isolate concurr
 updates of one document. The relay publishes
 pending events with publisher confirms, in aggregate_version order, then removes
 them with ``$unset``. Publishing may repeat after a crash; consumers make that
-harmless. The relay is woken right after each write (``notify``) and also sweeps
-every collection periodically, so nothing is left behind after a crash.
+harmless. The relay is woken right after each write (``notify``). So that nothing is
+left behind after a crash, every writer first leaves a marker (``expect``) in a small
+collection of its own, which the relay sweeps often and clears once it has published;
+a full scan of the ``outbox_pending`` flags runs at start and now and then as a last
+resort (FerretDB has no usable secondary indexes: every such scan reads every
+document of every collection).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.logging import get_logger
@@ -31,6 +37,9 @@ OUTBOX = "outbox"
 PENDING = "outbox_pending"
 """Indexed flag: True while the document has events to publish, so sweeps need no scan."""
 PENDING_FILTER: Document = {PENDING: True}
+MARKERS = "outbox_markers"
+FULL_SWEEP_EVERY = 30
+"""A full scan of the pending flags every this many sweeps (and at start)."""
 
 Prepare = Callable[[Document], Document]
 """Completes an envelope just before it is published (e.g. with a derived secret)."""
@@ -39,6 +48,10 @@ Prepare = Callable[[Document], Document]
 def lock_key(collection: str, doc_id: Any) -> str:
     """The lock every writer of an aggregate document holds (see ``shared.storage.locks``)."""
     return f"{collection}:{doc_id}"
+
+
+def marker_id(collection: str, doc_id: Any) -> str:
+    return f"{collection}|{doc_id}"
 
 
 def outbox_fields(events: Iterable[Envelope[EventPayload]]) -> Document:
@@ -61,6 +74,7 @@ class OutboxRelay:
         prepare: Mapping[str, Prepare] | None = None,
     ) -> None:
         self._collections = {c.name: c for c in collections}
+        self._markers: AsyncCollection[Document] = collections[0].database[MARKERS]
         self._locks = locks
         self._publisher = publisher
         self._sweep_seconds = sweep_seconds
@@ -76,6 +90,13 @@ class OutboxRelay:
         if key not in self._queued:
             self._queued.add(key)
             self._queue.put_nowait(key)
+
+    async def expect(self, collection: str, doc_id: Any) -> None:
+        """Leave the marker of a document about to get events (call before writing them)."""
+        with contextlib.suppress(DuplicateKeyError):  # already expected
+            await self._markers.insert_one(
+                {"_id": marker_id(collection, doc_id), "collection": collection, "doc_id": doc_id}
+            )
 
     async def start(self) -> None:
         for collection in self._collections.values():
@@ -94,26 +115,32 @@ class OutboxRelay:
                 await task
         self._tasks = []
 
-    async def sweep(self) -> int:
-        """Queue every document that still has pending events; returns how many."""
+    async def sweep(self, *, full: bool = False) -> int:
+        """Queue every document with a marker (``full``: with the pending flag too)."""
         found = 0
-        for name, collection in self._collections.items():
-            async for doc in collection.find(PENDING_FILTER, {"_id": 1}):
-                self.notify(name, doc["_id"])
+        async for marker in self._markers.find({}):
+            if marker["collection"] in self._collections:
+                self.notify(marker["collection"], marker["doc_id"])
                 found += 1
+        if full:
+            for name, collection in self._collections.items():
+                async for doc in collection.find(PENDING_FILTER, {"_id": 1}):
+                    self.notify(name, doc["_id"])
+                    found += 1
         return found
 
     async def relay(self, collection: str, doc_id: Any) -> int:
         """Publish one document's pending events; returns how many were published."""
         coll = self._collections[collection]
         async with self._locks.hold(lock_key(collection, doc_id)):
-            doc = await coll.find_one({"_id": doc_id}, {OUTBOX: 1})
+            doc = await coll.find_one({"_id": doc_id}, {OUTBOX: 1, PENDING: 1})
             pending: list[Document] = sorted(
                 (doc or {}).get(OUTBOX, {}).values(), key=lambda e: e["aggregate_version"]
             )
             if not pending:
                 if doc is not None and doc.get(PENDING):
                     await coll.update_one({"_id": doc_id}, {"$set": {PENDING: False}})
+                await self._markers.delete_one({"_id": marker_id(collection, doc_id)})
                 return 0
             for envelope in pending:
                 prepare = self._prepare.get(envelope["type"])
@@ -126,6 +153,7 @@ class OutboxRelay:
                     "$set": {PENDING: False},
                 },
             )
+            await self._markers.delete_one({"_id": marker_id(collection, doc_id)})
         return len(pending)
 
     async def _work_forever(self) -> None:
@@ -139,9 +167,9 @@ class OutboxRelay:
                 await asyncio.sleep(0.5)
 
     async def _sweep_forever(self) -> None:
-        while True:
+        for n in itertools.count():
             try:
-                await self.sweep()
+                await self.sweep(full=n % FULL_SWEEP_EVERY == 0)
             except Exception as exc:
                 log.warning("outbox sweep failed", error=repr(exc))
             await asyncio.sleep(self._sweep_seconds)

@@ -16,7 +16,7 @@ from shared.storage.aggregates import save_aggregate
 from shared.storage.idempotency import ProcessedEvents
 from shared.storage.locks import Locks, LockTimeout
 from shared.storage.mongo import Document, create_client
-from shared.storage.outbox import OutboxRelay, lock_key
+from shared.storage.outbox import MARKERS, OutboxRelay, lock_key
 from tests.infra import Infra
 
 pytestmark = pytest.mark.integration
@@ -114,6 +114,29 @@ class TestOutbox:
         assert await restarted.sweep() == 1
         assert await restarted.relay("a", "x") == 1
         assert await restarted.sweep() == 0
+
+    async def test_a_marker_is_left_before_the_write_and_cleared_once_published(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        relay = OutboxRelay([db["a"]], RecordingPublisher(), locks=Locks(db["locks"]))  # type: ignore[arg-type]
+        await save_aggregate(db["a"], "x", 0, {}, [created(1)], relay)
+        assert await db[MARKERS].count_documents({}) == 1
+
+        await relay.relay("a", "x")
+
+        assert await db[MARKERS].count_documents({}) == 0
+
+    async def test_pending_events_without_a_marker_are_found_by_the_full_sweep(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        publisher = RecordingPublisher()
+        relay = OutboxRelay([db["a"]], publisher, locks=Locks(db["locks"]))  # type: ignore[arg-type]
+        await save_aggregate(db["a"], "x", 0, {}, [created(1)], relay)
+        await db[MARKERS].delete_many({})  # e.g. written before markers existed
+
+        assert await relay.sweep() == 0
+        assert await relay.sweep(full=True) == 1
+        assert await relay.relay("a", "x") == 1
 
     async def test_a_stale_version_is_refused(self, db: AsyncDatabase[Document]) -> None:
         from shared.storage.aggregates import ConcurrentUpdate

@@ -33,6 +33,9 @@ class RelayStub:
     def notify(self, collection: str, doc_id: Any) -> None:
         return None
 
+    async def expect(self, collection: str, doc_id: Any) -> None:
+        return None
+
 
 @pytest.fixture
 async def access(infra: Infra) -> AsyncIterator[PortalAccess]:
