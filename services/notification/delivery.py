@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import make_msgid
 
-from services.notification.domain import Delivery
+from pymongo.errors import PyMongoError
+
+from services.notification.domain import Delivery, DeliveryStatus
 from services.notification.mailer import Mailer, PermanentDeliveryFailure
 from services.notification.rendering import MailHeaders, RenderedMail, compose
 from services.notification.repository import Claim, ClaimResult, DeliveryRepository
@@ -83,8 +85,33 @@ class Deliverer:
             # server may have the message; the lease then lapses on its own.)
             await self._deliveries.release(delivery.id)
             raise
-        await self._deliveries.mark_sent(delivery.id, _delivered(delivery, cause))
+        await self._record_sent(delivery, cause)
         log.info("delivery sent", delivery_id=delivery.id, kind=delivery.kind)
+
+    async def _record_sent(self, delivery: Delivery, cause: Cause) -> None:
+        """Mark the delivery sent, waiting out a database outage while the lease holds.
+
+        The server has the email now: failing here would let the lease lapse and the
+        email go out again, so the mark is retried for as long as the lease lasts.
+        """
+        deadline = time.monotonic() + self._lease.total_seconds()
+        delay = 0.2
+        while True:
+            try:
+                await self._deliveries.mark_sent(delivery.id, _delivered(delivery, cause))
+            except PyMongoError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("sent, but not recorded yet; retrying", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            else:
+                return
+
+    async def is_done(self, delivery: Delivery) -> bool:
+        """Sent, or refused for good, already: a cheap check before rendering it again."""
+        status = await self._deliveries.status(delivery.id)
+        return status in (DeliveryStatus.SENT, DeliveryStatus.FAILED)
 
     async def _claim(self, delivery: Delivery) -> Claim:
         """Claim the delivery, waiting out another holder's lease rather than the broker's.

@@ -36,6 +36,7 @@ class Facet(StrEnum):
     EMAIL = "email"  # ordered by occurred_at: account and contact events both change it
     LOGIN = "login"
     NOTIFY = "notify"
+    TIME_ZONE = "tz"  # the contact's own zone, from ContactLinked (crm account versions)
     ACTIVATION = "identity"
 
     @property
@@ -85,13 +86,22 @@ class NotifySet:
 
 
 @dataclass(frozen=True)
+class TimeZoneSet:
+    """The contact's own time zone for this account (None: the firm's zone applies)."""
+
+    facet: ClassVar[Facet] = Facet.TIME_ZONE
+    version: int
+    time_zone: str | None
+
+
+@dataclass(frozen=True)
 class ActivationSet:
     facet: ClassVar[Facet] = Facet.ACTIVATION
     version: int
     state: Activation
 
 
-Fact = AddressSeen | EmailSeen | LoginSet | NotifySet | ActivationSet
+Fact = AddressSeen | EmailSeen | LoginSet | NotifySet | TimeZoneSet | ActivationSet
 
 
 def time_version(occurred_at: datetime) -> int:
@@ -154,10 +164,11 @@ class Recipient:
     login: bool = False
     notify: bool = False
     categories: frozenset[str] = frozenset()
+    time_zone: str | None = None
     activation: Activation = Activation.NONE
     versions: dict[Facet, int] = field(default_factory=_zero_versions, compare=False)
 
-    def apply(self, fact: Fact) -> Recipient:
+    def apply(self, fact: Fact) -> Recipient:  # noqa: PLR0911 - one return per fact type
         """The recipient after ``fact``; unchanged when it already holds that version or newer."""
         if fact.version <= self.versions.get(fact.facet, 0):
             return self
@@ -175,6 +186,8 @@ class Recipient:
                 return replace(
                     self, notify=fact.enabled, categories=fact.categories, versions=versions
                 )
+            case TimeZoneSet():
+                return replace(self, time_zone=fact.time_zone, versions=versions)
             case ActivationSet():
                 return replace(self, activation=fact.state, versions=versions)
 
@@ -268,6 +281,11 @@ def notification_key(event_id: str) -> str:
 
 def notification_delivery_key(event_id: str, address_id: str) -> str:
     return f"{notification_key(event_id)}:{address_id}"
+
+
+def digest_delivery_key(key: RecipientKey, week: str) -> str:
+    """One transactions digest per (firm, account, address) and local ISO week."""
+    return f"digest:{key}:{week}"
 
 
 def firm_copy_key(cause_key: str) -> str:

@@ -1,23 +1,38 @@
-"""FastStream wiring for notification: each event handler hands its envelope to the service."""
+"""FastStream wiring for notification: each handler hands its message to a use case.
 
+No ``from __future__ import annotations`` here: FastStream reads the handlers' annotations
+at run time to validate messages and to write the AsyncAPI document.
+"""
+
+from faststream import Context
+
+from services.notification.bounces import Bounces
+from services.notification.digests import Digests
+from services.notification.inbox import Inbox
 from services.notification.service import NotificationService
+from shared.contracts import notification as cmd
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import (
     AddressAdded,
+    BulkUpdateCompleted,
     ContactEmailChanged,
     ContactLinked,
     ContactUnlinked,
+    EmailReceived,
     FirmRegistered,
     InvitationIssued,
     LoginToggled,
     NotificationPreferencesChanged,
     NotificationRequested,
     NotifyToggled,
+    TransactionQuestionsUpdated,
     UserActivated,
 )
+from shared.messaging.commands import CommandHandlers
 from shared.messaging.events import EventSubscriptions
 
 REQUESTED_BY_ANY_SERVICE = "*.notification.requested"
+QUESTIONS_FROM_ANY_SERVICE = "*.transactions.questions_updated"
 
 
 def register_handlers(events: EventSubscriptions, service: NotificationService) -> None:
@@ -28,7 +43,7 @@ def register_handlers(events: EventSubscriptions, service: NotificationService) 
 
     @events.handle(ContactLinked)
     async def on_contact_linked(envelope: Envelope[ContactLinked]) -> None:
-        """Project every linked address with its Login and Notify settings."""
+        """Project every linked address with its Login and Notify settings and time zone."""
         await service.contact_linked(envelope)
 
     @events.handle(AddressAdded)
@@ -73,5 +88,43 @@ def register_handlers(events: EventSubscriptions, service: NotificationService) 
 
     @events.handle(NotificationRequested, routing_key=REQUESTED_BY_ANY_SERVICE)
     async def on_notification_requested(envelope: Envelope[NotificationRequested]) -> None:
-        """Email a system notification to the account's addresses that want its category."""
+        """Email a system notification of a known kind to the addresses that want its category."""
         await service.notification_requested(envelope)
+
+
+def register_digest_handlers(events: EventSubscriptions, digests: Digests) -> None:
+    @events.handle(TransactionQuestionsUpdated, routing_key=QUESTIONS_FROM_ANY_SERVICE)
+    async def on_questions_updated(envelope: Envelope[TransactionQuestionsUpdated]) -> None:
+        """Keep the account's unanswered transaction questions for the weekly digest."""
+        await digests.questions_updated(envelope)
+
+
+def register_inbox_handlers(events: EventSubscriptions, inbox: Inbox) -> None:
+    @events.handle(BulkUpdateCompleted)
+    async def on_bulk_update_completed(envelope: Envelope[BulkUpdateCompleted]) -> None:
+        """File the bulk update's report in its requester's Inbox+."""
+        await inbox.bulk_update_completed(envelope)
+
+    @events.handle(EmailReceived)
+    async def on_email_received(envelope: Envelope[EmailReceived]) -> None:
+        """File new mail from a synced client address in every staff member's Inbox+."""
+        await inbox.email_received(envelope)
+
+
+def register_commands(commands: CommandHandlers, inbox: Inbox, bounces: Bounces) -> None:
+    @commands.handle(cmd.ListInboxItems)
+    async def list_inbox_items(command: cmd.ListInboxItems) -> cmd.InboxItems:
+        """One staff member's Inbox+, newest first, with their own read state."""
+        return await inbox.list_items(command)
+
+    @commands.handle(cmd.MarkInboxItemsRead)
+    async def mark_inbox_items_read(command: cmd.MarkInboxItemsRead) -> cmd.InboxItemsMarked:
+        """Mark items read for this staff member only."""
+        return await inbox.mark_read(command)
+
+    @commands.handle(cmd.RecordBounce)
+    async def record_bounce(
+        command: cmd.RecordBounce, correlation_id: str = Context("message.correlation_id")
+    ) -> cmd.BounceRecorded:
+        """Record a bounce reported after sending: publishes NotificationFailed."""
+        return await bounces.record(command, correlation_id)

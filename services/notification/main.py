@@ -6,21 +6,36 @@ Run with ``faststream run services.notification.main:app --host 127.0.0.1 --port
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from faststream.asgi import AsgiFastStream
 
+from services.notification.bounces import Bounces
 from services.notification.delivery import Deliverer
-from services.notification.entrypoints import register_handlers
+from services.notification.digest import utc_now
+from services.notification.digests import Clock, Digests, DigestScheduler
+from services.notification.entrypoints import (
+    register_commands,
+    register_digest_handlers,
+    register_handlers,
+    register_inbox_handlers,
+)
+from services.notification.inbox import Inbox, InboxRepository
+from services.notification.links import UnsubscribeLinks
 from services.notification.mailer import Mailer, SmtpConfig
 from services.notification.rendering import Renderer
 from services.notification.repository import (
     DeliveryRepository,
     FirmRepository,
+    QuestionRepository,
     RecipientRepository,
 )
 from services.notification.service import NotificationService
 from services.notification.settings import NotificationSettings
+from services.notification.unsubscribe import unsubscribe_page
 from shared.contracts import events
+from shared.contracts.crm import SettingChanged
+from shared.messaging.commands import send_command
 from shared.runtime import Runtime, build_app, build_runtime
 from shared.settings import ServiceSettings
 
@@ -46,33 +61,65 @@ def delivery_lease(settings: NotificationSettings) -> timedelta:
     return timedelta(seconds=settings.smtp_timeout_seconds * (settings.smtp_attempts + 1))
 
 
-def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFastStream]:
+def bootstrap(
+    settings: ServiceSettings | None = None, *, clock: Clock = utc_now
+) -> tuple[Runtime, AsgiFastStream]:
+    """The service; ``clock`` decides when weekly digests are due (tests set it)."""
     config = NotificationSettings.from_service_settings(settings)
     runtime = build_runtime(SERVICE, config, PUBLISHES)
-    relay = runtime.with_outbox([runtime.db[DeliveryRepository.collection_name]])
-    recipients = RecipientRepository(runtime.db)
+    db = runtime.db
+    relay = runtime.with_outbox(
+        [db[DeliveryRepository.collection_name], db[Bounces.collection_name]]
+    )
+    firms, recipients = FirmRepository(db), RecipientRepository(db, runtime.locks)
+    questions, inbox_items = QuestionRepository(db), InboxRepository(db)
     mailer = Mailer(smtp_config(config))
     deliverer = Deliverer(
-        DeliveryRepository(runtime.db, relay),
+        DeliveryRepository(db, relay),
         mailer,
         sender=config.mail_from,
         lease=delivery_lease(config),
     )
-    firms = FirmRepository(runtime.db)
-    service = NotificationService(
-        firms,
-        recipients,
-        deliverer,
-        Renderer(),
-        portal_base_url=config.portal_base_url,
+    renderer = Renderer()
+    links = UnsubscribeLinks(
+        config.notification_link_key.get_secret_value().encode(), config.notification_public_url
     )
+    portal = config.portal_base_url
+    service = NotificationService(
+        firms, recipients, deliverer, renderer, links, portal_base_url=portal
+    )
+    digests = Digests(
+        firms, recipients, questions, deliverer, renderer, links,
+        portal_base_url=portal, clock=clock,
+    )  # fmt: skip
+    scheduler = DigestScheduler(digests, config.digest_check_seconds)
+    inbox = Inbox(inbox_items)
     register_handlers(runtime.events, service)
-    runtime.startup += [firms.ensure_indexes, recipients.ensure_indexes]
-    runtime.shutdown.append(mailer.close)
+    register_digest_handlers(runtime.events, digests)
+    register_inbox_handlers(runtime.events, inbox)
+    register_commands(
+        runtime.commands, inbox, Bounces(db, db[DeliveryRepository.collection_name], relay)
+    )
+    runtime.startup += [
+        firms.ensure_indexes,
+        recipients.ensure_indexes,
+        questions.ensure_indexes,
+        inbox_items.ensure_indexes,
+        scheduler.start,
+    ]
+    runtime.shutdown += [scheduler.stop, mailer.close]
+    to_crm = partial(
+        send_command,
+        runtime.broker,
+        reply_type=SettingChanged,
+        timeout=config.request_timeout_seconds,
+    )
     app = build_app(
         runtime,
-        description="Emails clients their invitations and system notifications, "
-        "with an activation banner until they activate.",
+        description="Emails clients their invitations, system notifications (with an "
+        "activation banner until they activate) and weekly transactions digests; "
+        "keeps the staff's Inbox+.",
+        routes=[("/unsubscribe", unsubscribe_page(links, to_crm))],
     )
     return runtime, app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -12,6 +12,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from services.notification.digest import DigestLine
 
 TEMPLATES = Path(__file__).parent / "templates"
 UNKNOWN_FIRM_NAME = "Your accounting firm"
@@ -34,6 +36,8 @@ class RenderedMail:
     subject: str
     text: str
     html: str
+    unsubscribe_url: str | None = None
+    """Set on system notifications to a client: the RFC 8058 one-click link."""
 
 
 @dataclass(frozen=True)
@@ -73,13 +77,24 @@ def _readable_value(value: Any) -> str:
     return str(value)
 
 
-def format_when(moment: datetime, time_zone: str) -> str:
+def _zone(time_zone: str) -> tzinfo:
     try:
-        zone: tzinfo = ZoneInfo(time_zone)
+        return ZoneInfo(time_zone)
     except (ZoneInfoNotFoundError, ValueError):
-        zone = UTC
-    local = moment.astimezone(zone)
+        return UTC
+
+
+def format_when(moment: datetime, time_zone: str) -> str:
+    local = moment.astimezone(_zone(time_zone))
     return f"{local:%d %B %Y at %H:%M} ({local.tzname() or time_zone})"
+
+
+def long_date(value: str) -> str:
+    """``2026-12-15`` → ``15 December 2026`` (template data dates are ISO dates)."""
+    try:
+        return f"{date.fromisoformat(value):%d %B %Y}"
+    except ValueError:
+        return value
 
 
 def one_line(text: str) -> str:
@@ -97,6 +112,14 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
+        self._env.filters["long_date"] = long_date
+        self._kinds = {
+            path.name.removesuffix(".html.j2") for path in (templates / "kinds").glob("*.html.j2")
+        }
+
+    def has_template(self, kind: str) -> bool:
+        """True when ``kind`` has its own template pair (else the generic layout is used)."""
+        return kind in self._kinds
 
     def _render(self, name: str, subject: str, context: Mapping[str, Any]) -> RenderedMail:
         return RenderedMail(
@@ -136,19 +159,60 @@ class Renderer:
         template_data: Mapping[str, Any],
         banner_url: str | None,
         copy_for: Sequence[str] = (),
+        subject: str | None = None,
+        unsubscribe_url: str | None = None,
     ) -> RenderedMail:
+        """A system notification: the kind's own template, or the generic layout listing the data.
+
+        ``subject`` (without the firm's name) defaults to the kind in words.
+        """
         firm = firm_name or UNKNOWN_FIRM_NAME
-        title = humanize(kind)
+        title = subject or humanize(kind)
         context = {
             "firm_name": firm,
             "title": title,
             "category": CATEGORY_LABELS.get(category, humanize(category)),
+            "data": template_data,
             "items": list(readable_items(template_data)),
             "banner_url": banner_url,
             "copy_for": list(copy_for),
+            "unsubscribe_url": unsubscribe_url,
         }
-        subject = f"{firm}: {title}"
-        return self._render("notification", f"Copy: {subject}" if copy_for else subject, context)
+        name = f"kinds/{kind}" if kind in self._kinds else "notification"
+        subject_line = f"{firm}: {title}"
+        return self._mail(name, f"Copy: {subject_line}" if copy_for else subject_line, context)
+
+    def digest(
+        self,
+        *,
+        firm_name: str | None,
+        questions: Sequence[DigestLine],
+        time_zone: str,
+        banner_url: str | None,
+        copy_for: Sequence[str] = (),
+        unsubscribe_url: str | None = None,
+    ) -> RenderedMail:
+        """The weekly transactions digest, listing the account's unanswered questions."""
+        lines = [
+            {"summary": q.summary, "asked": f"{q.asked_at.astimezone(_zone(time_zone)):%d %B %Y}"}
+            for q in questions
+        ]
+        return self.notification(
+            firm_name=firm_name,
+            category="transactions",
+            kind="transactions_digest",
+            template_data={"questions": lines},
+            banner_url=banner_url,
+            copy_for=copy_for,
+            subject=f"{len(lines)} transaction question{'s' if len(lines) != 1 else ''} "
+            "waiting for your answer",
+            unsubscribe_url=unsubscribe_url,
+        )
+
+    def _mail(self, name: str, subject: str, context: Mapping[str, Any]) -> RenderedMail:
+        rendered = self._render(name, subject, context)
+        unsubscribe = context.get("unsubscribe_url")
+        return RenderedMail(rendered.subject, rendered.text, rendered.html, unsubscribe)
 
 
 @dataclass(frozen=True)
@@ -172,6 +236,10 @@ def compose(mail: RenderedMail, headers: MailHeaders) -> EmailMessage:
     message["Message-ID"] = headers.message_id
     message["X-CRM-Kind"] = headers.kind
     message["X-CRM-Delivery-Id"] = headers.delivery_id
+    if mail.unsubscribe_url:
+        # RFC 8058: a one-click POST to this https URL unsubscribes; RFC 2369 the header.
+        message["List-Unsubscribe"] = f"<{mail.unsubscribe_url}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(mail.text)
     message.add_alternative(mail.html, subtype="html")
     return message

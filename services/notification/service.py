@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 
 from services.notification.delivery import Cause, Deliverer
 from services.notification.domain import (
@@ -22,6 +23,7 @@ from services.notification.domain import (
     NotifySet,
     Recipient,
     RecipientKey,
+    TimeZoneSet,
     address_linked,
     address_unlinked,
     banner_url,
@@ -33,9 +35,12 @@ from services.notification.domain import (
     recipients_of,
     time_version,
 )
+from services.notification.kinds import Kind, NotificationRefused, kind_for, template_values
+from services.notification.links import UnsubscribeLinks, UnsubscribeTarget
 from services.notification.rendering import RenderedMail, Renderer
 from services.notification.repository import FirmRepository, RecipientRepository
 from shared.contracts.envelope import Envelope
+from shared.contracts.errors import DomainError, ErrorCode
 from shared.contracts.events import (
     AddressAdded,
     AddressSettings,
@@ -57,6 +62,23 @@ log = get_logger(__name__)
 INVITATION_KIND = "invitation"
 
 
+class InvalidNotification(DomainError):
+    """A NotificationRequested that can never be sent as it is: dead-lettered, nothing sent."""
+
+    code = ErrorCode.VALIDATION_FAILED
+
+    @classmethod
+    def from_refusal(cls, refused: NotificationRefused) -> InvalidNotification:
+        return cls(f"{refused.field}: {refused.reason}", field=refused.field)
+
+
+def unsubscribe_target(recipient: Recipient, category: str) -> UnsubscribeTarget:
+    key = recipient.key
+    return UnsubscribeTarget(
+        key.firm_id, key.account_id, recipient.contact_id, key.address_id, category
+    )
+
+
 class NotificationService:
     def __init__(
         self,
@@ -64,6 +86,7 @@ class NotificationService:
         recipients: RecipientRepository,
         deliverer: Deliverer,
         renderer: Renderer,
+        links: UnsubscribeLinks,
         *,
         portal_base_url: str,
     ) -> None:
@@ -71,6 +94,7 @@ class NotificationService:
         self.recipients = recipients
         self.deliverer = deliverer
         self.renderer = renderer
+        self.links = links
         self.portal_base_url = portal_base_url
 
     # --- projection ----------------------------------------------------------------------
@@ -82,12 +106,18 @@ class NotificationService:
 
     async def contact_linked(self, envelope: Envelope[ContactLinked]) -> None:
         p = envelope.payload
-        for address in p.addresses:
-            await self._address_linked(envelope, p.account_id, p.contact_id, address)
+        zone = TimeZoneSet(envelope.aggregate_version, p.time_zone)
+        facts = [
+            (address.address_id, fact)
+            for address in p.addresses
+            for fact in (*_linked_facts(envelope, p.contact_id, address), zone)
+        ]
+        await self.recipients.record_account(envelope.firm_id, p.account_id, facts)
 
     async def address_added(self, envelope: Envelope[AddressAdded]) -> None:
         p = envelope.payload
-        await self._address_linked(envelope, p.account_id, p.contact_id, p.address)
+        key = RecipientKey(envelope.firm_id, p.account_id, p.address.address_id)
+        await self._record(key, _linked_facts(envelope, p.contact_id, p.address))
 
     async def contact_unlinked(self, envelope: Envelope[ContactUnlinked]) -> None:
         p = envelope.payload
@@ -128,28 +158,8 @@ class NotificationService:
         )
         await self._record(key, (*_seen(envelope, p.contact_id, p.email), notify))
 
-    async def _address_linked(
-        self,
-        envelope: Envelope[ContactLinked] | Envelope[AddressAdded],
-        account_id: str,
-        contact_id: str,
-        address: AddressSettings,
-    ) -> None:
-        key = RecipientKey(envelope.firm_id, account_id, address.address_id)
-        facts = address_linked(
-            envelope.aggregate_version,
-            occurred_at=envelope.occurred_at,
-            contact_id=contact_id,
-            email=address.email,
-            login=address.login,
-            notify=address.notify,
-            categories=frozenset(c.value for c in address.notify_categories),
-        )
-        await self._record(key, facts)
-
     async def _record(self, key: RecipientKey, facts: Sequence[Fact]) -> None:
-        for fact in facts:
-            await self.recipients.record(key, fact)
+        await self.recipients.record(key, *facts)
 
     async def user_activated(self, envelope: Envelope[UserActivated]) -> None:
         p = envelope.payload
@@ -202,8 +212,17 @@ class NotificationService:
     # --- notifications -------------------------------------------------------------------
 
     async def notification_requested(self, envelope: Envelope[NotificationRequested]) -> None:
-        """Fan out to the account's addresses that want this category, plus the firm's copy."""
+        """Fan out to the account's addresses that want this category, plus the firm's copy.
+
+        An unknown kind, a kind of another category or bad template data is refused
+        before anything is sent (the event is dead-lettered with the reason).
+        """
         p = envelope.payload
+        try:
+            kind = kind_for(p.kind, p.category.value)
+            values = template_values(kind, p.template_data)
+        except NotificationRefused as refused:
+            raise InvalidNotification.from_refusal(refused) from None
         firm = await self.firms.get(envelope.firm_id)
         if firm is None:
             log.warning("firm not known yet; sending without its name or copy")
@@ -213,51 +232,67 @@ class NotificationService:
         log.info(
             "notification fan-out", kind=p.kind, category=p.category.value, recipients=len(chosen)
         )
-        sends = [self._notify(envelope, firm, recipient) for recipient in chosen]
+        request = _Request(envelope, kind, values)
+        sends = [self._notify(request, firm, recipient) for recipient in chosen]
         if chosen and firm is not None and firm.copy_emails_to:
-            sends.append(self._copy_to_firm(envelope, firm, firm.copy_emails_to, chosen))
+            sends.append(self._copy_to_firm(request, firm, firm.copy_emails_to, chosen))
         await _all_then_raise(sends)
 
-    async def _notify(
-        self, envelope: Envelope[NotificationRequested], firm: Firm | None, recipient: Recipient
-    ) -> None:
-        p = envelope.payload
-        mail = self.renderer.notification(
+    def _render(
+        self,
+        request: _Request,
+        firm: Firm | None,
+        *,
+        recipient: Recipient | None = None,
+        copy_for: Sequence[str] = (),
+    ) -> RenderedMail:
+        """The client's email (banner, unsubscribe link) or, without a recipient, the copy."""
+        category = request.kind.category
+        return self.renderer.notification(
             firm_name=firm.name if firm else None,
-            category=p.category.value,
-            kind=p.kind,
-            template_data=p.template_data,
-            banner_url=banner_url(recipient, self.portal_base_url),
+            category=category,
+            kind=request.kind.name,
+            template_data=request.values,
+            banner_url=banner_url(recipient, self.portal_base_url) if recipient else None,
+            copy_for=copy_for,
+            subject=request.kind.subject_for(request.values),
+            unsubscribe_url=(
+                self.links.url(unsubscribe_target(recipient, category)) if recipient else None
+            ),
         )
+
+    async def _notify(self, request: _Request, firm: Firm | None, recipient: Recipient) -> None:
+        envelope = request.envelope
+        mail = self._render(request, firm, recipient=recipient)
         key = notification_delivery_key(str(envelope.event_id), recipient.key.address_id)
-        delivery = Delivery(key, envelope.firm_id, p.account_id, recipient.email, p.kind)
+        delivery = Delivery(
+            key, envelope.firm_id, envelope.payload.account_id, recipient.email, request.kind.name
+        )
         await self.deliverer.deliver(delivery, mail, _cause(envelope))
 
     async def _copy_to_firm(
-        self,
-        envelope: Envelope[NotificationRequested],
-        firm: Firm,
-        copy_to: str,
-        recipients: list[Recipient],
+        self, request: _Request, firm: Firm, copy_to: str, recipients: list[Recipient]
     ) -> None:
         """One separate message per notification, without banner (not a Bcc per recipient)."""
-        p = envelope.payload
-        mail = self.renderer.notification(
-            firm_name=firm.name,
-            category=p.category.value,
-            kind=p.kind,
-            template_data=p.template_data,
-            banner_url=None,
-            copy_for=[r.email for r in recipients],
-        )
+        envelope = request.envelope
+        mail = self._render(request, firm, copy_for=[r.email for r in recipients])
         delivery = _firm_copy(
             notification_key(str(envelope.event_id)),
             envelope.firm_id,
-            p.account_id,
+            envelope.payload.account_id,
             copy_to,
-            p.kind,
+            request.kind.name,
         )
         await self.deliverer.deliver(delivery, mail, _cause(envelope))
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A NotificationRequested whose kind and template data were checked."""
+
+    envelope: Envelope[NotificationRequested]
+    kind: Kind
+    values: dict[str, str | None]
 
 
 def _cause(envelope: Envelope[InvitationIssued] | Envelope[NotificationRequested]) -> Cause:
@@ -290,4 +325,21 @@ def _seen(
     return (
         AddressSeen(envelope.aggregate_version, contact_id),
         EmailSeen(time_version(envelope.occurred_at), email),
+    )
+
+
+def _linked_facts(
+    envelope: Envelope[ContactLinked] | Envelope[AddressAdded],
+    contact_id: str,
+    address: AddressSettings,
+) -> Sequence[Fact]:
+    """What a newly linked address tells: its contact, email, Login and Notify."""
+    return address_linked(
+        envelope.aggregate_version,
+        occurred_at=envelope.occurred_at,
+        contact_id=contact_id,
+        email=address.email,
+        login=address.login,
+        notify=address.notify,
+        categories=frozenset(c.value for c in address.notify_categories),
     )

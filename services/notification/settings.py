@@ -21,6 +21,19 @@ class NotificationSettings(ServiceSettings):
     smtp_attempts: int = Field(
         default=3, ge=1, le=10, description="Tries per message before the event is retried."
     )
+    notification_public_url: str = Field(
+        default="http://127.0.0.1:8003",
+        description="Where clients reach this service's pages (the unsubscribe links).",
+    )
+    notification_link_key: SecretStr = Field(
+        default=SecretStr("development-only-link-key-change-me-0123456789"),
+        description="At least 32 bytes; signs the unsubscribe links. Set it in production.",
+    )
+    digest_check_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="How often the scheduler looks for due transactions digests (0: never).",
+    )
 
     @classmethod
     def from_service_settings(cls, settings: ServiceSettings | None) -> NotificationSettings:

@@ -1,14 +1,137 @@
-"""Commands the notification service handles, and their replies."""
+"""Commands the notification service handles, and their replies.
+
+Staff read their Inbox+ here: items made from BulkUpdateCompleted (for the staff
+member who asked for the bulk update) and EmailReceived (for every staff member of
+the firm). Read state is per staff member: an item one person read stays unread for
+the others.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar, Self
 
-from shared.contracts.commands import Command
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.contracts.commands import Accepted, Command
+from shared.contracts.events import BulkUpdateError
+from shared.contracts.types import AccountId, Email, Identifier, StaffId
+
+MAX_MARKED = 500
 
 
 class NotificationCommand(Command):
     service: ClassVar[str] = "notification"
 
 
-COMMANDS: tuple[type[NotificationCommand], ...] = ()
+# --- Inbox+ ----------------------------------------------------------------------------
+
+
+class InboxItemKind(StrEnum):
+    BULK_UPDATE_REPORT = "bulk_update_report"
+    EMAIL_RECEIVED = "email_received"
+
+
+class BulkUpdateReport(BaseModel):
+    """What a bulk update did, for the staff member who asked for it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: Identifier
+    accounts: int
+    addresses_changed: int
+    invitations_sent: int
+    error_count: int
+    errors: tuple[BulkUpdateError, ...] = Field(description="At most 500; error_count is all.")
+
+
+class ReceivedEmail(BaseModel):
+    """A new email from a synced client address, filed on these accounts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    message_id: Identifier = Field(description="mailsync's id of the stored message.")
+    thread_id: Identifier
+    account_ids: tuple[AccountId, ...]
+    client_email: Email
+    subject: str
+    snippet: str
+    sent_at: datetime
+    attachment_count: int
+
+
+class InboxItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    item_id: Identifier
+    kind: InboxItemKind
+    title: str
+    created_at: datetime = Field(description="When what it reports happened.")
+    read: bool = Field(description="Read by the staff member who asked.")
+    bulk_update: BulkUpdateReport | None = None
+    email: ReceivedEmail | None = None
+
+
+class ListInboxItems(NotificationCommand):
+    """One staff member's Inbox+, newest first, paged by ``before`` (the previous ``next``)."""
+
+    staff_id: StaffId
+    unread_only: bool = False
+    limit: int = Field(default=50, ge=1, le=200)
+    before: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The `next` cursor of the previous page; empty for the first page.",
+    )
+
+
+class InboxItems(Accepted):
+    items: tuple[InboxItem, ...]
+    unread: int = Field(description="Unread items of this staff member in all.")
+    next: str | None = Field(description="Cursor of the next (older) page; null at the end.")
+
+
+class MarkInboxItemsRead(NotificationCommand):
+    """Mark the listed items (or ``all`` of them) read for this staff member only."""
+
+    staff_id: StaffId
+    item_ids: tuple[Identifier, ...] = Field(default=(), max_length=MAX_MARKED)
+    all: bool = Field(default=False, description="Every item of this staff member, up to now.")
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> Self:
+        if self.all == bool(self.item_ids):
+            raise ValueError("give either item_ids or all=true")
+        return self
+
+
+class InboxItemsMarked(Accepted):
+    marked: int = Field(description="Items that were unread until now.")
+
+
+# --- bounces ---------------------------------------------------------------------------
+
+
+class RecordBounce(NotificationCommand):
+    """An asynchronous bounce (a DSN) reported after the mail server had accepted the email.
+
+    Publishes NotificationFailed (permanent), which flags the address as invalid.
+    """
+
+    email: Email
+    delivery_id: Identifier | None = Field(
+        default=None, description="The X-CRM-Delivery-Id of the bounced email, if known."
+    )
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class BounceRecorded(Accepted):
+    recorded: bool = Field(description="False when this bounce was already recorded.")
+
+
+COMMANDS: tuple[type[NotificationCommand], ...] = (
+    ListInboxItems,
+    MarkInboxItemsRead,
+    RecordBounce,
+)

@@ -50,6 +50,12 @@ from tests.infra import Infra
 from tests.polling import eventually, unique
 
 PORTAL = "https://portal.notification-tests.test"
+PUBLIC = "https://notify.notification-tests.test"
+LINK_KEY = "integration-tests-link-key-0123456789abcdef"
+TEMPLATE_DATA: dict[str, dict[str, Any]] = {
+    "document_uploaded": {"document": "2025 tax return.pdf"},
+    "invoice_issued": {"invoice": "2026-114", "amount": "1 250,00 SEK", "due": "2026-12-15"},
+}
 UPLOADS = NotificationCategory.DOCUMENT_UPLOADS
 INVOICES = NotificationCategory.INVOICES_AND_PAYMENTS
 
@@ -81,7 +87,7 @@ class Notification:
         )
 
     async def recipient(self, key: RecipientKey) -> Recipient | None:
-        return await RecipientRepository(self.runtime.db).get(key)
+        return await RecipientRepository(self.runtime.db, self.runtime.locks).get(key)
 
     async def applied(self, key: RecipientKey, facet: Facet, version: int) -> None:
         async def landed() -> bool:
@@ -267,28 +273,38 @@ class Scenario:
         return self._wrap(payload, f"grant_{self.account_id}_{address.address_id}", version)
 
     def request(
-        self, category: NotificationCategory = UPLOADS, kind: str = "document.uploaded"
+        self,
+        category: NotificationCategory = UPLOADS,
+        kind: str = "document_uploaded",
+        template_data: dict[str, Any] | None = None,
     ) -> Envelope[Any]:
         payload = NotificationRequested(
             account_id=self.account_id,
             category=category,
             kind=kind,
-            template_data={"document": "2025 tax return.pdf"},
+            template_data=TEMPLATE_DATA.get(kind, {}) if template_data is None else template_data,
         )
         return self._wrap(payload, self.account_id, 1)
 
 
-@pytest.fixture(scope="module")
-async def notification(infra: Infra) -> AsyncIterator[Notification]:
-    settings = NotificationSettings(
+def settings_for(infra: Infra, **overrides: Any) -> NotificationSettings:
+    """The settings of an in-process notification service on the session's infrastructure."""
+    return NotificationSettings(
         rabbitmq_url=SecretStr(infra.rabbitmq_url),
         mongodb_url=SecretStr(infra.mongodb_url),
         database_prefix=infra.database_prefix,
         smtp_host=infra.smtp_host,
         smtp_port=infra.smtp_port,
         portal_base_url=PORTAL,
+        notification_public_url=PUBLIC,
+        notification_link_key=SecretStr(LINK_KEY),
         outbox_sweep_seconds=0.5,
+        **overrides,
     )
-    runtime, app = bootstrap(settings)
+
+
+@pytest.fixture(scope="module")
+async def notification(infra: Infra) -> AsyncIterator[Notification]:
+    runtime, app = bootstrap(settings_for(infra))
     async with TestApp(app):
         yield Notification(runtime)

@@ -160,9 +160,9 @@ class TestNotificationFanOut:
             == 2
         )
         assert email.envelope_to == [wants.email]
-        assert email.header("X-CRM-Kind") == "document.uploaded"
-        assert email.subject == "Acme Tax & Co: Document uploaded"
-        assert "- Document: 2025 tax return.pdf" in email.text()
+        assert email.header("X-CRM-Kind") == "document_uploaded"
+        assert email.subject == "Acme Tax & Co: New document: 2025 tax return.pdf"
+        assert "added a document for you: 2025 tax return.pdf" in email.text()
         assert copy.envelope_to == [firm_inbox.email]
         assert wants.email in copy.text()
         for address in (other_category, silent, neighbour_address):
@@ -202,12 +202,12 @@ class TestLinkChanges:
         await notification.publish(narrowed)
         await notification.applied(s.key(pat), Facet.NOTIFY, narrowed.aggregate_version)
 
-        uploads, invoices = s.request(UPLOADS), s.request(INVOICES, kind="invoice.issued")
+        uploads, invoices = s.request(UPLOADS), s.request(INVOICES, kind="invoice_issued")
         await notification.publish(uploads, "documents.notification.requested")
         await notification.publish(invoices, "invoices.notification.requested")
 
         [email] = await mail.wait_for(delivered(for_address(invoices, pat)))
-        assert email.header("X-CRM-Kind") == "invoice.issued"
+        assert email.header("X-CRM-Kind") == "invoice_issued"
         await settle()
         assert [m for m in mail.to(pat.email) if delivered(for_address(uploads, pat))(m)] == []
 

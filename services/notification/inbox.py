@@ -1,0 +1,237 @@
+"""Inbox+ for staff: items from bulk-update reports and synced client mail, read per person.
+
+Insert-only on both servers: an item's ``_id`` derives from what it reports (the bulk
+update's job, mailsync's message), so a redelivered event is a duplicate key; a
+staff member reading an item inserts a ``(item, staff)`` marker, so a firm-wide
+item read by one person stays unread for the others and nothing is ever updated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from shared.contracts import notification as cmd
+from shared.contracts.envelope import Envelope
+from shared.contracts.errors import DomainError, ErrorCode, NotFound
+from shared.contracts.events import BulkUpdateCompleted, EmailReceived
+from shared.storage.mongo import Document
+
+EVERYONE = "*"  # the audience of a firm-wide item (a staff id cannot be "*")
+_ITEM_IDS = uuid.UUID("0b7d3c1e-5a84-4f0c-9a6e-2c51d7e8f934")
+_CURSOR_SEPARATOR = "|"
+
+
+class BadCursor(DomainError):
+    code = ErrorCode.VALIDATION_FAILED
+
+
+def item_id(firm_id: str, source: str) -> str:
+    """Stable per reported thing, so the same event always makes the same item."""
+    return str(uuid.uuid5(_ITEM_IDS, f"{firm_id}|{source}"))
+
+
+def _cursor(doc: Document) -> str:
+    return f"{doc['created_at'].isoformat()}{_CURSOR_SEPARATOR}{doc['_id']}"
+
+
+def _older_than(before: str | None) -> Document:
+    """The query part of a page that starts after ``before`` (newest first, ties by id)."""
+    if before is None:
+        return {}
+    moment, _, last_id = before.partition(_CURSOR_SEPARATOR)
+    try:
+        at = datetime.fromisoformat(moment)
+    except ValueError:
+        raise BadCursor("not a cursor this service returned", field="before") from None
+    if not last_id or at.tzinfo is None:
+        raise BadCursor("not a cursor this service returned", field="before")
+    return {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}
+
+
+class InboxRepository:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.items: AsyncCollection[Document] = db["inbox_items"]
+        self.reads: AsyncCollection[Document] = db["inbox_reads"]
+
+    async def ensure_indexes(self) -> None:
+        await self.items.create_index(
+            [
+                ("firm_id", ASCENDING),
+                ("audience", ASCENDING),
+                ("created_at", DESCENDING),
+                ("_id", DESCENDING),
+            ]
+        )
+        await self.reads.create_index([("firm_id", ASCENDING), ("staff_id", ASCENDING)])
+
+    async def add(self, item: Document) -> None:
+        with contextlib.suppress(DuplicateKeyError):  # the same event again: already there
+            await self.items.insert_one(item)
+
+    @staticmethod
+    def _visible(firm_id: str, staff_id: str) -> Document:
+        return {"firm_id": firm_id, "audience": {"$in": [staff_id, EVERYONE]}}
+
+    async def page(
+        self, firm_id: str, staff_id: str, before: str | None, size: int
+    ) -> list[Document]:
+        query = {**self._visible(firm_id, staff_id), **_older_than(before)}
+        cursor = self.items.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+        return await cursor.limit(size).to_list()
+
+    async def read_ids(self, staff_id: str, item_ids: list[str]) -> set[str]:
+        markers = [f"{i}|{staff_id}" for i in item_ids]
+        found = self.reads.find({"_id": {"$in": markers}}, {"item_id": 1})
+        return {doc["item_id"] async for doc in found}
+
+    async def visible_ids(self, firm_id: str, staff_id: str, item_ids: list[str]) -> set[str]:
+        query = {**self._visible(firm_id, staff_id), "_id": {"$in": item_ids}}
+        return {doc["_id"] async for doc in self.items.find(query, {"_id": 1})}
+
+    async def all_visible_ids(self, firm_id: str, staff_id: str) -> list[str]:
+        found = self.items.find(self._visible(firm_id, staff_id), {"_id": 1})
+        return [doc["_id"] async for doc in found]
+
+    async def unread_count(self, firm_id: str, staff_id: str) -> int:
+        visible = await self.items.count_documents(self._visible(firm_id, staff_id))
+        read = await self.reads.count_documents({"firm_id": firm_id, "staff_id": staff_id})
+        return max(visible - read, 0)
+
+    async def mark_read(self, firm_id: str, staff_id: str, item_ids: list[str]) -> int:
+        """Insert a read marker per item; returns how many were new."""
+        if not item_ids:
+            return 0
+        markers = [
+            {"_id": f"{i}|{staff_id}", "firm_id": firm_id, "staff_id": staff_id, "item_id": i}
+            for i in item_ids
+        ]
+        try:
+            result = await self.reads.insert_many(markers, ordered=False)
+        except BulkWriteError as exc:
+            return int(exc.details.get("nInserted", 0))
+        return len(result.inserted_ids)
+
+
+class Inbox:
+    """The Inbox+ use cases: items in from events, list and mark read over request/reply."""
+
+    PAGE_FACTOR = 3  # with unread_only, read items are skipped: fetch a few pages at once
+
+    def __init__(self, items: InboxRepository) -> None:
+        self.items = items
+
+    async def bulk_update_completed(self, envelope: Envelope[BulkUpdateCompleted]) -> None:
+        """The report of a bulk update, for the staff member who asked for it."""
+        p = envelope.payload
+        report = cmd.BulkUpdateReport(
+            job_id=p.job_id,
+            accounts=p.accounts,
+            addresses_changed=p.addresses_changed,
+            invitations_sent=p.invitations_sent,
+            error_count=p.error_count,
+            errors=p.errors,
+        )
+        title = (
+            f"Bulk update finished: {p.accounts} accounts, {p.addresses_changed} addresses "
+            f"changed, {p.invitations_sent} invitations sent, {p.error_count} errors"
+        )
+        await self._add(
+            envelope, f"bulk|{p.job_id}", p.requested_by, cmd.InboxItemKind.BULK_UPDATE_REPORT,
+            title, {"bulk_update": report.model_dump(mode="json")},
+        )  # fmt: skip
+
+    async def email_received(self, envelope: Envelope[EmailReceived]) -> None:
+        """New mail from a synced client address, for every staff member of the firm."""
+        p = envelope.payload
+        email = cmd.ReceivedEmail(
+            message_id=p.message_id,
+            thread_id=p.thread_id,
+            account_ids=p.account_ids,
+            client_email=p.client_email,
+            subject=p.subject,
+            snippet=p.snippet,
+            sent_at=p.sent_at,
+            attachment_count=p.attachment_count,
+        )
+        title = f"New email from {p.client_email}: {p.subject or '(no subject)'}"
+        await self._add(
+            envelope, f"email|{p.message_id}", EVERYONE, cmd.InboxItemKind.EMAIL_RECEIVED,
+            title, {"email": email.model_dump(mode="json")},
+        )  # fmt: skip
+
+    async def _add(
+        self,
+        envelope: Envelope[Any],
+        source: str,
+        audience: str,
+        kind: cmd.InboxItemKind,
+        title: str,
+        details: Document,
+    ) -> None:
+        await self.items.add(
+            {
+                "_id": item_id(envelope.firm_id, source),
+                "firm_id": envelope.firm_id,
+                "audience": audience,
+                "kind": kind.value,
+                "title": title[:1000],
+                "created_at": envelope.occurred_at,
+                **details,
+            }
+        )
+
+    async def list_items(self, command: cmd.ListInboxItems) -> cmd.InboxItems:
+        firm, staff = command.firm_id, command.staff_id
+        chosen: list[tuple[Document, bool]] = []
+        before = command.before
+        size = command.limit * (self.PAGE_FACTOR if command.unread_only else 1)
+        while len(chosen) < command.limit:
+            docs = await self.items.page(firm, staff, before, size)
+            read = await self.items.read_ids(staff, [d["_id"] for d in docs])
+            for doc in docs:
+                if not (command.unread_only and doc["_id"] in read):
+                    chosen.append((doc, doc["_id"] in read))
+                if len(chosen) == command.limit:
+                    break
+            if len(docs) < size:
+                break
+            before = _cursor(docs[-1])
+        full = len(chosen) == command.limit
+        return cmd.InboxItems(
+            items=tuple(_item(doc, read) for doc, read in chosen),
+            unread=await self.items.unread_count(firm, staff),
+            next=_cursor(chosen[-1][0]) if full else None,
+        )
+
+    async def mark_read(self, command: cmd.MarkInboxItemsRead) -> cmd.InboxItemsMarked:
+        """Every listed item must be this staff member's; otherwise nothing is marked."""
+        firm, staff = command.firm_id, command.staff_id
+        if command.all:
+            ids = await self.items.all_visible_ids(firm, staff)
+        else:
+            ids = list(dict.fromkeys(command.item_ids))
+            visible = await self.items.visible_ids(firm, staff, ids)
+            for index, wanted in enumerate(command.item_ids):
+                if wanted not in visible:
+                    raise NotFound(f"no inbox item {wanted}", field=f"item_ids.{index}")
+        return cmd.InboxItemsMarked(marked=await self.items.mark_read(firm, staff, ids))
+
+
+def _item(doc: Document, read: bool) -> cmd.InboxItem:
+    return cmd.InboxItem(
+        item_id=doc["_id"],
+        kind=cmd.InboxItemKind(doc["kind"]),
+        title=doc["title"],
+        created_at=doc["created_at"],
+        read=read,
+        bulk_update=doc.get("bulk_update"),
+        email=doc.get("email"),
+    )
