@@ -12,6 +12,7 @@ Every session also gets its own database prefix and its own SMTP catcher process
 
 from __future__ import annotations
 
+import imaplib
 import os
 import shutil
 import socket
@@ -23,11 +24,20 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_SH = ROOT / "deploy" / "local.sh"
+
+
+@dataclass(frozen=True)
+class ImapUser:
+    username: str
+    password: str
+    host: str
+    port: int
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,29 @@ class Infra:
     catcher_dir: Path
     database_prefix: str
     source: str
+    imap_host: str = "127.0.0.1"
+    imap_port: int = 10143
+    imap_users_file: Path | None = None
+    """Dovecot's passwd-file: Dovecot re-reads it when it changes, so users can be added."""
+
+    def create_imap_user(self, prefix: str = "user") -> ImapUser:
+        """A fresh IMAP user of this session's own (tests share one Dovecot)."""
+        if self.imap_users_file is None:
+            raise RuntimeError("no Dovecot users file: set IMAP_USERS_FILE")
+        user = ImapUser(
+            f"{prefix}-{uuid.uuid4().hex[:12]}@imap.test",
+            uuid.uuid4().hex,
+            self.imap_host,
+            self.imap_port,
+        )
+        # One short append: atomic next to other sessions appending their users.
+        with self.imap_users_file.open("a", encoding="utf-8") as users:
+            users.write(f"{user.username}:{{PLAIN}}{user.password}::::::\n")
+        # Dovecot looks at the file at most once a second: a login in the second of the
+        # append could fail, and failed logins slow every later one (auth penalty).
+        time.sleep(1.05 - time.time() % 1)
+        _wait_for_imap_login(user)
+        return user
 
     def service_env(self) -> dict[str, str]:
         """Environment for a service process using this infrastructure."""
@@ -148,6 +181,7 @@ def provide(tmp: Path) -> Iterator[Infra]:
         catcher_dir.mkdir()
         smtp_port = stack.enter_context(_smtp_catcher(catcher_dir))
         prefix = f"t{uuid.uuid4().hex[:8]}_"
+        imap_host, imap_port, imap_users = _imap()
         stack.callback(_drop_databases, mongo, prefix)
         yield Infra(
             rabbitmq_url=rabbit,
@@ -157,12 +191,43 @@ def provide(tmp: Path) -> Iterator[Infra]:
             catcher_dir=catcher_dir,
             database_prefix=prefix,
             source=source,
+            imap_host=imap_host,
+            imap_port=imap_port,
+            imap_users_file=imap_users,
         )
+
+
+def _wait_for_imap_login(user: ImapUser, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with imaplib.IMAP4(user.host, user.port, timeout=5) as imap:
+                imap.login(user.username, user.password)
+                return
+        except imaplib.IMAP4.error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _imap() -> tuple[str, int, Path | None]:
+    """IMAP_HOST/IMAP_PORT/IMAP_USERS_FILE from the environment, else the local Dovecot."""
+    if os.environ.get("IMAP_USERS_FILE"):
+        return (
+            os.environ.get("IMAP_HOST", "127.0.0.1"),
+            int(os.environ.get("IMAP_PORT", "10143")),
+            Path(os.environ["IMAP_USERS_FILE"]),
+        )
+    local_users = ROOT / ".local" / "dovecot" / "users"
+    if not local_users.exists():
+        _local("up")
+    return "127.0.0.1", 10143, local_users
 
 
 def _drop_databases(url: str, prefix: str) -> None:
     """Leave nothing behind on a shared server (databases named with this session's prefix)."""
-    with MongoClient(url, serverSelectionTimeoutMS=5_000) as client:
+    client: MongoClient[dict[str, Any]] = MongoClient(url, serverSelectionTimeoutMS=5_000)
+    with client:
         for name in client.list_database_names():
             if name.startswith(prefix):
                 client.drop_database(name)

@@ -1,8 +1,12 @@
-"""Which addresses of a firm are synced into which accounts (pure Python)."""
+"""Which addresses are synced into which accounts, and how mail is keyed (pure Python)."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from shared.contracts.events import EmailDirection
 
 
 @dataclass(frozen=True)
@@ -23,3 +27,53 @@ class SyncedAddress:
     @property
     def email_key(self) -> str:
         return self.email.casefold()
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def message_key(firm_id: str, internet_message_id: str) -> str:
+    """mailsync's id of a message: one per (firm, Message-ID), whichever folder it came from."""
+    return f"msg_{_digest(firm_id, internet_message_id)}"
+
+
+def thread_key(firm_id: str, root_message_id: str) -> str:
+    return f"thr_{_digest(firm_id, root_message_id)}"
+
+
+def attachment_key(message_id: str, account_id: str, index: int) -> str:
+    """One saved document per (message, account, attachment): saving twice is a no-op."""
+    return f"att_{_digest(message_id, account_id, str(index))}"
+
+
+def mailbox_key(firm_id: str, host: str, port: int, username: str) -> str:
+    return f"mbx_{_digest(firm_id, host.lower(), str(port), username.casefold())}"
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """Who a message was exchanged with, among the firm's synced client addresses."""
+
+    direction: EmailDirection
+    client_emails: tuple[str, ...]
+
+
+def exchange_with(
+    sender: str, recipients: Iterable[str], synced: Mapping[str, str]
+) -> Exchange | None:
+    """Classify a message by its addresses; ``synced`` maps email_key to the address.
+
+    From a synced client address: inbound. Otherwise to or copied to one: outbound
+    (sent by the firm). Neither: not synced (None).
+    """
+    if sender.casefold() in synced:
+        return Exchange(EmailDirection.INBOUND, (synced[sender.casefold()],))
+    clients = tuple(
+        dict.fromkeys(synced[r.casefold()] for r in recipients if r.casefold() in synced)
+    )
+    return Exchange(EmailDirection.OUTBOUND, clients) if clients else None
+
+
+def reply_subject(subject: str) -> str:
+    return subject if subject.lower().startswith("re:") else f"Re: {subject}".strip()

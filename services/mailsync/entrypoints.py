@@ -1,7 +1,13 @@
-"""FastStream wiring for mailsync."""
+"""FastStream wiring for mailsync.
+
+No ``from __future__ import annotations`` here: FastStream reads the handlers' annotations
+at run time to validate messages and to write the AsyncAPI document.
+"""
 
 from services.mailsync.domain import SyncedAddress
-from services.mailsync.repository import SyncedAddresses
+from services.mailsync.projection import AddressFollower
+from services.mailsync.service import MailsyncService
+from shared.contracts import mailsync as cmd
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.contracts.events import (
     AddressAdded,
@@ -10,14 +16,15 @@ from shared.contracts.events import (
     ContactUnlinked,
     EmailSyncToggled,
 )
+from shared.messaging.commands import CommandHandlers
 from shared.messaging.events import EventSubscriptions
 
 
-def register_events(events: EventSubscriptions, synced: SyncedAddresses) -> None:
+def register_events(events: EventSubscriptions, follower: AddressFollower) -> None:
     async def apply(
         event: Envelope[EventPayload], account_id: str, address_id: str, email: str, on: bool
     ) -> None:
-        await synced.apply(
+        await follower.apply(
             SyncedAddress(event.firm_id, account_id, address_id, email, on, event.aggregate_version)
         )
 
@@ -49,5 +56,48 @@ def register_events(events: EventSubscriptions, synced: SyncedAddresses) -> None
 
     @events.handle(ContactEmailChanged)
     async def on_contact_email_changed(event: Envelope[ContactEmailChanged]) -> None:
-        """Follow an edited address."""
-        await synced.rename(event.firm_id, event.payload.address_id, event.payload.new_email)
+        """Follow an edited address, and bring in the history with the new one."""
+        p = event.payload
+        await follower.rename(event.firm_id, p.address_id, p.new_email, f"renamed:{event.event_id}")
+
+
+def register_commands(commands: CommandHandlers, service: MailsyncService) -> None:
+    @commands.handle(cmd.ConnectMailbox)
+    async def connect_mailbox(command: cmd.ConnectMailbox) -> cmd.MailboxConnected:
+        """Connect an IMAP mailbox after checking its login; its secret is stored encrypted."""
+        return await service.connect_mailbox(command)
+
+    @commands.handle(cmd.DisconnectMailbox)
+    async def disconnect_mailbox(command: cmd.DisconnectMailbox) -> cmd.MailboxDisconnected:
+        """Stop syncing a mailbox (its mail stays)."""
+        return await service.disconnect_mailbox(command)
+
+    @commands.handle(cmd.ListMailboxes)
+    async def list_mailboxes(command: cmd.ListMailboxes) -> cmd.Mailboxes:
+        """The firm's mailboxes and their sync state, without secrets."""
+        return await service.list_mailboxes(command)
+
+    @commands.handle(cmd.SetAttachmentSaving)
+    async def set_attachment_saving(command: cmd.SetAttachmentSaving) -> cmd.AttachmentSavingSet:
+        """Turn automatic saving of synced attachments on or off for the firm."""
+        return await service.set_attachment_saving(command)
+
+    @commands.handle(cmd.ListAccountEmails)
+    async def list_account_emails(command: cmd.ListAccountEmails) -> cmd.AccountEmails:
+        """The account's Email tab: threads, newest first, with their messages."""
+        return await service.list_account_emails(command)
+
+    @commands.handle(cmd.GetThread)
+    async def get_thread(command: cmd.GetThread) -> cmd.ThreadReply:
+        """One thread with every message."""
+        return await service.get_thread(command)
+
+    @commands.handle(cmd.SendReply)
+    async def send_reply(command: cmd.SendReply) -> cmd.ReplySent:
+        """Reply from the product over SMTP; the reply joins its thread at once."""
+        return await service.send_reply(command)
+
+    @commands.handle(cmd.ListAccountDocuments)
+    async def list_account_documents(command: cmd.ListAccountDocuments) -> cmd.AccountDocuments:
+        """Attachments saved to the account's documents, with their metadata."""
+        return await service.list_account_documents(command)

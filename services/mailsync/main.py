@@ -2,25 +2,121 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
+
 from faststream.asgi import AsgiFastStream
 
-from services.mailsync.entrypoints import register_events
-from services.mailsync.repository import SyncedAddresses
+from services.mailsync.entrypoints import register_commands, register_events
+from services.mailsync.ingest import Ingestor
+from services.mailsync.leases import Leases
+from services.mailsync.projection import AddressFollower
+from services.mailsync.replies import SmtpConfig
+from services.mailsync.repository import FirmSettings, Mailboxes, SyncedAddresses
+from services.mailsync.secrets import SecretBox
+from services.mailsync.service import MailsyncService
+from services.mailsync.settings import MailsyncSettings
+from services.mailsync.store import MailStore
+from services.mailsync.worker import MailboxWorker, Supervisor
 from shared.contracts.envelope import EventPayload
+from shared.contracts.events import AttachmentSaved, EmailReceived
 from shared.runtime import Runtime, build_app, build_runtime
 from shared.settings import ServiceSettings
+from shared.storage.mongo import Document
 
-PUBLISHES: tuple[type[EventPayload], ...] = ()
+PUBLISHES: tuple[type[EventPayload], ...] = (EmailReceived, AttachmentSaved)
+
+
+def smtp_config(settings: MailsyncSettings) -> SmtpConfig:
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=password,
+        start_tls=settings.smtp_start_tls,
+        timeout=settings.smtp_timeout_seconds,
+    )
+
+
+@dataclass
+class Mailsync:
+    """The service's parts, assembled once (tests drive them without the broker)."""
+
+    settings: MailsyncSettings
+    synced: SyncedAddresses
+    follower: AddressFollower
+    mailboxes: Mailboxes
+    firms: FirmSettings
+    store: MailStore
+    ingestor: Ingestor
+    service: MailsyncService
+    supervisor: Supervisor
+
+    async def ensure_indexes(self) -> None:
+        await self.synced.ensure_indexes()
+        await self.mailboxes.ensure_indexes()
+        await self.store.ensure_indexes()
+
+
+def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
+    synced = SyncedAddresses(runtime.db, runtime.locks)
+    mailboxes = Mailboxes(runtime.db)
+    firms = FirmSettings(runtime.db)
+    relay = runtime.with_outbox([runtime.db["messages"], runtime.db["documents"]])
+    store = MailStore(runtime.db, relay)
+    ingestor = Ingestor(store, synced, firms, max_attachment_bytes=config.max_attachment_bytes)
+    key = config.mailbox_secret_key.get_secret_value() if config.mailbox_secret_key else None
+    secrets = SecretBox(key)
+    service = MailsyncService(
+        mailboxes,
+        firms,
+        store,
+        ingestor,
+        secrets,
+        smtp_config(config),
+        imap_timeout=config.imap_timeout_seconds,
+    )
+
+    def make_worker(mailbox: Document) -> MailboxWorker:
+        return MailboxWorker(
+            mailbox,
+            mailboxes=mailboxes,
+            synced=synced,
+            ingestor=ingestor,
+            secrets=secrets,
+            poll_seconds=config.poll_seconds,
+            timeout=config.imap_timeout_seconds,
+            reconnect_max_seconds=config.reconnect_max_seconds,
+        )
+
+    leases = Leases(runtime.db["mailbox_leases"], timedelta(seconds=config.lease_seconds))
+    supervisor = Supervisor(mailboxes, leases, make_worker, poll_seconds=config.poll_seconds)
+    return Mailsync(
+        config,
+        synced,
+        AddressFollower(synced, mailboxes),
+        mailboxes,
+        firms,
+        store,
+        ingestor,
+        service,
+        supervisor,
+    )
 
 
 def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFastStream]:
-    runtime = build_runtime("mailsync", settings or ServiceSettings(), PUBLISHES)
-    synced = SyncedAddresses(runtime.db, runtime.locks)
-    register_events(runtime.events, synced)
-    runtime.startup.append(synced.ensure_indexes)
+    config = MailsyncSettings.from_service_settings(settings)
+    runtime = build_runtime("mailsync", config, PUBLISHES)
+    parts = assemble(runtime, config)
+    register_events(runtime.events, parts.follower)
+    register_commands(runtime.commands, parts.service)
+    runtime.startup += [parts.ensure_indexes, parts.supervisor.start]
+    runtime.shutdown.insert(0, parts.supervisor.stop)
     app = build_app(
         runtime,
-        description="Connected mailboxes, the addresses synced into each account, synced mail.",
+        description="Connected IMAP mailboxes, the addresses synced into each account, "
+        "synced mail with its threads and saved attachments.",
     )
     return runtime, app
 

@@ -1,0 +1,205 @@
+"""mailsync's use cases: connected mailboxes, the Email tab, documents, replies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.mailsync.domain import Exchange, mailbox_key
+from services.mailsync.imap import ImapConfig, ImapError, connect
+from services.mailsync.ingest import Filing, Ingestor
+from services.mailsync.replies import SmtpConfig, build_reply, recipients_of, send
+from services.mailsync.repository import FirmSettings, Mailboxes
+from services.mailsync.secrets import SecretBox
+from services.mailsync.store import MailStore
+from services.mailsync.views import document_view, thread_view
+from shared.contracts import mailsync as cmd
+from shared.contracts.errors import DomainError, ErrorCode, NotFound
+from shared.contracts.events import EmailDirection
+from shared.storage.mongo import Document
+
+
+class MailboxRefused(DomainError):
+    """The IMAP server could not be reached or refused the login: nothing is stored."""
+
+    code = ErrorCode.VALIDATION_FAILED
+
+
+class MailsyncService:
+    def __init__(
+        self,
+        mailboxes: Mailboxes,
+        firms: FirmSettings,
+        store: MailStore,
+        ingestor: Ingestor,
+        secrets: SecretBox,
+        smtp: SmtpConfig,
+        *,
+        imap_timeout: float,
+    ) -> None:
+        self._mailboxes = mailboxes
+        self._firms = firms
+        self._store = store
+        self._ingestor = ingestor
+        self._secrets = secrets
+        self._smtp = smtp
+        self._imap_timeout = imap_timeout
+
+    # --- mailboxes -------------------------------------------------------------------
+
+    async def connect_mailbox(self, command: cmd.ConnectMailbox) -> cmd.MailboxConnected:
+        secret = command.secret.get_secret_value()
+        encrypted = self._secrets.encrypt(secret)  # refuses early without a key
+        folders = await self._verify(command, secret)
+        mailbox_id = mailbox_key(command.firm_id, command.host, command.port, command.username)
+        replaced = await self._mailboxes.save(
+            {
+                "_id": mailbox_id,
+                "firm_id": command.firm_id,
+                "host": command.host,
+                "port": command.port,
+                "tls": command.tls.value,
+                "username": command.username,
+                "address": str(command.address),
+                "folders": list(command.folders) if command.folders else None,
+                "secret": encrypted,
+                "connected_at": datetime.now(UTC),
+                "connected_by": command.actor,
+            }
+        )
+        return cmd.MailboxConnected(
+            mailbox_id=mailbox_id, folders=tuple(folders), replaced=replaced
+        )
+
+    async def _verify(self, command: cmd.ConnectMailbox, secret: str) -> list[str]:
+        """Log in, and check the requested folders exist; returns the folders to sync."""
+        config = ImapConfig(
+            command.host, command.port, command.tls, command.username, secret, self._imap_timeout
+        )
+        try:
+            async with connect(config) as session:
+                available = await session.folders()
+        except ImapError as exc:
+            field = "secret" if exc.login else "host"
+            raise MailboxRefused(str(exc), field=field) from exc
+        missing = [f for f in command.folders or () if f not in available]
+        if missing:
+            raise MailboxRefused(
+                f"no such folder(s) {', '.join(missing)}; the mailbox has {', '.join(available)}",
+                field="folders",
+            )
+        return list(command.folders or available)
+
+    async def disconnect_mailbox(self, command: cmd.DisconnectMailbox) -> cmd.MailboxDisconnected:
+        if not await self._mailboxes.remove(command.firm_id, command.mailbox_id):
+            raise NotFound("no such mailbox in this firm", field="mailbox_id")
+        return cmd.MailboxDisconnected(mailbox_id=command.mailbox_id)
+
+    async def list_mailboxes(self, command: cmd.ListMailboxes) -> cmd.Mailboxes:
+        boxes = await self._mailboxes.of_firm(command.firm_id)
+        statuses = await self._mailboxes.statuses([b["_id"] for b in boxes])
+        return cmd.Mailboxes(
+            mailboxes=tuple(
+                cmd.MailboxView(
+                    mailbox_id=b["_id"],
+                    host=b["host"],
+                    port=b["port"],
+                    tls=cmd.TlsMode(b["tls"]),
+                    username=b["username"],
+                    address=b["address"],
+                    folders=tuple(b["folders"]) if b["folders"] else None,
+                    connected_at=b["connected_at"],
+                    last_synced_at=statuses.get(b["_id"], {}).get("last_synced_at"),
+                    last_error=statuses.get(b["_id"], {}).get("last_error"),
+                )
+                for b in boxes
+            ),
+            attachment_saving=await self._firms.attachment_saving(command.firm_id),
+        )
+
+    async def set_attachment_saving(
+        self, command: cmd.SetAttachmentSaving
+    ) -> cmd.AttachmentSavingSet:
+        await self._firms.set_attachment_saving(command.firm_id, command.enabled)
+        return cmd.AttachmentSavingSet(enabled=command.enabled)
+
+    # --- the Email tab and documents ------------------------------------------------
+
+    async def list_account_emails(self, command: cmd.ListAccountEmails) -> cmd.AccountEmails:
+        filings = await self._store.account_filings(command.firm_id, command.account_id)
+        newest_first = list(dict.fromkeys(f["thread_id"] for f in filings))
+        page = newest_first[command.offset : command.offset + command.limit]
+        filed = [f["message_id"] for f in filings]
+        threads = []
+        for thread_id in page:
+            messages = await self._store.thread(command.firm_id, thread_id, filed)
+            saved = await self._store.saved_documents(
+                command.firm_id, [m["_id"] for m in messages], command.account_id
+            )
+            threads.append(thread_view(thread_id, messages, saved))
+        return cmd.AccountEmails(threads=tuple(threads), total=len(newest_first))
+
+    async def get_thread(self, command: cmd.GetThread) -> cmd.ThreadReply:
+        messages = await self._thread(command.firm_id, command.thread_id)
+        saved = await self._store.saved_documents(
+            command.firm_id, [m["_id"] for m in messages], None
+        )
+        return cmd.ThreadReply(thread=thread_view(command.thread_id, messages, saved))
+
+    async def _thread(self, firm_id: str, thread_id: str) -> list[Document]:
+        messages = await self._store.thread(firm_id, thread_id)
+        if not messages:
+            raise NotFound("no such thread in this firm", field="thread_id")
+        return messages
+
+    async def list_account_documents(
+        self, command: cmd.ListAccountDocuments
+    ) -> cmd.AccountDocuments:
+        docs, total = await self._store.account_documents(
+            command.firm_id, command.account_id, command.limit, command.offset
+        )
+        return cmd.AccountDocuments(documents=tuple(document_view(d) for d in docs), total=total)
+
+    # --- replies ----------------------------------------------------------------------
+
+    async def send_reply(self, command: cmd.SendReply) -> cmd.ReplySent:
+        messages = await self._thread(command.firm_id, command.thread_id)
+        parent = self._parent(messages, command.in_reply_to)
+        mailbox = await self._sender(command.firm_id, command.mailbox_id)
+        recipients = recipients_of(parent)
+        reply = build_reply(mailbox["address"], recipients, parent, command.text)
+        await send(self._smtp, reply)
+        accounts = await self._store.accounts_of(command.firm_id, parent["_id"])
+        filing = Filing(
+            Exchange(EmailDirection.OUTBOUND, recipients), tuple(accounts), parent["thread_id"]
+        )
+        stored = await self._ingestor.ingest(
+            command.firm_id, reply.as_bytes(), mailbox_id=mailbox["_id"], filing=filing
+        )
+        assert stored is not None  # noqa: S101 - a given filing is always stored
+        return cmd.ReplySent(
+            message_id=stored.message_id,
+            internet_message_id=stored.internet_message_id,
+            thread_id=stored.thread_id,
+            to=recipients,
+        )
+
+    @staticmethod
+    def _parent(messages: list[Document], wanted: str | None) -> Document:
+        if wanted is None:
+            return messages[-1]
+        for message in messages:
+            if message["_id"] == wanted:
+                return message
+        raise NotFound("no such message in this thread", field="in_reply_to")
+
+    async def _sender(self, firm_id: str, mailbox_id: str | None) -> Document:
+        if mailbox_id is not None:
+            mailbox = await self._mailboxes.get(firm_id, mailbox_id)
+            if mailbox is None:
+                raise NotFound("no such mailbox in this firm", field="mailbox_id")
+            return mailbox
+        boxes = await self._mailboxes.of_firm(firm_id)
+        if len(boxes) != 1:
+            reason = "connect a mailbox first" if not boxes else "the firm has several: name one"
+            raise DomainError(f"which mailbox sends the reply? {reason}", field="mailbox_id")
+        return boxes[0]

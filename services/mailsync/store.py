@@ -1,0 +1,146 @@
+"""Synced messages, their filing on accounts, and saved attachments: insert-only facts.
+
+Every write is a unique insert (FerretDB isolates nothing else): a message once per
+(firm, Message-ID), a filing once per (account, message), a saved document once per
+(message, account, attachment). Their events (EmailReceived, AttachmentSaved) go into
+the inserted document's own embedded outbox, so a fact and its event are one write.
+Attachment bytes live in ``blobs``, chunked and keyed by their sha256.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+from bson import Binary
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from shared.contracts.envelope import Envelope, EventPayload
+from shared.storage.mongo import Document
+from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay
+
+CHUNK_BYTES = 1024 * 1024
+DUPLICATE_KEY = 11000
+
+
+class MailStore:
+    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay) -> None:
+        self.messages: AsyncCollection[Document] = db["messages"]
+        self.filings: AsyncCollection[Document] = db["filings"]
+        self.documents: AsyncCollection[Document] = db["documents"]
+        self.blobs: AsyncCollection[Document] = db["blobs"]
+        self._relay = relay
+
+    async def ensure_indexes(self) -> None:
+        await self.messages.create_index(
+            [("firm_id", ASCENDING), ("internet_message_id", ASCENDING)], unique=True
+        )
+        await self.messages.create_index([("firm_id", ASCENDING), ("thread_id", ASCENDING)])
+        await self.filings.create_index(
+            [("firm_id", ASCENDING), ("account_id", ASCENDING), ("sent_at", DESCENDING)]
+        )
+        await self.filings.create_index([("firm_id", ASCENDING), ("message_id", ASCENDING)])
+        await self.documents.create_index(
+            [("firm_id", ASCENDING), ("account_id", ASCENDING), ("saved_at", DESCENDING)]
+        )
+        await self.documents.create_index([("firm_id", ASCENDING), ("message_id", ASCENDING)])
+
+    async def _insert(
+        self,
+        collection: AsyncCollection[Document],
+        doc: Document,
+        events: Sequence[Envelope[EventPayload]] = (),
+    ) -> bool:
+        """Insert ``doc`` with its events; False when it already exists."""
+        outbox = {str(e.event_id): e.model_dump(mode="json") for e in events}
+        if outbox:
+            await self._relay.expect(collection.name, doc["_id"])
+        try:
+            await collection.insert_one({**doc, OUTBOX: outbox, PENDING: bool(outbox)})
+        except DuplicateKeyError:
+            return False
+        if outbox:
+            self._relay.notify(collection.name, doc["_id"])
+        return True
+
+    async def add_message(self, doc: Document, events: Sequence[Envelope[EventPayload]]) -> bool:
+        return await self._insert(self.messages, doc, events)
+
+    async def file(self, doc: Document) -> bool:
+        return await self._insert(self.filings, doc)
+
+    async def add_document(self, doc: Document, events: Sequence[Envelope[EventPayload]]) -> bool:
+        return await self._insert(self.documents, doc, events)
+
+    async def store_blob(self, sha256: str, content: bytes) -> None:
+        """Store bytes once per content (chunks keyed by hash and number)."""
+        chunks = [
+            {
+                "_id": f"{sha256}:{n}",
+                "sha256": sha256,
+                "n": n,
+                "data": Binary(content[i : i + CHUNK_BYTES]),
+            }
+            for n, i in enumerate(range(0, max(len(content), 1), CHUNK_BYTES))
+        ]
+        with contextlib.suppress(BulkWriteError):
+            await self.blobs.insert_many(chunks, ordered=False)
+        stored = await self.blobs.count_documents({"sha256": sha256})
+        if stored < len(chunks):
+            raise RuntimeError(f"blob {sha256} incomplete after insert")
+
+    async def read_blob(self, sha256: str) -> bytes:
+        cursor = self.blobs.find({"sha256": sha256}).sort("n", ASCENDING)
+        return b"".join([bytes(doc["data"]) async for doc in cursor])
+
+    # --- reads ---------------------------------------------------------------------
+
+    async def message(self, firm_id: str, message_id: str) -> Document | None:
+        return await self.messages.find_one({"_id": message_id, "firm_id": firm_id}, {OUTBOX: 0})
+
+    async def thread(
+        self, firm_id: str, thread_id: str, message_ids: list[str] | None = None
+    ) -> list[Document]:
+        query: Document = {"firm_id": firm_id, "thread_id": thread_id}
+        if message_ids is not None:
+            query["_id"] = {"$in": message_ids}
+        cursor = self.messages.find(query, {OUTBOX: 0}).sort("sent_at", ASCENDING)
+        return [doc async for doc in cursor]
+
+    async def account_filings(self, firm_id: str, account_id: str) -> list[Document]:
+        """The account's filings, newest first (one projection row per message)."""
+        cursor = self.filings.find(
+            {"firm_id": firm_id, "account_id": account_id}, {"thread_id": 1, "message_id": 1}
+        ).sort("sent_at", DESCENDING)
+        return [doc async for doc in cursor]
+
+    async def accounts_of(self, firm_id: str, message_id: str) -> list[str]:
+        cursor = self.filings.find(
+            {"firm_id": firm_id, "message_id": message_id}, {"account_id": 1}
+        )
+        return [doc["account_id"] async for doc in cursor]
+
+    async def saved_documents(
+        self, firm_id: str, message_ids: list[str], account_id: str | None
+    ) -> list[Document]:
+        query: Document = {"firm_id": firm_id, "message_id": {"$in": message_ids}}
+        if account_id is not None:
+            query["account_id"] = account_id
+        return [doc async for doc in self.documents.find(query, {OUTBOX: 0})]
+
+    async def account_documents(
+        self, firm_id: str, account_id: str, limit: int, offset: int
+    ) -> tuple[list[Document], int]:
+        query: Document = {"firm_id": firm_id, "account_id": account_id}
+        total = await self.documents.count_documents(query)
+        cursor: Any = (
+            self.documents.find(query, {OUTBOX: 0})
+            .sort([("saved_at", DESCENDING), ("_id", ASCENDING)])
+            .skip(offset)
+            .limit(limit)
+        )
+        return [doc async for doc in cursor], total

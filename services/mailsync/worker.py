@@ -1,0 +1,250 @@
+"""The sync engine: one worker per connected mailbox, across every replica.
+
+A :class:`Supervisor` runs in each replica; for each connected mailbox it tries to
+take the mailbox's lease and, holding it, runs a :class:`MailboxWorker` while renewing
+the lease. A worker keeps one IMAP session: each pass reads every synced folder from
+the last UID it saved (resetting when UIDVALIDITY changed), brings in the history of
+newly synced addresses (backfills), then waits on IDLE (or sleeps when the server has
+no IDLE) until new mail or the next poll. A broken connection is retried with
+exponential backoff; a message that cannot be read is skipped with a log line, never
+stopping the sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pymongo.errors import PyMongoError
+
+from services.mailsync.imap import ImapConfig, ImapError, ImapSession, connect
+from services.mailsync.ingest import Ingestor
+from services.mailsync.leases import Leases
+from services.mailsync.mail import header_addresses
+from services.mailsync.repository import Mailboxes, SyncedAddresses
+from services.mailsync.secrets import SecretBox
+from shared.contracts.errors import DomainError
+from shared.contracts.mailsync import TlsMode
+from shared.logging import get_logger
+from shared.storage.mongo import Document
+
+log = get_logger(__name__)
+HEADER_BATCH = 200
+HEADERS = "BODY.PEEK[HEADER.FIELDS (FROM TO CC)]"
+
+
+def imap_config(mailbox: Document, secrets: SecretBox, timeout: float) -> ImapConfig:
+    return ImapConfig(
+        host=mailbox["host"],
+        port=mailbox["port"],
+        tls=TlsMode(mailbox["tls"]),
+        username=mailbox["username"],
+        password=secrets.decrypt(mailbox["secret"]),
+        timeout=timeout,
+    )
+
+
+class MailboxWorker:
+    def __init__(
+        self,
+        mailbox: Document,
+        *,
+        mailboxes: Mailboxes,
+        synced: SyncedAddresses,
+        ingestor: Ingestor,
+        secrets: SecretBox,
+        poll_seconds: float,
+        timeout: float,
+        reconnect_max_seconds: float,
+    ) -> None:
+        self._box = mailbox
+        self._id: str = mailbox["_id"]
+        self._firm: str = mailbox["firm_id"]
+        self._mailboxes = mailboxes
+        self._synced = synced
+        self._ingestor = ingestor
+        self._secrets = secrets
+        self._poll = poll_seconds
+        self._timeout = timeout
+        self._backoff_max = reconnect_max_seconds
+
+    async def run_forever(self) -> None:
+        failures = 0
+        while True:
+            try:
+                config = imap_config(self._box, self._secrets, self._timeout)
+                async with connect(config) as session:
+                    failures = 0
+                    await self._sync_forever(session)
+            except (ImapError, PyMongoError, OSError, TimeoutError, DomainError) as exc:
+                failures += 1
+                delay = min(self._backoff_max, 0.5 * 2**failures)
+                log.warning(
+                    "mailbox sync interrupted",
+                    mailbox_id=self._id,
+                    error=str(exc),
+                    retry_in_s=delay,
+                )
+                with contextlib.suppress(PyMongoError):
+                    await self._mailboxes.record_status(
+                        self._id, synced_at=None, error=str(exc)[:500]
+                    )
+                await asyncio.sleep(delay)
+
+    async def _sync_forever(self, session: ImapSession) -> None:
+        folders = list(self._box["folders"] or await session.folders())
+        while True:
+            await self.sync_once(session, folders)
+            await self._mailboxes.record_status(self._id, synced_at=datetime.now(UTC), error=None)
+            await self._wait_for_news(session, folders)
+
+    async def _wait_for_news(self, session: ImapSession, folders: list[str]) -> None:
+        """IDLE on INBOX (new mail wakes it) until the next poll; plain sleep without IDLE."""
+        if not session.supports_idle:
+            await asyncio.sleep(self._poll)
+            return
+        folder = "INBOX" if "INBOX" in folders else folders[0]
+        await session.select(folder)
+        _, last_uid = await self._mailboxes.folder_state(self._id, folder)
+        if await session.uids_after(last_uid):
+            return  # it arrived during the pass, before IDLE could report it
+        await session.wait_for_news(self._poll)
+
+    async def sync_once(self, session: ImapSession, folders: list[str]) -> None:
+        for folder in folders:
+            await self._sync_folder(session, folder)
+        await self._backfill(session, folders)
+
+    async def _sync_folder(self, session: ImapSession, folder: str) -> None:
+        info = await session.select(folder)
+        validity, last_uid = await self._mailboxes.folder_state(self._id, folder)
+        if validity != info.uidvalidity:
+            last_uid = 0  # the folder was rebuilt: read it again (Message-IDs dedupe)
+        uids = await session.uids_after(last_uid)
+        synced = await self._synced.enabled_emails(self._firm)
+        for start in range(0, len(uids), HEADER_BATCH):
+            batch = uids[start : start + HEADER_BATCH]
+            headers = await session.fetch(batch, HEADERS) if synced else {}
+            for uid in batch:
+                addresses = header_addresses(headers.get(uid, b""))
+                if any(a.casefold() in synced for a in addresses):
+                    await self._bring_in(session, uid, synced)
+            await self._mailboxes.save_folder_state(self._id, folder, info.uidvalidity, batch[-1])
+
+    async def _backfill(self, session: ImapSession, folders: list[str]) -> None:
+        """The history with addresses whose sync was turned on, from every folder."""
+        for request in await self._mailboxes.pending_backfills(self._id):
+            synced = await self._synced.enabled_emails(self._firm)
+            if request["email"].casefold() in synced:
+                for folder in folders:
+                    await session.select(folder)
+                    for uid in await session.exchanged_with(request["email"]):
+                        await self._bring_in(session, uid, synced)
+            await self._mailboxes.backfill_done(request["_id"])
+            log.info("history brought in", mailbox_id=self._id, email=request["email"])
+
+    async def _bring_in(self, session: ImapSession, uid: int, synced: dict[str, str]) -> None:
+        raw = (await session.fetch([uid], "BODY.PEEK[]")).get(uid)
+        if raw is None:
+            log.warning("message vanished before it was read", mailbox_id=self._id, uid=uid)
+            return
+        try:
+            await self._ingestor.ingest(self._firm, raw, mailbox_id=self._id, synced=synced)
+        except PyMongoError:
+            raise  # the database is away: retry the whole pass later
+        except Exception:  # bad mail must never stop the sync
+            log.exception(
+                "message skipped: it could not be brought in", mailbox_id=self._id, uid=uid
+            )
+
+
+WorkerFactory = Callable[[Document], MailboxWorker]
+
+
+class Supervisor:
+    """Runs the workers of the mailboxes whose lease this replica holds."""
+
+    def __init__(
+        self,
+        mailboxes: Mailboxes,
+        leases: Leases,
+        make_worker: WorkerFactory,
+        *,
+        poll_seconds: float,
+    ) -> None:
+        self._mailboxes = mailboxes
+        self._leases = leases
+        self._make_worker = make_worker
+        self._poll = poll_seconds
+        self._holder = uuid.uuid4().hex
+        self._running: dict[str, tuple[object, asyncio.Task[None]]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> set[str]:
+        return {key for key, (_, task) in self._running.items() if not task.done()}
+
+    async def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._supervise(), name="mailsync-supervisor")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._loop_task,) if t] + [task for _, task in self._running.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._running.clear()
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except Exception as exc:
+                log.warning("mailbox supervision failed; retrying", error=repr(exc))
+            await asyncio.sleep(min(self._poll, 2.0))
+
+    async def reconcile(self) -> None:
+        """Stop workers of removed or changed mailboxes; start those whose lease is free."""
+        boxes = {box["_id"]: box for box in await self._mailboxes.all()}
+        for key, (stamp, task) in list(self._running.items()):
+            box = boxes.get(key)
+            if task.done() or box is None or box["connected_at"] != stamp:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                del self._running[key]
+        for key, box in boxes.items():
+            if key not in self._running and await self._leases.try_acquire(key, self._holder):
+                task = asyncio.create_task(self._hold(box), name=f"mailbox-{key}")
+                self._running[key] = (box["connected_at"], task)
+
+    async def _hold(self, box: Document) -> None:
+        key = box["_id"]
+        worker = asyncio.create_task(self._make_worker(box).run_forever())
+        renewed = time.monotonic()
+        lease = self._leases.duration.total_seconds()
+        try:
+            while not worker.done():
+                await asyncio.sleep(lease / 3)
+                try:
+                    if not await self._leases.renew(key, self._holder):
+                        log.warning("mailbox lease lost to another replica", mailbox_id=key)
+                        return
+                    renewed = time.monotonic()
+                except PyMongoError as exc:
+                    if time.monotonic() - renewed > lease:
+                        log.warning(
+                            "mailbox lease could not be renewed", mailbox_id=key, error=repr(exc)
+                        )
+                        return
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await worker
+            with contextlib.suppress(PyMongoError):
+                await self._leases.release(key, self._holder)

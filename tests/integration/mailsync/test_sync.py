@@ -1,0 +1,116 @@
+"""Mail exchanged with synced addresses is brought in from the real Dovecot, once."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.contracts import mailsync as cmd
+from shared.contracts.events import EmailDirection
+from tests.integration.mailsync.conftest import SYNC_TIMEOUT, Firm, mail
+from tests.polling import eventually
+
+pytestmark = pytest.mark.integration
+
+ANN = "ann@client.example.com"
+
+
+class TestNewMail:
+    async def test_mail_lands_on_every_account_of_the_address_once(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_family")
+        await firm.sync(ANN, "acc_company")
+        await firm.connect()
+        raw = mail(f"Ann <{ANN}>", message_id="<new-1@client.example.com>")
+        firm.deliver(raw)
+        firm.deliver(raw)  # delivered twice
+        firm.deliver(raw, "Sent")  # and copied to another folder
+        await firm.arrived("acc_family", "<new-1@client.example.com>")
+        await firm.arrived("acc_company", "<new-1@client.example.com>")
+        await firm.one_pass_done("Sent")
+        emails = await firm.emails("acc_family")
+        assert emails.total == 1
+        [message] = emails.threads[0].messages
+        assert message.direction is EmailDirection.INBOUND
+        assert message.sender == ANN
+        received = await firm.received("<new-1@client.example.com>")
+        assert len(received) == 1
+        assert sorted(received[0]["payload"]["account_ids"]) == ["acc_company", "acc_family"]
+        assert received[0]["payload"]["client_email"] == ANN
+
+    async def test_mail_to_the_client_is_outbound_and_publishes_nothing(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_1")
+        await firm.connect()
+        firm.deliver(
+            mail("office@firm.example.com", ANN, message_id="<out-1@firm.example.com>"), "Sent"
+        )
+        await firm.arrived("acc_1", "<out-1@firm.example.com>")
+        [thread] = (await firm.emails("acc_1")).threads
+        assert thread.messages[0].direction is EmailDirection.OUTBOUND
+        assert await firm.received("<out-1@firm.example.com>") == []
+
+    async def test_mail_of_addresses_without_sync_is_not_brought_in(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_1")
+        await firm.connect()
+        firm.deliver(mail("stranger@else.example.com", message_id="<stranger@else.example.com>"))
+        firm.deliver(mail(ANN, message_id="<after@client.example.com>"))
+        await firm.arrived("acc_1", "<after@client.example.com>")
+        stranger = {"firm_id": firm.firm_id, "internet_message_id": "<stranger@else.example.com>"}
+        assert await firm.parts.store.messages.count_documents(stranger) == 0
+
+
+class TestHistoryAndSyncOff:
+    async def test_turning_sync_on_brings_in_the_history(self, firm: Firm) -> None:
+        firm.deliver(mail(ANN, message_id="<old-in@client.example.com>"))
+        firm.deliver(
+            mail("office@firm.example.com", ANN, message_id="<old-out@x.example.com>"), "Sent"
+        )
+        await firm.connect()
+        await firm.one_pass_done()
+        assert await firm.message_ids("acc_1") == set()
+        await firm.sync(ANN, "acc_1")
+        await firm.arrived("acc_1", "<old-in@client.example.com>", "<old-out@x.example.com>")
+
+    async def test_turning_sync_off_stops_new_mail_and_keeps_history(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_1")
+        await firm.connect()
+        firm.deliver(mail(ANN, message_id="<before-off@client.example.com>"))
+        await firm.arrived("acc_1", "<before-off@client.example.com>")
+        await firm.sync(ANN, "acc_1", on=False)
+        firm.deliver(mail(ANN, message_id="<after-off@client.example.com>"))
+        await firm.one_pass_done()
+        assert await firm.message_ids("acc_1") == {"<before-off@client.example.com>"}
+
+    async def test_a_restart_resumes_from_the_last_uid(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_1")
+        await firm.connect(folders=("INBOX",))
+        firm.deliver(mail(ANN, message_id="<r1@client.example.com>"))
+        await firm.arrived("acc_1", "<r1@client.example.com>")
+        await firm.one_pass_done()
+
+        async def saved() -> bool:
+            validity, last_uid = await firm.parts.mailboxes.folder_state(firm.mailbox_id, "INBOX")
+            return validity > 0 and last_uid == 2
+
+        await eventually(saved, timeout=SYNC_TIMEOUT, what="INBOX state saved")
+        await firm.parts.supervisor.stop()
+        firm.deliver(mail(ANN, message_id="<r2@client.example.com>"))
+        await firm.parts.supervisor.start()
+        await firm.arrived("acc_1", "<r2@client.example.com>")
+
+
+class TestThreads:
+    async def test_a_reply_arriving_before_its_parent_shares_its_thread(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_1")
+        await firm.connect()
+        parent, reply = "<parent@firm.example.com>", "<reply@client.example.com>"
+        later = "Mon, 23 Nov 2026 10:00:00 +0000"
+        firm.deliver(mail(ANN, message_id=reply, in_reply_to=parent, references=parent, date=later))
+        await firm.arrived("acc_1", reply)
+        firm.deliver(mail("office@firm.example.com", ANN, message_id=parent), "Sent")
+        await firm.arrived("acc_1", parent)
+        emails = await firm.emails("acc_1")
+        assert emails.total == 1
+        assert [m.internet_message_id for m in emails.threads[0].messages] == [parent, reply]
+        thread = await firm.service.get_thread(
+            cmd.GetThread(firm_id=firm.firm_id, thread_id=emails.threads[0].thread_id)
+        )
+        assert len(thread.thread.messages) == 2
