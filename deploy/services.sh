@@ -27,13 +27,33 @@ except Exception:
 PY
 }
 
+# Keys the services need, made once per checkout and kept out of git (.local/).
+SECRETS="$ROOT/.local/secrets.env"
+ensure_secrets() {
+  [[ -s "$SECRETS" ]] && return
+  mkdir -p "$(dirname "$SECRETS")"
+  (
+    umask 077
+    "$ROOT/.venv/bin/python" - >"$SECRETS" <<'PY'
+import secrets
+from cryptography.fernet import Fernet
+print(f"export INVITATION_TOKEN_KEY={secrets.token_hex(32)}")
+print(f"export NOTIFICATION_LINK_KEY={secrets.token_hex(32)}")
+print(f"export MAILBOX_SECRET_KEY={Fernet.generate_key().decode()}")
+PY
+  )
+}
+
 start_one() {
   local name="$1" port="${PORTS[$1]}"
   if running "$name"; then echo "==> $name already running"; return; fi
   echo "==> starting $name on 127.0.0.1:$port"
   (
     eval "$("$ROOT/deploy/local.sh" env)"
+    # shellcheck source=/dev/null
+    source "$SECRETS"
     export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://127.0.0.1:8002}"
+    export NOTIFICATION_PUBLIC_URL="${NOTIFICATION_PUBLIC_URL:-http://127.0.0.1:8003}"
     cd "$ROOT"
     exec "$ROOT/.venv/bin/faststream" run "services.$name.main:app" \
       --host 127.0.0.1 --port "$port" --access-log false
@@ -67,6 +87,7 @@ stop_one() {
 case "${1:-}" in
   start)
     mkdir -p "$RUN" "$LOG"
+    ensure_secrets
     for s in "${ORDER[@]}"; do start_one "$s"; done
     for s in "${ORDER[@]}"; do wait_healthy "$s"; done
     ;;

@@ -91,16 +91,31 @@ class TestScaling:
     def test_portal_is_published_on_8002(self, services: dict[str, Any]) -> None:
         assert "8002" in host_ports(services["identity"])
 
-    def test_notification_runs_replicas_without_published_ports(
+    def test_notification_runs_replicas_that_serve_the_unsubscribe_links(
         self, services: dict[str, Any]
     ) -> None:
         notification = services["notification"]
         assert notification["deploy"]["replicas"] >= 2
-        assert host_ports(notification) == []
+        [published] = host_ports(notification)
+        first = published.split("-")[0]
+        assert notification["environment"]["NOTIFICATION_PUBLIC_URL"].endswith(f":{first}")
 
-    def test_replicated_services_publish_no_ports(self, services: dict[str, Any]) -> None:
-        replicated = [n for n, s in services.items() if s.get("deploy", {}).get("replicas", 1) > 1]
-        assert all(host_ports(services[n]) == [] for n in replicated)
+    def test_a_replicated_service_publishes_a_port_range_with_room_for_each_replica(
+        self, services: dict[str, Any]
+    ) -> None:
+        for service in services.values():
+            replicas = service.get("deploy", {}).get("replicas", 1)
+            for published in host_ports(service) if replicas > 1 else ():
+                low, _, high = published.partition("-")
+                assert high, f"{published}: replicas cannot share one host port"
+                assert int(high) - int(low) + 1 >= replicas
+
+    def test_every_service_gets_the_secret_keys(self, services: dict[str, Any]) -> None:
+        for name in ("crm", "identity", "notification", "mailsync"):
+            env = services[name]["environment"]
+            assert {"MAILBOX_SECRET_KEY", "NOTIFICATION_LINK_KEY", "INVITATION_TOKEN_KEY"} <= set(
+                env
+            )
 
 
 class TestVolumes:
