@@ -4,9 +4,14 @@
 # 127.0.0.1, all state under $ROOT/.local/ (git-ignored).
 #
 #   deploy/local.sh install   install/build what is missing (apt, go build)
-#   deploy/local.sh up        start whatever is not running, wait until ready
-#   deploy/local.sh down      stop everything gracefully (data is kept)
+#   deploy/local.sh up [COMPONENT...]
+#                             start whatever is not running, wait until ready
+#   deploy/local.sh down [COMPONENT...]
+#                             stop everything (or those) gracefully; data is kept
 #   deploy/local.sh status    one line per component; exit 3 if any is down
+#   deploy/local.sh restart [COMPONENT...]
+#                             stop and start rabbitmq, ferretdb, smtp or imap (all
+#                             by default); the fault-injection tests use it
 #   deploy/local.sh env       export lines: eval "$(deploy/local.sh env)"
 #   deploy/local.sh rabbitmqctl|rabbitmq-diagnostics|rabbitmq-queues ARGS...
 #                             run a RabbitMQ CLI against the local node
@@ -18,23 +23,27 @@
 # Environment: LOCAL_PYTHON (default .venv/bin/python, runs the SMTP catcher
 # and readiness probes), LOCAL_READY_TIMEOUT (seconds per component, default
 # 90), LOCAL_TAKEOVER=1 (stop another checkout's instance that holds one of
-# the ports instead of failing; .ci/run sets it).
+# the ports instead of failing; .ci/run sets it). A second, private instance
+# (the fault-injection tests start one) takes LOCAL_DIR for its state and
+# LOCAL_AMQP_PORT, LOCAL_DIST_PORT, LOCAL_MONGO_PORT, LOCAL_SMTP_PORT,
+# LOCAL_IMAP_PORT and LOCAL_RABBIT_NODE (node name) so it shares nothing.
 set -euo pipefail
 set +m # background jobs must stay in our process group so setsid never forks
 
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 ROOT="$(cd "$(dirname "$SELF")/.." && pwd)"
-LOCAL="$ROOT/.local"
-BIN="$LOCAL/bin"
+LOCAL="${LOCAL_DIR:-$ROOT/.local}"
+BIN="$ROOT/.local/bin" # built once, shared by every instance
 PY="${LOCAL_PYTHON:-$ROOT/.venv/bin/python}"
 READY_TIMEOUT="${LOCAL_READY_TIMEOUT:-90}"
 
 HOST=127.0.0.1
-AMQP_PORT=5672
-ERL_DIST_PORT=25672
-MONGO_PORT=27017
-SMTP_PORT=1025
-IMAP_PORT=10143
+AMQP_PORT="${LOCAL_AMQP_PORT:-5672}"
+ERL_DIST_PORT="${LOCAL_DIST_PORT:-25672}"
+MONGO_PORT="${LOCAL_MONGO_PORT:-27017}"
+SMTP_PORT="${LOCAL_SMTP_PORT:-1025}"
+IMAP_PORT="${LOCAL_IMAP_PORT:-10143}"
+RABBIT_NODE="${LOCAL_RABBIT_NODE:-rabbit}@localhost"
 IMAP_USER=sync@firm.test
 IMAP_PASSWORD=sync-secret
 
@@ -269,7 +278,7 @@ cmd_install() {
 # Runs in a subshell (callers use `( rabbit_env; ... )`) so nothing leaks.
 rabbit_env() {
   export HOME="$RABBIT_DIR" # .erlang.cookie lives here, shared by server and CLI
-  export RABBITMQ_NODENAME=rabbit@localhost
+  export RABBITMQ_NODENAME="$RABBIT_NODE"
   export RABBITMQ_NODE_IP_ADDRESS="$HOST"
   export RABBITMQ_NODE_PORT="$AMQP_PORT"
   export RABBITMQ_DIST_PORT="$ERL_DIST_PORT"
@@ -323,14 +332,14 @@ up_rabbitmq() {
     if port_open "$AMQP_PORT"; then claim_port rabbitmq "$AMQP_PORT" rabbitmq; fi
     rabbit_write_config
     port_open 4369 || touch "$RABBIT_DIR/epmd.started-by-us"
-    log "starting rabbitmq on $HOST:$AMQP_PORT (node rabbit@localhost)"
+    log "starting rabbitmq on $HOST:$AMQP_PORT (node $RABBIT_NODE)"
     # As root we call /usr/lib/rabbitmq/bin/rabbitmq-server directly: the
     # /usr/sbin wrapper would `su rabbitmq` and log to /var/log/rabbitmq.
     (rabbit_env && cd "$RABBIT_DIR" &&
       spawn "$RABBIT_DIR/server.pid" "$RABBIT_DIR/log/startup.log" "$RABBIT_BIN/rabbitmq-server")
   fi
   await rabbitmq "$RABBIT_DIR/server.pid" rabbit_ready \
-    "$RABBIT_DIR/log/startup.log" "$RABBIT_DIR/log/rabbit@localhost.log"
+    "$RABBIT_DIR/log/startup.log" "$RABBIT_DIR/log/$RABBIT_NODE.log"
   log "rabbitmq ready: amqp://guest:guest@$HOST:$AMQP_PORT/"
 }
 
@@ -530,10 +539,11 @@ down_imap() { stop_pid dovecot "$DOVECOT_DIR/dovecot.pid" dovecot; }
 
 cmd_up() {
   local c failed=()
+  (($#)) || set -- "${COMPONENTS[@]}"
   mkdir -p "$LOCAL"
   # Each component starts in its own process so one failure (e.g. a port
   # taken by something else) does not keep the others from starting.
-  for c in "${COMPONENTS[@]}"; do
+  for c in "$@"; do
     bash "$SELF" __up "$c" || failed+=("$c")
   done
   if ((${#failed[@]})); then
@@ -543,12 +553,25 @@ cmd_up() {
 }
 
 cmd_down() {
-  local c rc=0
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    c="${COMPONENTS[i]}"
-    bash "$SELF" __down "$c" || rc=1
+  local i rc=0
+  (($#)) || set -- "${COMPONENTS[@]}"
+  local order=("$@")
+  for ((i = ${#order[@]} - 1; i >= 0; i--)); do
+    bash "$SELF" __down "${order[i]}" || rc=1
   done
   return "$rc"
+}
+
+cmd_restart() {
+  local c
+  (($#)) || set -- "${COMPONENTS[@]}"
+  for c in "$@"; do
+    case "$c" in
+      rabbitmq | ferretdb | smtp | imap) ;;
+      *) die "restart: unknown component '$c' (one of: ${COMPONENTS[*]})" ;;
+    esac
+    bash "$SELF" __down "$c" && bash "$SELF" __up "$c" || die "restart of $c failed"
+  done
 }
 
 cmd_status() {
@@ -588,7 +611,7 @@ EOF
 }
 
 usage() {
-  sed -n '2,21p' "$SELF" | sed 's/^# \{0,1\}//'
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$SELF"
   exit 2
 }
 
@@ -596,9 +619,10 @@ main() {
   local cmd="${1:-}"
   case "$cmd" in
     install) cmd_install ;;
-    up) cmd_up ;;
-    down) cmd_down ;;
+    up) cmd_up "${@:2}" ;;
+    down) cmd_down "${@:2}" ;;
     status) cmd_status ;;
+    restart) cmd_restart "${@:2}" ;;
     env) cmd_env ;;
     rabbitmqctl | rabbitmq-diagnostics | rabbitmq-queues | rabbitmq-plugins)
       rabbit_cli "$cmd" "${@:2}"

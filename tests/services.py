@@ -23,6 +23,7 @@ SERVICES = ("crm", "identity", "notification", "mailsync")
 class RunningServices:
     ports: dict[str, int]
     logs: Path
+    env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def url(self, service: str, path: str = "") -> str:
@@ -31,6 +32,51 @@ class RunningServices:
     @property
     def portal(self) -> str:
         return self.url("identity")
+
+    def start(self, service: str) -> None:
+        """Start ``service`` (again) on its port, appending to its log."""
+        self.processes[service] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "faststream",
+                "run",
+                f"services.{service}.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports[service]),
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=(self.logs / f"{service}.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_healthy(self, *services: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        for service in services or SERVICES:
+            while not _healthy(self.url(service, "/health")):
+                process = self.processes[service]
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = (self.logs / f"{service}.log").read_text()[-3000:]
+                    raise RuntimeError(f"{service} did not become healthy:\n{tail}")
+                time.sleep(0.2)
+
+    def kill(self, service: str) -> None:
+        """SIGKILL: no shutdown hooks, unacknowledged messages go back to their queues."""
+        process = self.processes[service]
+        process.kill()
+        process.wait(timeout=15)
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def _healthy(url: str) -> bool:
@@ -46,8 +92,9 @@ def run_services(
     infra: Infra, logs: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[RunningServices]:
     logs.mkdir(parents=True, exist_ok=True)
-    running = RunningServices({s: free_port() for s in SERVICES}, logs)
-    env = {
+    ports = {s: free_port() for s in SERVICES}
+    running = RunningServices(ports, logs)
+    running.env = {
         **os.environ,
         **infra.service_env(),
         "PORTAL_BASE_URL": running.portal,
@@ -60,38 +107,9 @@ def run_services(
         **(extra_env or {}),
     }
     try:
-        for service, port in running.ports.items():
-            running.processes[service] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "faststream",
-                    "run",
-                    f"services.{service}.main:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=(logs / f"{service}.log").open("ab"),
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
         for service in SERVICES:
-            while not _healthy(running.url(service, "/health")):
-                process = running.processes[service]
-                if process.poll() is not None or time.monotonic() > deadline:
-                    tail = (logs / f"{service}.log").read_text()[-3000:]
-                    raise RuntimeError(f"{service} did not become healthy:\n{tail}")
-                time.sleep(0.2)
+            running.start(service)
+        running.wait_healthy()
         yield running
     finally:
-        for process in running.processes.values():
-            process.terminate()
-        for process in running.processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        running.stop_all()
