@@ -81,6 +81,16 @@ demo: up
 	@$(LOCAL_ENV); $(BIN)/crmctl demo
 endif
 
+ACCOUNTS ?= 10000
+ADDRESSES_PER_ACCOUNT ?= 2.5
+TOGGLES ?= 200
+REPLICAS ?= 2
+BENCH_ARGS ?=
+bench: venv  ## seed a firm and measure throughput, latency and memory (bench-results/)
+	PYTHONPATH=. $(BIN)/python -m bench --accounts $(ACCOUNTS) \
+		--addresses-per-account $(ADDRESSES_PER_ACCOUNT) --toggles $(TOGGLES) \
+		--replicas $(REPLICAS) $(BENCH_ARGS)
+
 logs:  ## follow the local services' logs
 	tail -f .local/log/*.log
 

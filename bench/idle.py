@@ -1,0 +1,87 @@
+"""Waiting until the system is idle: no ready messages, no pending outbox, no new email.
+
+The broker's ready counts (a passive queue declaration) do not show messages a
+consumer holds unacknowledged, so "idle" also needs the catcher's total and the
+outboxes to stay unchanged for a few consecutive checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aio_pika
+from pymongo import AsyncMongoClient
+
+from bench.catcher import CatcherClient
+from bench.output import say
+from shared.storage.outbox import PENDING_FILTER
+from tests.infra import Infra
+from tests.services import SERVICES
+
+QUEUES = tuple(f"{s}.{kind}" for s in SERVICES for kind in ("events", "commands"))
+
+
+async def ready_messages(channel: aio_pika.abc.AbstractChannel) -> int:
+    total = 0
+    for name in QUEUES:
+        try:
+            queue = await channel.declare_queue(name, passive=True)
+        except aio_pika.exceptions.ChannelClosed:
+            return -1  # a queue not declared yet: not idle
+        total += queue.declaration_result.message_count or 0
+    return total
+
+
+async def pending_outbox(mongo: AsyncMongoClient[dict[str, object]], prefix: str) -> int:
+    total = 0
+    for database in await mongo.list_database_names():
+        if not database.startswith(prefix):
+            continue
+        db = mongo[database]
+        for name in await db.list_collection_names():
+            total += await db[name].count_documents(PENDING_FILTER)
+    return total
+
+
+async def wait_idle(
+    infra: Infra, catcher: CatcherClient, *, quiet: float = 3.0, timeout: float = 600
+) -> None:
+    """Return once nothing moved for ``quiet`` seconds; raise after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    connection = await aio_pika.connect(infra.rabbitmq_url)
+    mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(infra.mongodb_url)
+    try:
+        last: tuple[int, int, int] | None = None
+        still_since = time.monotonic()
+        while True:
+            channel = await connection.channel()
+            state = (
+                await ready_messages(channel),
+                await pending_outbox(mongo, infra.database_prefix),
+                await catcher.total(),
+            )
+            if not channel.is_closed:
+                await channel.close()
+            now = time.monotonic()
+            busy = state != last or state[0] != 0 or state[1] != 0
+            if busy:
+                last, still_since = state, now
+            elif now - still_since >= quiet:
+                return
+            if now > deadline:
+                raise TimeoutError(
+                    f"not idle after {timeout:.0f}s (ready messages, pending outbox, "
+                    f"emails) = {state}"
+                )
+            await asyncio.sleep(0.5)
+    finally:
+        await connection.close()
+        await mongo.close()
+
+
+async def settle(infra: Infra, catcher: CatcherClient, what: str, timeout: float) -> None:
+    say(f"waiting until the system is idle ({what}) ...")
+    started = time.monotonic()
+    await wait_idle(infra, catcher, timeout=timeout)
+    say(f"  idle after {time.monotonic() - started:.1f} s")

@@ -1,0 +1,84 @@
+"""The machine's own limits, measured in the same run: raw SMTP and raw RabbitMQ rates."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+
+from bench.output import say
+from tests.infra import ROOT
+
+
+@dataclass(frozen=True)
+class RawRate:
+    count: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else 0.0
+
+
+def _module(*args: str, timeout: float) -> dict[str, float]:
+    """Run ``python -m bench.<module> ...`` and read its JSON line."""
+    result = subprocess.run(  # noqa: S603 - our own modules
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed:\n{result.stderr[-2000:]}")
+    answer: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def smtp_rate(port: int, connections: int, count: int, label: str) -> RawRate:
+    """aiosmtplib from one process, ``connections`` connections, into the server on ``port``."""
+    say(f"raw SMTP into {label}: {count} emails over {connections} connections ...")
+    answer = _module(
+        "bench.smtp_sender",
+        "--port",
+        str(port),
+        "--connections",
+        str(connections),
+        "--count",
+        str(count),
+        timeout=max(120, count / 50),
+    )
+    measured = RawRate(int(answer["sent"]), answer["seconds"])
+    say(f"  {measured.rate:,.0f} emails/s ({measured.count} in {measured.seconds:.1f} s)")
+    return measured
+
+
+def amqp_rate(url: str, count: int, timeout: float = 180) -> RawRate:
+    """aio-pika publish (confirms, persistent) -> consume, in two processes."""
+    say(f"raw RabbitMQ hop: {count} persistent messages, publisher confirms ...")
+    queue = f"bench.raw.{uuid.uuid4().hex[:8]}"
+    args = ["--url", url, "--queue", queue, "--count", str(count), "--timeout", str(timeout)]
+    consumer = subprocess.Popen(  # noqa: S603 - our own module
+        [sys.executable, "-m", "bench.amqp_raw", "consume", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert consumer.stdout is not None  # noqa: S101 - piped above
+        if consumer.stdout.readline().strip() != "ready":
+            raise RuntimeError("the raw AMQP consumer did not start")
+        published = _module("bench.amqp_raw", "publish", *args, timeout=timeout)
+        out, _ = consumer.communicate(timeout=timeout + 30)
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+    consumed = json.loads(out.strip().splitlines()[-1])
+    if consumed["count"] < count:
+        raise RuntimeError(f"raw AMQP: {consumed['count']} of {count} messages consumed")
+    measured = RawRate(count, consumed["last"] - published["started"])
+    say(f"  {measured.rate:,.0f} messages/s ({count} in {measured.seconds:.1f} s)")
+    return measured
