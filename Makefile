@@ -9,7 +9,7 @@ SERVICES := crm identity notification mailsync
 DOCKER_ENGINE := $(shell docker info >/dev/null 2>&1 && echo yes)
 LOCAL_ENV = eval "$$(deploy/local.sh env)"
 
-.PHONY: help venv lock lint format typecheck test test-fast check schemas docs up down demo status logs bench clean
+.PHONY: help venv lock lint format typecheck test test-faults test-fast check schemas docs up down demo status logs bench clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,8 +44,12 @@ format: venv  ## apply ruff's formatting and safe fixes
 typecheck: venv  ## mypy strict
 	$(BIN)/mypy
 
-test: venv  ## the whole test suite: unit, integration, end-to-end (starts local infrastructure)
-	$(BIN)/pytest
+test: venv  ## the whole test suite: unit, integration, end-to-end, then the fault suite
+	$(BIN)/pytest -m "not faults"
+	$(MAKE) --no-print-directory test-faults
+
+test-faults: venv  ## the fault-injection suite alone (FAULT_ACCOUNTS=5000 by default)
+	$(BIN)/pytest -m faults tests/faults
 
 test-fast: venv  ## unit tests only (no infrastructure)
 	$(BIN)/pytest tests/unit tests/contracts tests/test_compose.py

@@ -4,8 +4,9 @@ While a bulk Login-with-invitations runs over ``FAULT_ACCOUNTS`` accounts (5,000
 default, one address each), the suite restarts RabbitMQ, SIGKILLs every service once
 and starts it again, restarts FerretDB, and delivers every message of
 ``notification.events`` twice. It also injects three poison messages. Afterwards every
-address has Login on, exactly one live invitation and exactly one invitation email,
-and the dead-letter queues hold the three poison messages, each with its reason.
+address has Login on, exactly one live invitation and exactly one invitation email
+(one Message-ID: see the note in the check), and the dead-letter queues hold the
+three poison messages, each with its reason.
 
 It restarts the broker and the database, so it runs against a private instance of
 them that nobody else uses (``deploy/local.sh`` with its own ports and state folder),
@@ -32,6 +33,7 @@ import aio_pika
 import pytest
 from pymongo import AsyncMongoClient
 
+from services.notification.settings import NotificationSettings
 from shared.cli.client import Client, connect
 from shared.contracts import crm as cmd
 from shared.contracts import identity as identity_cmd
@@ -50,6 +52,7 @@ ACCOUNTS = int(os.environ.get("FAULT_ACCOUNTS", "5000"))
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600 + ACCOUNTS // 2)]
 
 DUPLICATED_QUEUE = "notification.events"
+SMTP_CONNECTIONS = NotificationSettings().smtp_connections
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 FERRETDB = ROOT / ".local" / "bin" / "ferretdb"
 
@@ -271,7 +274,9 @@ class Fault:
     act: Callable[[], Awaitable[None]]
 
 
-async def observe(client: Client, firm_id: str, job_id: str, infra: Infra, last: Status) -> Status:
+async def observe(
+    client: Client, firm_id: str, job_id: str, mail: MailCatcher, last: Status
+) -> Status:
     """Where the run stands; the broker may be down, then the last known progress stays."""
     status = Status(last.accounts_done, last.completed)
     try:
@@ -284,7 +289,7 @@ async def observe(client: Client, firm_id: str, job_id: str, infra: Infra, last:
     else:
         status.accounts_done = progress.accounts_done
         status.completed = progress.state is cmd.BulkUpdateState.COMPLETED
-    status.emails = sum(1 for _ in infra.catcher_dir.glob("*.eml"))
+    status.emails = len({to for caught in mail.all() for to in caught.envelope_to})
     return status
 
 
@@ -364,6 +369,7 @@ async def test_a_bulk_update_with_invitations_survives_every_fault(
     rig: FaultRig, rig_client: Client, duplicator: Duplicator
 ) -> None:
     client, infra = rig_client, rig.infra
+    mail = MailCatcher(infra.catcher_dir)  # parses each caught email once
     firm_id = await new_firm(client, "Faults & Co")
     say(f"seeding {ACCOUNTS} accounts")
     accounts = await seed(client, firm_id, ACCOUNTS)
@@ -385,7 +391,7 @@ async def test_a_bulk_update_with_invitations_survives_every_fault(
     status, shown = Status(), 0.0
     deadline = time.monotonic() + 300 + ACCOUNTS // 4
     while pending or not (status.completed and status.emails >= ACCOUNTS):
-        status = await observe(client, firm_id, job.job_id, infra, status)
+        status = await observe(client, firm_id, job.job_id, mail, status)
         if time.monotonic() - shown > 10:
             say(
                 f"accounts {status.accounts_done}/{ACCOUNTS}, emails {status.emails}, "
@@ -441,18 +447,23 @@ async def assert_every_address_has_login_and_one_invitation(
             invited[item.email.lower()] += sum(1 for a in item.accounts if a.sent_at)
     assert invited == Counter({email.lower(): 1 for email in accounts})
 
+    # One email per address, told apart by Message-ID: a resend carries the original
+    # one, and mail clients and providers show one message per Message-ID. SMTP has no
+    # exactly-once: a process killed after the server accepted a message and before
+    # it recorded that resends it once its lease lapses. Only the SIGKILLed
+    # notification process can do that, for at most its SMTP connections in flight.
     message_ids: dict[str, set[str]] = defaultdict(set)
     deliveries: Counter[str] = Counter()
-    for mail in MailCatcher(infra.catcher_dir).all():
-        for to in mail.envelope_to:
-            message_ids[to].add(mail.header("Message-ID"))
+    for caught in MailCatcher(infra.catcher_dir).all():
+        for to in caught.envelope_to:
+            message_ids[to].add(caught.header("Message-ID"))
             deliveries[to] += 1
     assert set(message_ids) == {email.lower() for email in accounts}
-    again = {to: n for to, n in deliveries.items() if n > 1}
-    total = sum(deliveries.values())
-    say(f"{total} SMTP deliveries for {len(accounts)} addresses; repeated: {again}")
     assert all(len(ids) == 1 for ids in message_ids.values())
-    assert not again, f"invitation emails sent more than once: {again}"
+    resent = {to: n - 1 for to, n in deliveries.items() if n > 1}
+    total = sum(deliveries.values())
+    say(f"{total} SMTP deliveries for {len(accounts)} addresses; resent: {resent}")
+    assert sum(resent.values()) <= SMTP_CONNECTIONS, resent
 
 
 async def assert_dead_letters_hold_only(client: Client, poisons: list[Poison]) -> None:
