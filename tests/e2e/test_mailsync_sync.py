@@ -14,7 +14,7 @@ import pytest
 
 from deploy.imap_deliver import deliver
 from shared.cli.client import Client
-from shared.contracts import crm
+from shared.contracts import crm, notification
 from shared.contracts import mailsync as cmd
 from shared.mailcatcher import MailCatcher
 from shared.storage.mongo import create_client
@@ -126,6 +126,11 @@ async def test_mail_sync_from_crm_to_the_email_tab_and_back(
     assert saved["payload"]["account_id"] == s.account_id
     received = await mailsync_events.wait_for("EmailReceived", s.firm_id, count=2)
     assert {e["payload"]["internet_message_id"] for e in received} == {history, fresh}
+    inbox = await staff_inbox(client, s, count=2)  # the notification service's Inbox+
+    assert {i.email.message_id for i in inbox if i.email} == {
+        e["payload"]["message_id"] for e in received
+    }
+    assert {i.kind for i in inbox} == {notification.InboxItemKind.EMAIL_RECEIVED}
 
     reply = await client.call(
         cmd.SendReply(firm_id=s.firm_id, thread_id=emails.threads[0].thread_id, text="Thanks!"),
@@ -147,6 +152,22 @@ async def test_mail_sync_from_crm_to_the_email_tab_and_back(
     found = {m.internet_message_id for t in emails.threads for m in t.messages}
     assert ignored not in found
     assert {history, fresh, reply.internet_message_id} <= found
+
+
+async def staff_inbox(client: Client, s: Scenario, *, count: int) -> list[notification.InboxItem]:
+    """A staff member's Inbox+ once it holds ``count`` items."""
+    found: list[notification.InboxItem] = []
+
+    async def filled() -> bool:
+        page = await client.call(
+            notification.ListInboxItems(firm_id=s.firm_id, staff_id="staff-anyone"),
+            notification.InboxItems,
+        )
+        found[:] = page.items
+        return len(found) >= count
+
+    await eventually(filled, timeout=TIMEOUT, what=f"{count} Inbox+ items")
+    return found
 
 
 async def synced_off(infra: Infra, s: Scenario, index: int) -> bool:
