@@ -73,6 +73,7 @@ class ContactAttached(Event):
     contact_name: str
     addresses: tuple[tuple[Address, Settings], ...]
     actor: str
+    time_zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,7 @@ class Contact:
     name: str
     phones: tuple[str, ...]
     addresses: tuple[Address, ...]
+    time_zone: str | None = None
     version: int = 0
 
     @classmethod
@@ -223,6 +225,7 @@ class Contact:
         phones: tuple[str, ...],
         emails: list[tuple[str, str]],
         contact_id: str | None = None,
+        time_zone: str | None = None,
     ) -> Contact:
         """A new contact; with ``contact_id`` given, its address ids are derived from it."""
         cid = contact_id or new_id("con")
@@ -234,7 +237,7 @@ class Contact:
             seen.add(email.casefold())
             address_id = address_id_for(cid, email) if contact_id else new_id("adr")
             addresses.append(Address(address_id, email, label))
-        return cls(cid, firm_id, name, phones, tuple(addresses))
+        return cls(cid, firm_id, name, phones, tuple(addresses), time_zone)
 
     def add_address(self, email: str, label: str) -> tuple[Address, bool]:
         """The address (id derived from the email) and whether it is new to the contact.
@@ -326,6 +329,7 @@ class Account:
                 contact.name,
                 tuple((a, settings[a.id]) for a in contact.addresses),
                 actor,
+                contact.time_zone,
             )
         )
         for address in contact.addresses:

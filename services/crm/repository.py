@@ -114,6 +114,7 @@ class ContactRepository(_Repository):
             name=doc["name"],
             phones=tuple(doc["phones"]),
             addresses=tuple(Address(a["id"], a["email"], a["label"]) for a in doc["addresses"]),
+            time_zone=doc.get("time_zone"),
             version=doc["version"],
         )
 
@@ -122,6 +123,7 @@ class ContactRepository(_Repository):
             "firm_id": contact.firm_id,
             "name": contact.name,
             "phones": list(contact.phones),
+            "time_zone": contact.time_zone,
             "addresses": [
                 {"id": a.id, "email": a.email, "email_key": a.key, "label": a.label}
                 for a in contact.addresses

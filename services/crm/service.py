@@ -66,7 +66,11 @@ class CrmService:
         for i, new in enumerate(c.contacts):
             try:
                 contact = Contact.create(
-                    c.firm_id, new.name, new.phones, [(a.email, a.label) for a in new.addresses]
+                    c.firm_id,
+                    new.name,
+                    new.phones,
+                    [(a.email, a.label) for a in new.addresses],
+                    time_zone=new.time_zone,
                 )
             except DomainRuleBroken as exc:
                 raise Conflict(str(exc), field=f"contacts.{i}.{exc.field}") from None
@@ -95,7 +99,11 @@ class CrmService:
         await self.store.require_firm(c.firm_id)
         try:
             contact = Contact.create(
-                c.firm_id, c.name, c.phones, [(a.email, a.label) for a in c.addresses]
+                c.firm_id,
+                c.name,
+                c.phones,
+                [(a.email, a.label) for a in c.addresses],
+                time_zone=c.time_zone,
             )
         except DomainRuleBroken as exc:
             raise Conflict(str(exc), field=exc.field) from None

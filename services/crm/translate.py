@@ -35,6 +35,7 @@ def _payload(account: Account, event: Event) -> EventPayload:
             contact_name=event.contact_name,
             addresses=tuple(_address_settings(address, s) for address, s in event.addresses),
             actor=event.actor,
+            time_zone=event.time_zone,
         )
     if isinstance(event, ContactDetached):
         return contract.ContactUnlinked(

@@ -77,6 +77,9 @@ async def create_contact(
     name: str,
     email: Annotated[list[str], typer.Option(help="Address, optionally label:address.")],
     phone: Annotated[list[str] | None, typer.Option()] = None,
+    time_zone: Annotated[
+        str | None, typer.Option(help="IANA zone, e.g. Europe/Paris (the firm's by default).")
+    ] = None,
     actor: Actor = "cli",
     url: Url = None,
 ) -> None:
@@ -88,7 +91,12 @@ async def create_contact(
         for e in email
     ]
     command = cmd.CreateContact(
-        firm_id=firm, actor=actor, name=name, addresses=tuple(addresses), phones=tuple(phone or ())
+        firm_id=firm,
+        actor=actor,
+        name=name,
+        addresses=tuple(addresses),
+        phones=tuple(phone or ()),
+        time_zone=time_zone,
     )
     await _call(url, command, cmd.ContactCreatedReply)
 

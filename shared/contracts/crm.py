@@ -23,6 +23,7 @@ from shared.contracts.types import (
     PersonalMessage,
     StaffId,
     Tag,
+    TimeZone,
 )
 
 
@@ -63,6 +64,9 @@ class CreateContact(CrmCommand):
     name: Name
     phones: tuple[str, ...] = Field(default=(), max_length=10)
     addresses: tuple[NewAddress, ...] = Field(min_length=1, max_length=20)
+    time_zone: TimeZone | None = Field(
+        default=None, description="The person's IANA time zone; the firm's applies when empty."
+    )
 
 
 class AddressView(BaseModel):
@@ -111,6 +115,9 @@ class NewLinkedContact(_Input):
     name: Name
     phones: tuple[Phone, ...] = Field(default=(), max_length=10)
     addresses: tuple[NewLinkedAddress, ...] = Field(min_length=1, max_length=20)
+    time_zone: TimeZone | None = Field(
+        default=None, description="The person's IANA time zone; the firm's applies when empty."
+    )
 
 
 class CreateAccount(CrmCommand):

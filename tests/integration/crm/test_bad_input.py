@@ -101,6 +101,7 @@ CASES: list[tuple[str, Callable[[Body], None], str]] = [
         "contacts.0.addresses.0.email",
     ),
     ("CreateContact", setting("addresses", []), "addresses"),
+    ("CreateContact", setting("time_zone", "Mars/Olympus"), "time_zone"),
     ("CreateContact", setting("addresses", [{"email": "a@b@c"}]), "addresses.0.email"),
     (
         "LinkContact",

@@ -31,6 +31,7 @@ class TestCreatingAnAccountWithContacts:
                     cmd.NewLinkedContact(
                         name="Eva Berg",
                         phones=("+46 70 123",),
+                        time_zone="Europe/Stockholm",
                         addresses=(
                             cmd.NewLinkedAddress(
                                 email=home, login=True, send_invitation=True, signatory=True
@@ -67,7 +68,8 @@ class TestCreatingAnAccountWithContacts:
         )
         assert login["payload"]["send_invitation"] is True
         assert login["payload"]["address_id"] == contact.addresses[0].address_id
-        assert crm_events.of("ContactLinked", account_id=reply.account_id)
+        [linked] = crm_events.of("ContactLinked", account_id=reply.account_id)
+        assert linked["payload"]["time_zone"] == "Europe/Stockholm"  # for the weekly digest
 
     async def test_a_contact_with_the_same_address_twice_is_refused_and_nothing_is_created(
         self, client: Client, services: RunningServices
@@ -95,6 +97,36 @@ class TestCreatingAnAccountWithContacts:
         assert refused.value.reply.errors[0].field == "contacts.0.addresses.1.email"
         listed = await client.call(cmd.ListAccounts(firm_id=firm_id), cmd.AccountList)
         assert listed.total == 0
+
+    async def test_a_contact_made_on_its_own_keeps_its_time_zone_when_linked(
+        self, client: Client, services: RunningServices, crm_events: EventTap
+    ) -> None:
+        firm_id = await new_firm(client)
+        account = await client.call(
+            cmd.CreateAccount(firm_id=firm_id, name="Ito", account_type=AccountType.FAMILY),
+            cmd.AccountCreatedReply,
+        )
+        contact = await client.call(
+            cmd.CreateContact(
+                firm_id=firm_id,
+                name="Ken Ito",
+                addresses=(cmd.NewAddress(email=unique_email("ken")),),
+                time_zone="Asia/Tokyo",
+            ),
+            cmd.ContactCreatedReply,
+        )
+        await client.call(
+            cmd.LinkContact(
+                firm_id=firm_id, account_id=account.account_id, contact_id=contact.contact_id
+            ),
+            cmd.Linked,
+        )
+        [linked] = await crm_events.wait_for(
+            lambda b: (
+                b["type"] == "ContactLinked" and b["payload"]["account_id"] == account.account_id
+            )
+        )
+        assert linked["payload"]["time_zone"] == "Asia/Tokyo"
 
 
 class TestUnlinking:
