@@ -64,9 +64,15 @@ class Deliverer:
             return
         if claim.result is ClaimResult.BUSY:
             raise DeliveryBusyError(f"delivery {delivery.id} is being sent by another consumer")
-        headers = MailHeaders(
-            self._sender, delivery.to, delivery.kind, delivery.id, claim.message_id
-        )
+        # Shielded: a cancelled handler (the broker connection dropped, a shutdown)
+        # must not stop between the server accepting the email and its record, or the
+        # email would go out again once the lease lapses.
+        await asyncio.shield(self._send(delivery, mail, cause, claim.message_id))
+
+    async def _send(
+        self, delivery: Delivery, mail: RenderedMail, cause: Cause, message_id: str
+    ) -> None:
+        headers = MailHeaders(self._sender, delivery.to, delivery.kind, delivery.id, message_id)
         try:
             await self._mailer.send(compose(mail, headers))
         except PermanentDeliveryFailure as exc:
@@ -81,8 +87,7 @@ class Deliverer:
             )
             return
         except Exception:
-            # Nothing left: let the retry claim it at once. (If cancelled mid-send, the
-            # server may have the message; the lease then lapses on its own.)
+            # Nothing left: let the retry claim it at once.
             await self._deliveries.release(delivery.id)
             raise
         await self._record_sent(delivery, cause)
