@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -27,3 +29,26 @@ class ServiceSettings(BaseSettings):
 
     def database_name(self, service: str) -> str:
         return f"{self.database_prefix}{service}"
+
+    @classmethod
+    def from_service_settings(cls, settings: ServiceSettings | None) -> Self:
+        """This service's settings; accepts the common ones too (a harness may build every
+        service the same way), keeping what they set."""
+        if isinstance(settings, cls):
+            return settings
+        if settings is None:
+            return cls()
+        return cls.model_validate(settings.model_dump())
+
+
+class SmtpSettings(ServiceSettings):
+    """Where a service sends email (notification's deliveries, mailsync's replies)."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_start_tls: bool | None = Field(
+        default=None, description="None: use STARTTLS when the server offers it."
+    )
+    smtp_timeout_seconds: float = Field(default=10, gt=0)

@@ -60,7 +60,7 @@ class CrmSettings(ServiceSettings):
 
 
 def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFastStream]:
-    crm_settings = CrmSettings.model_validate((settings or CrmSettings()).model_dump())
+    crm_settings = CrmSettings.from_service_settings(settings)
     runtime = build_runtime("crm", crm_settings, PUBLISHES)
     relay = runtime.with_outbox(
         [runtime.db[name] for name in ("firms", "contacts", "accounts", bulk.JOBS)]
