@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.crm import access
 from services.crm.common import Store, categories, retry_on_concurrent_update
@@ -42,13 +42,16 @@ from shared.contracts.events import (
 )
 from shared.logging import get_logger
 from shared.storage.aggregates import ConcurrentUpdate, save_aggregate
-from shared.storage.locks import Locks
+from shared.storage.locks import Locks, LockTimeout
 from shared.storage.mongo import Document, find_in_firm
 from shared.storage.outbox import OutboxRelay, lock_key
 
 log = get_logger("crm.bulk")
 
 JOBS, CHUNKS, RESULTS = "bulk_jobs", "bulk_chunks", "bulk_chunk_results"
+TRANSIENT = (PyMongoError, LockTimeout, Conflict, OSError, TimeoutError)
+"""Failures that pass (database or lock away, a record that kept changing): retried,
+never reported as an account's error."""
 MAX_REPORTED_ERRORS = 500
 
 _FILTERS: dict[cmd.BulkFilter, Document] = {
@@ -307,6 +310,8 @@ class BulkUpdates:
             return await self._apply_once(job, change, account_id)
         except NotStored:
             return _error("no account with this id in this firm", account_id)
+        except TRANSIENT:
+            raise  # the chunk is left unfinished and runs again (applied accounts are skipped)
         except Exception as exc:  # one account's failure must not stop the others
             log.warning("bulk update of an account failed", account_id=account_id, error=repr(exc))
             return _error(f"not changed: {exc}", account_id)

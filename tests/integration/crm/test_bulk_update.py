@@ -10,6 +10,7 @@ import pytest
 from faststream.rabbit import RabbitBroker
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect
 
 from services.crm.bulk import JOBS, BulkUpdates, Tuning
 from services.crm.common import Store
@@ -288,3 +289,38 @@ class TestResumingAfterACrash:
         assert [
             e["payload"]["invitations_sent"] for e in outbox_events(job_doc, "BulkUpdateCompleted")
         ] == [10]
+
+    async def test_a_database_outage_is_retried_not_reported_as_an_error(
+        self, crm_db: AsyncDatabase[Document]
+    ) -> None:
+        service, store, relay, locks = crm_in_process(crm_db)
+        firm = "firm-outage"
+        await service.register_firm(cmd.RegisterFirm(firm_id=firm, name="Outage & Co"))
+        for i in range(3):
+            account = family(f"Out{i}", unique_email(f"o{i}"))
+            await service.create_account(account.model_copy(update={"firm_id": firm}))
+        updates = BulkUpdates(store, crm_db, relay, locks, Tuning(chunk_size=5, concurrency=1))
+        await updates.ensure_indexes()
+        job = await updates.request(
+            cmd.RequestBulkUpdate(
+                firm_id=firm, filter=cmd.BulkFilter.ALL, signatory=SettingAction.ENABLE
+            )
+        )
+        save = store.save_account
+        calls = 0
+
+        async def database_away_once(*args: object, **kwargs: object) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise AutoReconnect("connection closed")
+            await save(*args, **kwargs)  # type: ignore[arg-type]
+
+        store.save_account = database_away_once  # type: ignore[method-assign]
+        with pytest.raises(AutoReconnect):
+            await updates.run_pending()
+        await updates.run_pending()
+
+        progress = await updates.progress(cmd.GetBulkUpdate(firm_id=firm, job_id=job.job_id))
+        assert progress.state is cmd.BulkUpdateState.COMPLETED
+        assert (progress.addresses_changed, progress.error_count) == (3, 0)
