@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Local infrastructure without Docker: RabbitMQ, FerretDB (MongoDB wire
-# protocol, SQLite backend), an SMTP catcher and Dovecot IMAP, all on
-# 127.0.0.1, all state under $ROOT/.local/ (git-ignored).
+# Local infrastructure without Docker: RabbitMQ, the embedded MongoDB-wire
+# server (mongo-java-server on its persistent H2 backend, deploy/mongo-server),
+# an SMTP catcher and Dovecot IMAP, all on 127.0.0.1, all state under
+# $ROOT/.local/ (git-ignored).
 #
-#   deploy/local.sh install   install/build what is missing (apt, go build)
+#   deploy/local.sh install   install/build what is missing (apt, mvn package)
 #   deploy/local.sh up [COMPONENT...]
 #                             start whatever is not running, wait until ready
 #   deploy/local.sh down [COMPONENT...]
 #                             stop everything (or those) gracefully; data is kept
 #   deploy/local.sh status    one line per component; exit 3 if any is down
 #   deploy/local.sh restart [COMPONENT...]
-#                             stop and start rabbitmq, ferretdb, smtp or imap (all
+#                             stop and start rabbitmq, mongodb, smtp or imap (all
 #                             by default); the fault-injection tests use it
+#   deploy/local.sh kill COMPONENT
+#                             SIGKILL mongodb, rabbitmq or smtp (no chance to flush);
+#                             `up` starts it again
 #   deploy/local.sh env       export lines: eval "$(deploy/local.sh env)"
 #   deploy/local.sh rabbitmqctl|rabbitmq-diagnostics|rabbitmq-queues ARGS...
 #                             run a RabbitMQ CLI against the local node
@@ -49,12 +53,14 @@ IMAP_PASSWORD=sync-secret
 
 RABBIT_BIN=/usr/lib/rabbitmq/bin # the real scripts, not Debian's su-to-rabbitmq wrappers
 RABBIT_DIR="$LOCAL/rabbitmq"
-FERRET_DIR="$LOCAL/ferretdb"
+MONGO_DIR="$LOCAL/mongodb"
 SMTP_DIR="$LOCAL/smtp"
 DOVECOT_DIR="$LOCAL/dovecot"
-FERRET_SRC="$ROOT/deploy/ferretdb"
+MONGO_SRC="$ROOT/deploy/mongo-server"
+MONGO_BUILD="$BIN/mongo-server" # the launcher jar and its libraries
+MONGO_HEAP="${LOCAL_MONGO_HEAP:-448m}"
 
-COMPONENTS=(rabbitmq ferretdb smtp imap)
+COMPONENTS=(rabbitmq mongodb smtp imap)
 
 # ---------------------------------------------------------------- helpers
 
@@ -184,7 +190,7 @@ other_checkout() {
     listener="${BASH_REMATCH[2]}"
     [[ -r "/proc/$pid/cmdline" ]] || continue
     cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline")"
-    if [[ "$cmdline" =~ (/[^ ]*)/\.local/(bin/ferretdb|rabbitmq|dovecot/) ]]; then
+    if [[ "$cmdline" =~ (/[^ ]*)/\.local/(bin/mongo-server|rabbitmq|dovecot/) ]]; then
       root="${BASH_REMATCH[1]}"
     elif [[ "$cmdline" =~ (/[^ ]*)/deploy/smtp_catcher\.py ]]; then
       root="${BASH_REMATCH[1]}"
@@ -241,35 +247,32 @@ install_apt_packages() {
   [[ -z "$created_policy" ]] || as_root rm -f "$policy"
 }
 
-ferretdb_up_to_date() {
-  local bin="$BIN/ferretdb" f
-  [[ -x "$bin" ]] || return 1
-  for f in "$FERRET_SRC/main.go" "$FERRET_SRC/go.mod" "$FERRET_SRC/go.sum"; do
-    [[ ! -e "$f" || "$bin" -nt "$f" ]] || return 1
-  done
+mongo_server_up_to_date() {
+  local f
+  [[ -s "$MONGO_BUILD/embedded-mongo.jar" && -d "$MONGO_BUILD/lib" ]] || return 1
+  while IFS= read -r -d '' f; do
+    [[ "$MONGO_BUILD/embedded-mongo.jar" -nt "$f" ]] || return 1
+  done < <(find "$MONGO_SRC/pom.xml" "$MONGO_SRC/src" -type f -print0)
 }
 
-build_ferretdb() {
-  if ferretdb_up_to_date; then
-    log "FerretDB binary up to date: $BIN/ferretdb"
+build_mongo_server() {
+  if mongo_server_up_to_date; then
+    log "embedded MongoDB server up to date: $MONGO_BUILD"
     return
   fi
-  [[ -d /usr/local/go/bin ]] && PATH="$PATH:/usr/local/go/bin"
-  command -v go >/dev/null || die "Go toolchain (>= 1.21) not found; FerretDB is built from source"
-  mkdir -p "$BIN"
-  log "building FerretDB (github.com/FerretDB/FerretDB v1.24.2) into $BIN/ferretdb"
-  if ! (cd "$FERRET_SRC" && go mod download && go build -trimpath -o "$BIN/ferretdb" .); then
-    warn "build with FerretDB v1.24.2 failed; retrying with v1.24.1"
-    (cd "$FERRET_SRC" &&
-      go get github.com/FerretDB/FerretDB@v1.24.1 &&
-      go mod tidy &&
-      go build -trimpath -o "$BIN/ferretdb" .)
-  fi
+  command -v mvn >/dev/null || die "Maven not found; the embedded MongoDB server is built with it (Java 17)"
+  command -v java >/dev/null || die "Java (>= 17) not found; the embedded MongoDB server runs on it"
+  log "building the embedded MongoDB server (mongo-java-server 1.47, H2 backend) into $MONGO_BUILD"
+  # Maven builds into deploy/mongo-server/target (git-ignored); keep only the result.
+  mvn -q -B -f "$MONGO_SRC/pom.xml" package -DskipTests || die "building the embedded MongoDB server failed"
+  rm -rf "$MONGO_BUILD" && mkdir -p "$MONGO_BUILD"
+  cp "$MONGO_SRC/target/embedded-mongo.jar" "$MONGO_BUILD/"
+  cp -r "$MONGO_SRC/target/lib" "$MONGO_BUILD/lib"
 }
 
 cmd_install() {
   install_apt_packages
-  build_ferretdb
+  build_mongo_server
   log "install done"
 }
 
@@ -362,11 +365,11 @@ down_rabbitmq() {
   fi
 }
 
-# ---------------------------------------------------------------- ferretdb
+# ---------------------------------------------------------------- mongodb (embedded)
 
-ferret_running() { pid_alive "$FERRET_DIR/ferretdb.pid" ferretdb && port_open "$MONGO_PORT"; }
+mongo_running() { pid_alive "$MONGO_DIR/mongodb.pid" crm.embedded.Main && port_open "$MONGO_PORT"; }
 
-ferret_ready() {
+mongo_ready() {
   port_open "$MONGO_PORT" || return 1
   [[ -x "$PY" ]] || return 0 # no venv yet: the open port has to do
   "$PY" - "mongodb://$HOST:$MONGO_PORT/" <<'EOF' >/dev/null 2>&1
@@ -377,24 +380,28 @@ client.admin.command("ping")
 EOF
 }
 
-up_ferretdb() {
-  if ferret_running; then
-    log "ferretdb already running (pid $(<"$FERRET_DIR/ferretdb.pid"))"
+up_mongodb() {
+  if mongo_running; then
+    log "mongodb already running (pid $(<"$MONGO_DIR/mongodb.pid"))"
     return
   fi
-  [[ -x "$BIN/ferretdb" ]] || die "FerretDB not built: run 'deploy/local.sh install'"
-  if ! pid_alive "$FERRET_DIR/ferretdb.pid" ferretdb; then
-    if port_open "$MONGO_PORT"; then claim_port ferretdb "$MONGO_PORT" ferretdb; fi
-    mkdir -p "$FERRET_DIR/data"
-    log "starting ferretdb on $HOST:$MONGO_PORT (SQLite in $FERRET_DIR/data)"
-    spawn "$FERRET_DIR/ferretdb.pid" "$FERRET_DIR/ferretdb.log" \
-      "$BIN/ferretdb" -listen-addr "$HOST:$MONGO_PORT" -sqlite-dir "$FERRET_DIR/data" -log-level warn
+  [[ -s "$MONGO_BUILD/embedded-mongo.jar" ]] || die "the embedded MongoDB server is not built: run 'deploy/local.sh install'"
+  if ! pid_alive "$MONGO_DIR/mongodb.pid" crm.embedded.Main; then
+    if port_open "$MONGO_PORT"; then claim_port mongodb "$MONGO_PORT" mongodb; fi
+    mkdir -p "$MONGO_DIR/data"
+    log "starting the embedded mongodb on $HOST:$MONGO_PORT (H2 store in $MONGO_DIR/data)"
+    # Serial GC and a fixed heap keep the JVM within about 512 MB on a small machine.
+    spawn "$MONGO_DIR/mongodb.pid" "$MONGO_DIR/mongodb.log" \
+      java "-Xmx$MONGO_HEAP" -XX:+UseSerialGC -Xss512k \
+      -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+      -cp "$MONGO_BUILD/embedded-mongo.jar:$MONGO_BUILD/lib/*" crm.embedded.Main \
+      --host "$HOST" --port "$MONGO_PORT" --data "$MONGO_DIR/data/store.mv"
   fi
-  await ferretdb "$FERRET_DIR/ferretdb.pid" ferret_ready "$FERRET_DIR/ferretdb.log"
-  log "ferretdb ready: mongodb://$HOST:$MONGO_PORT/"
+  await mongodb "$MONGO_DIR/mongodb.pid" mongo_ready "$MONGO_DIR/mongodb.log"
+  log "mongodb ready: mongodb://$HOST:$MONGO_PORT/"
 }
 
-down_ferretdb() { stop_pid ferretdb "$FERRET_DIR/ferretdb.pid" ferretdb; }
+down_mongodb() { stop_pid mongodb "$MONGO_DIR/mongodb.pid" crm.embedded.Main; }
 
 # ---------------------------------------------------------------- smtp catcher
 
@@ -567,17 +574,32 @@ cmd_restart() {
   (($#)) || set -- "${COMPONENTS[@]}"
   for c in "$@"; do
     case "$c" in
-      rabbitmq | ferretdb | smtp | imap) ;;
+      rabbitmq | mongodb | smtp | imap) ;;
       *) die "restart: unknown component '$c' (one of: ${COMPONENTS[*]})" ;;
     esac
     bash "$SELF" __down "$c" && bash "$SELF" __up "$c" || die "restart of $c failed"
   done
 }
 
+# cmd_kill COMPONENT: SIGKILL its process (a crash, for the fault tests).
+cmd_kill() {
+  local pidfile pattern
+  case "${1:-}" in
+    mongodb) pidfile="$MONGO_DIR/mongodb.pid" pattern=crm.embedded.Main ;;
+    rabbitmq) pidfile="$RABBIT_DIR/beam.pid" pattern=beam ;;
+    smtp) pidfile="$SMTP_DIR/smtp.pid" pattern=smtp_catcher ;;
+    *) die "kill: one of mongodb, rabbitmq, smtp" ;;
+  esac
+  pid_alive "$pidfile" "$pattern" || die "kill: $1 is not running"
+  log "killing $1 (pid $(<"$pidfile"), SIGKILL)"
+  kill -KILL "$(<"$pidfile")"
+  while pid_alive "$pidfile" "$pattern"; do sleep 0.1; done
+}
+
 cmd_status() {
   local rc=0
   status_line rabbitmq rabbit_running "$RABBIT_DIR/server.pid" "amqp://$HOST:$AMQP_PORT/" || rc=3
-  status_line ferretdb ferret_running "$FERRET_DIR/ferretdb.pid" "mongodb://$HOST:$MONGO_PORT/" || rc=3
+  status_line mongodb mongo_running "$MONGO_DIR/mongodb.pid" "mongodb://$HOST:$MONGO_PORT/" || rc=3
   status_line smtp smtp_running "$SMTP_DIR/smtp.pid" "smtp://$HOST:$SMTP_PORT" || rc=3
   status_line imap imap_running "$DOVECOT_DIR/dovecot.pid" "imap://$HOST:$IMAP_PORT" || rc=3
   return "$rc"
@@ -623,13 +645,14 @@ main() {
     down) cmd_down "${@:2}" ;;
     status) cmd_status ;;
     restart) cmd_restart "${@:2}" ;;
+    kill) cmd_kill "${@:2}" ;;
     env) cmd_env ;;
     rabbitmqctl | rabbitmq-diagnostics | rabbitmq-queues | rabbitmq-plugins)
       rabbit_cli "$cmd" "${@:2}"
       ;;
     __up | __down)
       case "${2:-}" in
-        rabbitmq | ferretdb | smtp | imap) "${cmd#__}_$2" ;;
+        rabbitmq | mongodb | smtp | imap) "${cmd#__}_$2" ;;
         *) usage ;;
       esac
       ;;

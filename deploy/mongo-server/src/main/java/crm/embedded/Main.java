@@ -1,0 +1,174 @@
+package crm.embedded;
+
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.concurrent.CountDownLatch;
+
+import org.h2.mvstore.MVStore;
+
+import de.bwaldvogel.mongo.MongoServer;
+import de.bwaldvogel.mongo.MongoVersion;
+import de.bwaldvogel.mongo.backend.h2.H2Backend;
+import de.bwaldvogel.mongo.bson.Document;
+import io.netty.channel.Channel;
+
+/**
+ * The embedded MongoDB-wire server of deploy/local.sh: mongo-java-server on its persistent
+ * H2 MVStore backend, bound to one loopback address.
+ *
+ * <p>Two things differ from the library's defaults:
+ *
+ * <ul>
+ *   <li>It reports MongoDB 5.0 with wire version 13. The library's own MONGO_5_0 reports
+ *       wire version 8, which PyMongo 4.14 and later refuse (they need 9 or more). The
+ *       commands our services send are the 5.0 subset the library implements.
+ *   <li>An acknowledged write survives a crash of this process. MVStore commits on a
+ *       delay (about a second) by default, so a SIGKILL lost the last writes; here every
+ *       write command commits the store before its reply is sent. The commit writes to the
+ *       file without an fsync: the bytes are in the operating system's page cache, which
+ *       a process crash does not lose (a power loss still can).
+ * </ul>
+ */
+public final class Main {
+
+    /** Commands that change stored data; each commits the store before it is acknowledged. */
+    static final Set<String> WRITE_COMMANDS = Set.of(
+        "insert", "update", "delete", "findandmodify", "create", "createindexes", "drop",
+        "dropindexes", "dropdatabase", "renamecollection");
+
+    static final int WORKER_THREADS = 32;
+
+    static final MongoVersion MONGO_5_0_WIRE_13 = new MongoVersion() {
+        @Override
+        public List<Integer> getVersionArray() {
+            return List.of(5, 0, 0);
+        }
+
+        @Override
+        public int getWireVersion() {
+            return 13;
+        }
+    };
+
+    /**
+     * Group commit: a writer waits until a commit that started after its write has finished.
+     * One writer at a time runs the commit (the leader); everyone whose write was applied
+     * before that commit started is released by it, so concurrent writers share commits.
+     */
+    static final class GroupCommit {
+        private final MVStore store;
+        private long applied;   // writes applied to the in-memory maps, numbered
+        private long committed; // every write numbered up to this one is in the file
+        private boolean committing;
+
+        GroupCommit(MVStore store) {
+            this.store = store;
+        }
+
+        void awaitCommitted() {
+            long mine;
+            synchronized (this) {
+                mine = ++applied;
+            }
+            while (true) {
+                long upTo;
+                synchronized (this) {
+                    while (committed < mine && committing) {
+                        try {
+                            wait();
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                            throw new IllegalStateException("interrupted while committing", e);
+                        }
+                    }
+                    if (committed >= mine) {
+                        return;
+                    }
+                    committing = true;
+                    upTo = applied;
+                }
+                boolean ok = false;
+                try {
+                    store.commit();
+                    ok = true;
+                } finally {
+                    synchronized (this) {
+                        committing = false;
+                        if (ok) {
+                            committed = Math.max(committed, upTo);
+                        }
+                        notifyAll();
+                    }
+                }
+            }
+        }
+    }
+
+    /** The H2 backend; a write command is acknowledged only once the store is committed. */
+    static final class DurableH2Backend extends H2Backend {
+        private final GroupCommit groupCommit;
+
+        DurableH2Backend(MVStore store, boolean commitEachWrite) {
+            super(store);
+            this.groupCommit = commitEachWrite ? new GroupCommit(store) : null;
+        }
+
+        @Override
+        public Document handleCommand(Channel channel, String database, String command, Document query) {
+            Document reply = super.handleCommand(channel, database, command, query);
+            if (groupCommit != null && WRITE_COMMANDS.contains(command.toLowerCase(Locale.ROOT))) {
+                groupCommit.awaitCommitted();
+            }
+            return reply;
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        String host = "127.0.0.1";
+        int port = 27017;
+        Path data = null;
+        boolean commitEachWrite = true;
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--host" -> host = args[++i];
+                case "--port" -> port = Integer.parseInt(args[++i]);
+                case "--data" -> data = Path.of(args[++i]);
+                case "--commit-delayed" -> commitEachWrite = false;
+                default -> {
+                    System.err.println("usage: Main [--host H] [--port P] --data FILE [--commit-delayed]");
+                    System.exit(2);
+                }
+            }
+        }
+        if (data == null) {
+            System.err.println("--data FILE is required (the MVStore file)");
+            System.exit(2);
+        }
+        if (!host.startsWith("127.") && !host.equals("::1") && !host.equals("localhost")) {
+            System.err.println("refusing to bind " + host + ": the embedded server listens on loopback only");
+            System.exit(2);
+        }
+        Files.createDirectories(data.toAbsolutePath().getParent());
+
+        MVStore store = new MVStore.Builder().fileName(data.toString()).compress().open();
+        DurableH2Backend backend = new DurableH2Backend(store, commitEachWrite);
+        backend.version(MONGO_5_0_WIRE_13);
+        MongoServer server = new MongoServer(backend);
+        // Commands run on Netty's event-loop threads and a write waits there for its commit:
+        // enough threads that waiting writers do not hold up everyone else.
+        server.bind(new InetSocketAddress(host, port), 1, WORKER_THREADS);
+        System.err.printf("embedded mongo ready on %s:%d (data %s, %s)%n", host, port, data,
+            commitEachWrite ? "commit before acknowledging each write" : "delayed commits");
+
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            server.shutdown(); // closes the backend, which commits and closes the store
+            stopped.countDown();
+        }, "shutdown"));
+        stopped.await();
+    }
+}
