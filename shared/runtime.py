@@ -24,8 +24,8 @@ from shared.messaging.commands import CommandHandlers
 from shared.messaging.events import EventPublisher, EventSubscriptions, declare_dead_letters
 from shared.messaging.middleware import DeadLetterPolicy
 from shared.settings import ServiceSettings
+from shared.storage.clock import DatabaseClock
 from shared.storage.idempotency import ProcessedEvents
-from shared.storage.locks import Locks
 from shared.storage.mongo import Document, create_client
 from shared.storage.outbox import OutboxRelay, Prepare
 
@@ -46,7 +46,7 @@ class Runtime:
     commands: CommandHandlers
     publisher: EventPublisher
     processed: ProcessedEvents
-    locks: Locks
+    clock: DatabaseClock
     relay: OutboxRelay | None = None
     startup: list[Hook] = field(default_factory=list)
     shutdown: list[Hook] = field(default_factory=list)
@@ -60,7 +60,6 @@ class Runtime:
             collections,
             self.publisher,
             sweep_seconds=self.settings.outbox_sweep_seconds,
-            locks=self.locks,
             prepare=prepare,
         )
         return self.relay
@@ -94,7 +93,7 @@ def build_runtime(
         commands=CommandHandlers(broker, name),
         publisher=EventPublisher(broker, publishes),
         processed=ProcessedEvents(db["processed_events"]),
-        locks=Locks(db["locks"]),
+        clock=DatabaseClock(db),
     )
 
 

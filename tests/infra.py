@@ -2,9 +2,11 @@
 
 1. URLs from the environment (RABBITMQ_URL and MONGODB_URL), used as given;
 2. otherwise testcontainers, where a Docker engine answers;
-3. otherwise the local services of ``deploy/local.sh`` (installed and started if needed),
-   with a RabbitMQ virtual host of the session's own so that nothing else running on
-   the same broker (``make up``, say) competes for the tests' messages.
+3. otherwise the local services of ``deploy/local.sh`` (installed and started if needed):
+   RabbitMQ with a virtual host of the session's own so that nothing else running on
+   the same broker (``make up``, say) competes for the tests' messages, and the embedded
+   MongoDB-wire server, or the MongoDB that MONGODB_URL names when only that is given
+   (so the whole suite runs against another database server unchanged).
 
 Every session also gets its own database prefix and its own SMTP catcher process
 (``deploy/smtp_catcher.py``, a real SMTP server) writing into a temporary folder.
@@ -118,7 +120,7 @@ def _local(*args: str) -> str:
 
 
 @contextmanager
-def _local_broker_and_database() -> Iterator[tuple[str, str, str]]:
+def _local_broker_and_database(mongodb_url: str | None = None) -> Iterator[tuple[str, str, str]]:
     if subprocess.run([str(LOCAL_SH), "status"], capture_output=True, check=False).returncode:
         sys.stderr.write("starting the local infrastructure (deploy/local.sh up)...\n")
         _local("install")
@@ -127,7 +129,8 @@ def _local_broker_and_database() -> Iterator[tuple[str, str, str]]:
     _local("rabbitmqctl", "add_vhost", vhost)
     _local("rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     try:
-        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}", "mongodb://127.0.0.1:27017/", "local"
+        mongo = mongodb_url or "mongodb://127.0.0.1:27017/"
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}", mongo, "local"
     finally:
         _local("rabbitmqctl", "delete_vhost", vhost)
 
@@ -176,7 +179,8 @@ def provide(tmp: Path) -> Iterator[Infra]:
         elif _docker_engine():
             rabbit, mongo, source = stack.enter_context(_containers())
         else:
-            rabbit, mongo, source = stack.enter_context(_local_broker_and_database())
+            given = os.environ.get("MONGODB_URL")
+            rabbit, mongo, source = stack.enter_context(_local_broker_and_database(given))
         catcher_dir = tmp / "smtp"
         catcher_dir.mkdir()
         smtp_port = stack.enter_context(_smtp_catcher(catcher_dir))

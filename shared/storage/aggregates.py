@@ -1,27 +1,79 @@
-"""Saving an aggregate document with optimistic concurrency and its embedded outbox.
+"""Saving aggregate documents: optimistic concurrency with the outbox in the same write.
 
-One single-document write per save: a new aggregate is inserted (a duplicate ``_id``
-means someone else created it first); an existing one is updated only if its
-``version`` is still the one that was read (callers hold the document's lock, which
-makes that check and the write one step). Either way its new events land in the
-same write, under ``outbox``.
+Guarantee relied on: a single-document write is atomic. An existing aggregate is saved
+with one conditional ``update_one({_id, version: expected}, ...)``: it applies whole if
+nobody changed the document since it was read, and matches nothing otherwise (the
+caller reloads and retries). A new aggregate is an insert; a duplicate ``_id`` means
+someone created it first. Either way the aggregate's new events go into its embedded
+outbox in that same write, so a state change is never stored without its events, nor
+an event without its change. No lock is held around any of it.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.mongo import Document
 from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay, outbox_fields
 
+WRITE_TOKEN = "write_token"  # noqa: S105 - a field name, not a secret
+"""A token of the last write, so a batch can tell which of its conditional writes applied."""
+
 
 class ConcurrentUpdate(Exception):
     """The aggregate changed (or was created) since it was read; the caller retries."""
+
+
+@dataclass
+class Change:
+    """One aggregate to save: its state as read at ``expected_version``, and its new events."""
+
+    doc_id: Any
+    expected_version: int
+    state: Document
+    events: Sequence[Envelope[EventPayload]] = ()
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def new_version(self) -> int:
+        return self.expected_version + max(1, len(self.events))
+
+    @property
+    def is_new(self) -> bool:
+        return self.expected_version == 0
+
+    def document(self) -> Document:
+        """The whole document of a new aggregate."""
+        pending = {str(e.event_id): e.model_dump(mode="json") for e in self.events}
+        return {
+            "_id": self.doc_id,
+            **self.state,
+            "version": self.new_version,
+            WRITE_TOKEN: self.token,
+            OUTBOX: pending,
+            PENDING: bool(self.events),
+        }
+
+    def update(self) -> tuple[Document, Document]:
+        """The filter and update of an existing aggregate's conditional write."""
+        fields = {
+            **self.state,
+            "version": self.new_version,
+            WRITE_TOKEN: self.token,
+            **outbox_fields(self.events),
+        }
+        return {"_id": self.doc_id, "version": self.expected_version}, {"$set": fields}
+
+    def operation(self) -> InsertOne[Document] | UpdateOne:
+        return InsertOne(self.document()) if self.is_new else UpdateOne(*self.update())
 
 
 async def save_aggregate(
@@ -32,29 +84,53 @@ async def save_aggregate(
     events: Sequence[Envelope[EventPayload]],
     relay: OutboxRelay,
 ) -> int:
-    """Write ``state`` and ``events``; returns the new version (one per event, at least one)."""
-    version = expected_version + max(1, len(events))
-    if events:
-        await relay.expect(collection.name, doc_id)
-    if expected_version == 0:
-        pending = {str(e.event_id): e.model_dump(mode="json") for e in events}
+    """Write ``state`` and ``events`` in one write; returns the new version.
+
+    Raises :class:`ConcurrentUpdate` when the document is no longer at
+    ``expected_version`` (0: when it already exists).
+    """
+    change = Change(doc_id, expected_version, state, events)
+    if change.is_new:
         try:
-            await collection.insert_one(
-                {"_id": doc_id, **state, "version": version, OUTBOX: pending, PENDING: bool(events)}
-            )
+            await collection.insert_one(change.document())
         except DuplicateKeyError as exc:
             raise ConcurrentUpdate(doc_id) from exc
     else:
-        fields = {**state, "version": version, **outbox_fields(events)}
-        # Checked, then written, by _id alone: FerretDB scans the whole collection for
-        # any other filter (see shared.storage.mongo.find_in_firm). The caller's lock on
-        # the document (shared.storage.locks) makes the check and the write one step.
-        current = await collection.find_one({"_id": doc_id}, {"version": 1})
-        if current is None or current.get("version") != expected_version:
-            raise ConcurrentUpdate(doc_id)
-        result = await collection.update_one({"_id": doc_id}, {"$set": fields})
+        result = await collection.update_one(*change.update())
         if result.matched_count == 0:
             raise ConcurrentUpdate(doc_id)
     if events:
         relay.notify(collection.name, doc_id)
-    return version
+    return change.new_version
+
+
+async def save_aggregates(
+    collection: AsyncCollection[Document], changes: Sequence[Change], relay: OutboxRelay
+) -> list[Change]:
+    """Save many aggregates in one ``bulk_write`` (unordered); returns those that lost a race.
+
+    Each write is as conditional as :func:`save_aggregate`'s. Which ones applied is read
+    back by their write tokens when not all of them did (a server's per-operation counts
+    of an unordered batch are not to be trusted after a duplicate key).
+    """
+    if not changes:
+        return []
+    try:
+        result = await collection.bulk_write([c.operation() for c in changes], ordered=False)
+        all_applied = result.inserted_count + result.matched_count == len(changes)
+    except BulkWriteError:
+        all_applied = False
+    if all_applied:
+        lost: list[Change] = []
+    else:
+        query = {
+            "_id": {"$in": [c.doc_id for c in changes]},
+            WRITE_TOKEN: {"$in": [c.token for c in changes]},
+        }
+        cursor = collection.find(query, {WRITE_TOKEN: 1})
+        applied = {doc[WRITE_TOKEN] async for doc in cursor}
+        lost = [c for c in changes if c.token not in applied]
+    for change in changes:
+        if change.events and change not in lost:
+            relay.notify(collection.name, change.doc_id)
+    return lost

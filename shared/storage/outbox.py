@@ -1,63 +1,74 @@
 """The outbox embedded in each aggregate document, and the relay that publishes it.
 
-A state change and its events are written in one single-document update: the events
-go under ``outbox.<event_id>`` of the aggregate's own document. Writers and the relay
-hold the document's lock (``lock_key``), since FerretDB does not isolate concurrent
-updates of one document. The relay publishes
-pending events with publisher confirms, in aggregate_version order, then removes
-them with ``$unset``. Publishing may repeat after a crash; consumers make that
-harmless. The relay is woken right after each write (``notify``). So that nothing is
-left behind after a crash, every writer first leaves a marker (``expect``) in a small
-collection of its own, which the relay sweeps often and clears once it has published;
-a full scan of the ``outbox_pending`` flags runs at start and now and then as a last
-resort (FerretDB has no usable secondary indexes: every such scan reads every
-document of every collection).
+A state change and its events are one single-document write: the events go under
+``outbox.<event_id>`` of the aggregate's own document, and its ``outbox_pending`` flag
+is set (see ``shared.storage.aggregates``). The relay finds pending documents by an
+indexed query on that flag, publishes their events with publisher confirms in
+``aggregate_version`` order, then acknowledges a whole batch of documents in one
+``bulk_write``.
+
+Guarantee relied on: a single-document write is atomic. The acknowledgement of a
+document is ``update_one({_id, version: read}, {$unset: published, $set: pending=False})``;
+writers always raise ``version``, so it matches only if nobody added events since the
+relay read them. If someone did, the relay removes just the events it published (their
+keys are unique event ids, so nothing else is touched) and looks at the document again.
+No lock: publishing may repeat after a crash or when two relays meet, and consumers
+make that harmless (ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.logging import get_logger
 from shared.messaging.events import EventPublisher
-from shared.storage.locks import Locks
 from shared.storage.mongo import Document
 
 log = get_logger(__name__)
 
 OUTBOX = "outbox"
 PENDING = "outbox_pending"
-"""Indexed flag: True while the document has events to publish, so sweeps need no scan."""
+"""Indexed flag: True while the document has events to publish."""
 PENDING_FILTER: Document = {PENDING: True}
-MARKERS = "outbox_markers"
-FULL_SWEEP_EVERY = 30
-"""A full scan of the pending flags every this many sweeps (and at start)."""
+BATCH = 64
+"""Documents one relay worker publishes and acknowledges together."""
 
 Prepare = Callable[[Document], Document]
 """Completes an envelope just before it is published (e.g. with a derived secret)."""
-
-
-def lock_key(collection: str, doc_id: Any) -> str:
-    """The lock every writer of an aggregate document holds (see ``shared.storage.locks``)."""
-    return f"{collection}:{doc_id}"
-
-
-def marker_id(collection: str, doc_id: Any) -> str:
-    return f"{collection}|{doc_id}"
 
 
 def outbox_fields(events: Iterable[Envelope[EventPayload]]) -> Document:
     """The ``$set`` fields that append ``events`` to an aggregate's embedded outbox."""
     fields: Document = {f"{OUTBOX}.{e.event_id}": e.model_dump(mode="json") for e in events}
     return {**fields, PENDING: True} if fields else fields
+
+
+@dataclass(frozen=True)
+class _Published:
+    doc_id: Any
+    version: Any
+    event_ids: tuple[str, ...]
+
+    def acknowledgement(self) -> UpdateOne:
+        return UpdateOne(
+            {"_id": self.doc_id, "version": self.version},
+            {
+                "$unset": {f"{OUTBOX}.{event_id}": "" for event_id in self.event_ids},
+                "$set": {PENDING: False},
+            },
+        )
+
+    def removal(self) -> UpdateOne:
+        unset = {f"{OUTBOX}.{event_id}": "" for event_id in self.event_ids}
+        return UpdateOne({"_id": self.doc_id}, {"$unset": unset})
 
 
 class OutboxRelay:
@@ -70,33 +81,28 @@ class OutboxRelay:
         *,
         sweep_seconds: float = 2.0,
         workers: int = 4,
-        locks: Locks,
         prepare: Mapping[str, Prepare] | None = None,
     ) -> None:
         self._collections = {c.name: c for c in collections}
-        self._markers: AsyncCollection[Document] = collections[0].database[MARKERS]
-        self._locks = locks
         self._publisher = publisher
         self._sweep_seconds = sweep_seconds
         self._workers = workers
         self._prepare = dict(prepare or {})
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._queued: set[tuple[str, Any]] = set()
+        self._in_flight: set[tuple[str, Any]] = set()
+        self._again: set[tuple[str, Any]] = set()
+        """Notified while in flight: looked at again once the worker holding them is done."""
         self._tasks: list[asyncio.Task[None]] = []
 
     def notify(self, collection: str, doc_id: Any) -> None:
         """Ask for the outbox of one document to be published soon."""
         key = (collection, doc_id)
-        if key not in self._queued:
+        if key in self._in_flight:  # one worker per document keeps its events in order
+            self._again.add(key)
+        elif key not in self._queued:
             self._queued.add(key)
             self._queue.put_nowait(key)
-
-    async def expect(self, collection: str, doc_id: Any) -> None:
-        """Leave the marker of a document about to get events (call before writing them)."""
-        with contextlib.suppress(DuplicateKeyError):  # already expected
-            await self._markers.insert_one(
-                {"_id": marker_id(collection, doc_id), "collection": collection, "doc_id": doc_id}
-            )
 
     async def start(self) -> None:
         for collection in self._collections.values():
@@ -115,61 +121,82 @@ class OutboxRelay:
                 await task
         self._tasks = []
 
-    async def sweep(self, *, full: bool = False) -> int:
-        """Queue every document with a marker (``full``: with the pending flag too)."""
+    async def sweep(self) -> int:
+        """Queue every document whose pending flag is set (an indexed query)."""
         found = 0
-        async for marker in self._markers.find({}):
-            if marker["collection"] in self._collections:
-                self.notify(marker["collection"], marker["doc_id"])
+        for name, collection in self._collections.items():
+            async for doc in collection.find(PENDING_FILTER, {"_id": 1}):
+                self.notify(name, doc["_id"])
                 found += 1
-        if full:
-            for name, collection in self._collections.items():
-                async for doc in collection.find(PENDING_FILTER, {"_id": 1}):
-                    self.notify(name, doc["_id"])
-                    found += 1
         return found
 
-    async def relay(self, collection: str, doc_id: Any) -> int:
-        """Publish one document's pending events; returns how many were published."""
+    async def relay(self, collection: str, doc_ids: Sequence[Any]) -> int:
+        """Publish the pending events of these documents; returns how many were published."""
         coll = self._collections[collection]
-        async with self._locks.hold(lock_key(collection, doc_id)):
-            doc = await coll.find_one({"_id": doc_id}, {OUTBOX: 1, PENDING: 1})
-            pending: list[Document] = sorted(
-                (doc or {}).get(OUTBOX, {}).values(), key=lambda e: e["aggregate_version"]
-            )
-            if not pending:
-                if doc is not None and doc.get(PENDING):
-                    await coll.update_one({"_id": doc_id}, {"$set": {PENDING: False}})
-                await self._markers.delete_one({"_id": marker_id(collection, doc_id)})
-                return 0
-            for envelope in pending:
-                prepare = self._prepare.get(envelope["type"])
-                await self._publisher.publish(prepare(envelope) if prepare else envelope)
-            # Under the lock nobody added events since the read: the outbox is now empty.
-            await coll.update_one(
-                {"_id": doc_id},
-                {
-                    "$unset": {f"{OUTBOX}.{e['event_id']}": "" for e in pending},
-                    "$set": {PENDING: False},
-                },
-            )
-            await self._markers.delete_one({"_id": marker_id(collection, doc_id)})
-        return len(pending)
+        cursor = coll.find({"_id": {"$in": list(doc_ids)}}, {OUTBOX: 1, PENDING: 1, "version": 1})
+        docs = [doc async for doc in cursor]
+        published = await asyncio.gather(*(self._publish(doc) for doc in docs))
+        done = [p for p in published if p is not None]
+        if done:
+            result = await coll.bulk_write([p.acknowledgement() for p in done], ordered=False)
+            if result.matched_count < len(done):
+                # Some documents got new events meanwhile: remove only what was published
+                # (a no-op where the acknowledgement applied) and look at them again.
+                await coll.bulk_write([p.removal() for p in done], ordered=False)
+                for p in done:
+                    self.notify(collection, p.doc_id)
+        return sum(len(p.event_ids) for p in done)
+
+    async def _publish(self, doc: Document) -> _Published | None:
+        pending: list[Document] = sorted(
+            doc.get(OUTBOX, {}).values(), key=lambda e: e["aggregate_version"]
+        )
+        if not pending and not doc.get(PENDING):
+            return None
+        for envelope in pending:
+            prepare = self._prepare.get(envelope["type"])
+            await self._publisher.publish(prepare(envelope) if prepare else envelope)
+        return _Published(doc["_id"], doc.get("version"), tuple(e["event_id"] for e in pending))
+
+    def _take_batch(self, first: tuple[str, Any]) -> tuple[str, list[Any]]:
+        """``first`` and more queued documents of the same collection, up to ``BATCH``."""
+        collection, ids = first[0], [first[1]]
+        self._queued.discard(first)
+        held: list[tuple[str, Any]] = []
+        while len(ids) < BATCH and not self._queue.empty():
+            key = self._queue.get_nowait()
+            if key[0] == collection:
+                self._queued.discard(key)
+                ids.append(key[1])
+            else:
+                held.append(key)
+        for key in held:
+            self._queue.put_nowait(key)
+        return collection, ids
 
     async def _work_forever(self) -> None:
         while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
+            collection, ids = self._take_batch(await self._queue.get())
+            keys = {(collection, doc_id) for doc_id in ids}
+            self._in_flight |= keys
+            failed = False
             try:
-                await self.relay(*key)
+                await self.relay(collection, ids)
             except Exception as exc:
                 log.warning("outbox relay failed; will retry", error=repr(exc))
+                failed = True
+            finally:
+                self._in_flight -= keys
+            for key in keys & self._again if not failed else keys:
+                self._again.discard(key)
+                self.notify(*key)
+            if failed:
                 await asyncio.sleep(0.5)
 
     async def _sweep_forever(self) -> None:
-        for n in itertools.count():
+        while True:
             try:
-                await self.sweep(full=n % FULL_SWEEP_EVERY == 0)
+                await self.sweep()
             except Exception as exc:
                 log.warning("outbox sweep failed", error=repr(exc))
             await asyncio.sleep(self._sweep_seconds)

@@ -15,21 +15,17 @@ async def keep_newest(
 ) -> bool:
     """Store ``fields`` as ``doc_id`` unless a version at least as new is stored.
 
-    Returns whether it stored them. Read and written by ``_id`` alone (FerretDB scans
-    the collection for any other filter). Two versions of one document arriving at
-    the same moment could still race; use it for facts an aggregate publishes rarely
-    (a name, a firm setting), and hold a lock (shared.storage.locks) for anything else.
+    Returns whether it stored them. One write, relying on the atomicity of a conditional
+    single-document upsert: ``{_id, version < new}`` matches and applies whole, or, when
+    the stored version is as new or newer, the upsert's insert of the same ``_id`` fails
+    with a duplicate key, and nothing changes.
     """
-    for _ in range(3):
-        stored = await collection.find_one({"_id": doc_id}, {"version": 1})
-        if stored is None:
-            try:
-                await collection.insert_one({"_id": doc_id, **fields, "version": version})
-            except DuplicateKeyError:
-                continue  # someone stored it first: compare with theirs
-            return True
-        if stored["version"] >= version:
-            return False
-        await collection.update_one({"_id": doc_id}, {"$set": {**fields, "version": version}})
-        return True
-    return False
+    try:
+        await collection.update_one(
+            {"_id": doc_id, "version": {"$lt": version}},
+            {"$set": {**fields, "version": version}},
+            upsert=True,
+        )
+    except DuplicateKeyError:
+        return False
+    return True

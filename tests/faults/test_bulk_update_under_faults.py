@@ -2,7 +2,8 @@
 
 While a bulk Login-with-invitations runs over ``FAULT_ACCOUNTS`` accounts (5,000 by
 default, one address each), the suite restarts RabbitMQ, SIGKILLs every service once
-and starts it again, restarts FerretDB, and delivers every message of
+and starts it again, restarts the database gracefully and later SIGKILLs it (then
+starts it again), and delivers every message of
 ``notification.events`` twice. It also injects three poison messages. Afterwards every
 address has Login on, exactly one live invitation and exactly one invitation email
 (one Message-ID: see the note in the check), and the dead-letter queues hold the
@@ -55,7 +56,7 @@ DUPLICATED_QUEUE = "notification.events"
 IN_FLIGHT_SECONDS = NotificationSettings().smtp_timeout_seconds
 """How long before the kill an accepted email may still have been awaiting its record."""
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
-FERRETDB = ROOT / ".local" / "bin" / "ferretdb"
+EMBEDDED_MONGO = ROOT / ".local" / "bin" / "mongo-server" / "embedded-mongo.jar"
 
 
 _terminal: list[Any] = []  # pytest's capture manager, to show progress as it happens
@@ -77,7 +78,7 @@ def say(text: str) -> None:
 
 @dataclass(frozen=True)
 class PrivateInfrastructure:
-    """RabbitMQ and FerretDB of deploy/local.sh on ports and in a folder of their own."""
+    """RabbitMQ and the embedded MongoDB of deploy/local.sh; ports and folder of their own."""
 
     env: dict[str, str]
 
@@ -116,6 +117,12 @@ class PrivateInfrastructure:
     async def restart(self, component: str) -> None:
         say(f"restarting {component}")
         await asyncio.to_thread(self.local, "restart", component)
+
+    async def crash(self, component: str) -> None:
+        """SIGKILL it (no flush, no goodbye), then start it again."""
+        say(f"killing {component} (SIGKILL) and starting it again")
+        await asyncio.to_thread(self.local, "kill", component)
+        await asyncio.to_thread(self.local, "up", component)
 
     def bindings_of(self, queue: str) -> list[str]:
         """The routing keys binding ``queue`` to the integration exchange."""
@@ -318,7 +325,8 @@ def faults_for(
             lambda: kill_and_start(services, "notification"),
         ),
         Fault("mailsync killed", at_emails(0.3), lambda: kill_and_start(services, "mailsync")),
-        Fault("FerretDB restart", at_emails(0.45), lambda: private.restart("ferretdb")),
+        Fault("database restart", at_emails(0.45), lambda: private.restart("mongodb")),
+        Fault("database killed", at_emails(0.6), lambda: private.crash("mongodb")),
     ]
 
 
@@ -331,12 +339,12 @@ class FaultRig:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultRig]:
-    if not (RABBITMQ_SERVER.exists() and FERRETDB.exists()):
-        pytest.skip("needs RabbitMQ and FerretDB from 'deploy/local.sh install'")
+    if not (RABBITMQ_SERVER.exists() and EMBEDDED_MONGO.exists()):
+        pytest.skip("needs RabbitMQ and the embedded MongoDB from 'deploy/local.sh install'")
     tmp = tmp_path_factory.mktemp("faults")
     private = PrivateInfrastructure.create(tmp / "local")
-    say("starting a private RabbitMQ and FerretDB")
-    private.local("up", "rabbitmq", "ferretdb")
+    say("starting a private RabbitMQ and embedded MongoDB")
+    private.local("up", "rabbitmq", "mongodb")
     try:
         (tmp / "smtp").mkdir()
         with smtp_catcher(tmp / "smtp") as smtp_port:
@@ -352,7 +360,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultRig]:
             with run_services(infra, tmp / "logs") as services:
                 yield FaultRig(private, infra, services)
     finally:
-        private.local("down", "rabbitmq", "ferretdb")
+        private.local("down", "rabbitmq", "mongodb")
 
 
 @pytest.fixture

@@ -1,0 +1,318 @@
+"""The storage guarantees the code relies on, as one abstract test case (pyeventsourcing's habit).
+
+Each subclass supplies a database on one server; every server the project supports runs
+the same tests: the embedded server of ``deploy/local.sh`` always, and the MongoDB that
+``MONGODB_URL`` names when it is given. The first group checks MongoDB's own guarantees
+under concurrency (FerretDB 1.24 fails them: lost ``$inc``, several CAS winners); the rest
+checks the helpers of ``shared.storage`` built on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import AccountCreated, AccountType
+from shared.storage.aggregates import Change, ConcurrentUpdate, save_aggregate, save_aggregates
+from shared.storage.clock import DatabaseClock, FixedClock
+from shared.storage.idempotency import ProcessedEvents
+from shared.storage.leases import Leases, new_owner
+from shared.storage.mongo import Document, create_client
+from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay
+from shared.storage.projections import keep_newest
+
+CLIENTS = 10
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.published: list[Document] = []
+
+    async def publish(self, envelope: Document) -> None:
+        await asyncio.sleep(0)  # let writers interleave, as a broker round trip would
+        self.published.append(envelope)
+
+
+def created(version: int, aggregate_id: str = "acc_1") -> Envelope[AccountCreated]:
+    payload = AccountCreated(account_id=aggregate_id, name="A", account_type=AccountType.COMPANY)
+    return Envelope.wrap(payload, firm_id="f", aggregate_id=aggregate_id, aggregate_version=version)
+
+
+def relay_of(db: AsyncDatabase[Document], publisher: RecordingPublisher) -> OutboxRelay:
+    return OutboxRelay([db["a"]], publisher)  # type: ignore[arg-type]
+
+
+class StorageGuarantees:
+    """Subclass with a ``server_url`` fixture naming the server to run on."""
+
+    @pytest.fixture
+    def server_url(self) -> str:
+        raise NotImplementedError
+
+    @pytest.fixture
+    async def clients(self, server_url: str) -> AsyncIterator[list[AsyncMongoClient[Document]]]:
+        """Ten clients, each with its own connections, as ten processes would have."""
+        opened = [create_client(server_url, app_name=f"storage-{i}") for i in range(CLIENTS)]
+        yield opened
+        for client in opened:
+            await client.close()
+
+    @pytest.fixture
+    async def db(self, clients: list[AsyncMongoClient[Document]]) -> AsyncIterator[Any]:
+        name = f"storage_{uuid.uuid4().hex[:10]}"
+        yield clients[0][name]
+        await clients[0].drop_database(name)
+
+    # ------------------------------------------------------------ MongoDB's guarantees
+
+    async def test_concurrent_increments_of_one_document_are_all_kept(
+        self, clients: list[AsyncMongoClient[Document]], db: AsyncDatabase[Document]
+    ) -> None:
+        await db["counters"].insert_one({"_id": "c", "n": 0})
+
+        async def increments(client: AsyncMongoClient[Document]) -> None:
+            counters = client[db.name]["counters"]
+            for _ in range(200):
+                await counters.update_one({"_id": "c"}, {"$inc": {"n": 1}})
+
+        await asyncio.gather(*(increments(c) for c in clients))
+
+        assert (await db["counters"].find_one({"_id": "c"}) or {})["n"] == CLIENTS * 200
+
+    async def test_a_version_guarded_update_has_exactly_one_winner(
+        self, clients: list[AsyncMongoClient[Document]], db: AsyncDatabase[Document]
+    ) -> None:
+        await db["aggregates"].insert_one({"_id": "a", "version": 0, "winner": None})
+        for version in range(20):
+
+            async def attempt(i: int, v: int = version) -> int:
+                collection = clients[i][db.name]["aggregates"]
+                update = {"$set": {"version": v + 1, "winner": i}}
+                return (
+                    await collection.update_one({"_id": "a", "version": v}, update)
+                ).matched_count
+
+            matched = await asyncio.gather(*(attempt(i) for i in range(CLIENTS)))
+
+            assert sum(matched) == 1, f"round {version}: {sum(matched)} winners"
+
+    async def test_find_one_and_update_hands_a_document_to_exactly_one_caller(
+        self, clients: list[AsyncMongoClient[Document]], db: AsyncDatabase[Document]
+    ) -> None:
+        for round_ in range(10):
+            await db["work"].insert_one({"_id": round_, "owner": None})
+
+            async def claim(i: int, r: int = round_) -> Document | None:
+                return await clients[i][db.name]["work"].find_one_and_update(
+                    {"_id": r, "owner": None}, {"$set": {"owner": i}}
+                )
+
+            claimed = await asyncio.gather(*(claim(i) for i in range(CLIENTS)))
+
+            assert sum(doc is not None for doc in claimed) == 1
+
+    async def test_an_id_is_inserted_by_exactly_one_of_many_racing_inserts(
+        self, clients: list[AsyncMongoClient[Document]], db: AsyncDatabase[Document]
+    ) -> None:
+        for round_ in range(10):
+
+            async def insert(i: int, r: int = round_) -> bool:
+                try:
+                    await clients[i][db.name]["unique"].insert_one({"_id": r, "by": i})
+                except DuplicateKeyError:
+                    return False
+                return True
+
+            assert sum(await asyncio.gather(*(insert(i) for i in range(CLIENTS)))) == 1
+
+    # ------------------------------------------------------------ aggregates and the outbox
+
+    async def test_a_stale_version_is_refused(self, db: AsyncDatabase[Document]) -> None:
+        relay = relay_of(db, RecordingPublisher())
+        await save_aggregate(db["a"], "x", 0, {"n": 1}, [created(1)], relay)
+        with pytest.raises(ConcurrentUpdate):
+            await save_aggregate(db["a"], "x", 0, {"n": 2}, [created(1)], relay)
+        with pytest.raises(ConcurrentUpdate):
+            await save_aggregate(db["a"], "x", 7, {"n": 2}, [created(8)], relay)
+        assert (await db["a"].find_one({"_id": "x"}) or {})["n"] == 1
+
+    async def test_concurrent_read_modify_write_with_retries_loses_nothing(
+        self, clients: list[AsyncMongoClient[Document]], db: AsyncDatabase[Document]
+    ) -> None:
+        relay = relay_of(db, RecordingPublisher())
+        await save_aggregate(db["a"], "x", 0, {"items": []}, [], relay)
+
+        async def append(i: int) -> None:
+            collection = clients[i][db.name]["a"]
+            while True:
+                doc = await collection.find_one({"_id": "x"})
+                assert doc is not None
+                try:
+                    await save_aggregate(
+                        collection, "x", doc["version"], {"items": [*doc["items"], i]}, [], relay
+                    )
+                except ConcurrentUpdate:
+                    continue
+                return
+
+        await asyncio.gather(*(append(i) for i in range(CLIENTS)))
+
+        assert sorted((await db["a"].find_one({"_id": "x"}) or {})["items"]) == list(range(CLIENTS))
+
+    async def test_a_batch_saves_every_aggregate_and_reports_the_ones_that_lost_a_race(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        relay = relay_of(db, RecordingPublisher())
+        for i in range(5):
+            await save_aggregate(db["a"], f"x{i}", 0, {"n": 0}, [], relay)
+        await save_aggregate(db["a"], "x3", 1, {"n": 99}, [], relay)  # someone else wrote x3
+        changes = [Change(f"x{i}", 1, {"n": 1}, [created(2, f"x{i}")]) for i in range(5)]
+        changes.append(Change("new", 0, {"n": 1}, [created(1, "new")]))
+        changes.append(Change("x0", 0, {"n": 1}, []))  # "created" again: exists already
+
+        lost = await save_aggregates(db["a"], changes, relay)
+
+        assert sorted(c.doc_id for c in lost) == ["x0", "x3"]
+        assert [c.expected_version for c in lost if c.doc_id == "x0"] == [0]
+        stored = {d["_id"]: d["n"] async for d in db["a"].find({})}
+        assert stored == {"x0": 1, "x1": 1, "x2": 1, "x3": 99, "x4": 1, "new": 1}
+
+    async def test_events_written_while_the_relay_publishes_are_all_published_in_order(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        publisher = RecordingPublisher()
+        relay = relay_of(db, publisher)
+        await save_aggregate(db["a"], "acc_1", 0, {"n": 0}, [created(1)], relay)
+
+        async def write(version: int) -> None:
+            await save_aggregate(
+                db["a"], "acc_1", version, {"n": version}, [created(version + 1)], relay
+            )
+
+        for version in range(1, 21):
+            await asyncio.gather(write(version), relay.relay("a", ["acc_1"]))
+        await relay.relay("a", ["acc_1"])
+
+        assert sorted({e["aggregate_version"] for e in publisher.published}) == list(range(1, 22))
+        doc = await db["a"].find_one({"_id": "acc_1"})
+        assert doc is not None
+        assert doc[OUTBOX] == {}
+        assert doc[PENDING] is False
+
+    async def test_events_left_behind_by_a_crash_are_found_by_the_sweep(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        publisher = RecordingPublisher()
+        await save_aggregate(db["a"], "x", 0, {}, [created(1, "x")], relay_of(db, publisher))
+        await save_aggregate(db["a"], "y", 0, {}, [], relay_of(db, publisher))
+        restarted = relay_of(db, publisher)
+
+        assert await restarted.sweep() == 1
+        assert await restarted.relay("a", ["x", "y"]) == 1
+        assert await restarted.sweep() == 0
+        assert [e["aggregate_id"] for e in publisher.published] == ["x"]
+
+    # ------------------------------------------------------------ projections
+
+    async def test_the_newest_version_of_a_projection_wins_whatever_the_order(
+        self, clients: list[AsyncMongoClient[Document]], db: AsyncDatabase[Document]
+    ) -> None:
+        async def store(version: int) -> bool:
+            collection = clients[version % CLIENTS][db.name]["projection"]
+            return await keep_newest(collection, "p", version, {"value": version})
+
+        stored = await asyncio.gather(*(store(v) for v in (5, 3, 9, 1, 7, 9, 2, 8, 4, 6)))
+
+        assert (await db["projection"].find_one({"_id": "p"}) or {})["value"] == 9
+        assert stored.count(True) >= 1
+        assert not await keep_newest(db["projection"], "p", 8, {"value": 8})
+
+    # ------------------------------------------------------------ leases
+
+    async def test_a_lease_has_one_holder_among_racing_takers(
+        self, clients: list[AsyncMongoClient[Document]], db: AsyncDatabase[Document]
+    ) -> None:
+        clock = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
+
+        async def take(i: int) -> bool:
+            leases = Leases(clients[i][db.name]["work"], clock)
+            return (
+                await leases.take("job", new_owner(), timedelta(seconds=30), upsert=True)
+                is not None
+            )
+
+        assert sum(await asyncio.gather(*(take(i) for i in range(CLIENTS)))) == 1
+
+    async def test_a_lease_taken_over_from_a_stalled_holder_refuses_the_stale_holders_writes(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        clock = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
+        leases = Leases(db["work"], clock)
+        await db["work"].insert_one({"_id": "chunk", "result": None})
+        first = await leases.take("chunk", new_owner(), timedelta(seconds=30))
+        assert first is not None
+        assert await leases.take("chunk", new_owner(), timedelta(seconds=30)) is None  # held
+
+        clock.advance(timedelta(seconds=31))  # the first holder stalls past its lease
+        second = await leases.take("chunk", new_owner(), timedelta(seconds=30))
+        assert second is not None
+        assert second.fence > first.fence
+
+        stale = await db["work"].update_one(first.fenced(), {"$set": {"result": "stale"}})
+        assert stale.matched_count == 0
+        assert await leases.renew(first, timedelta(seconds=30)) is None
+        assert not await leases.release(first, {"result": "stale"})
+        assert await leases.release(second, {"result": "done"})
+        assert (await db["work"].find_one({"_id": "chunk"}) or {})["result"] == "done"
+
+    async def test_a_released_lease_can_be_taken_again_and_an_inserted_one_is_held(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        clock = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
+        leases = Leases(db["work"], clock)
+        first = await leases.inserted(
+            {"_id": "d", "status": "sending"}, new_owner(), timedelta(seconds=30)
+        )
+        assert first is not None
+        assert await leases.inserted({"_id": "d"}, new_owner(), timedelta(seconds=30)) is None
+        assert await leases.take("d", new_owner(), timedelta(seconds=30)) is None
+        assert await leases.release(first, {"status": "sent"})
+        again = await leases.take(
+            "d", new_owner(), timedelta(seconds=30), where={"status": "sending"}
+        )
+        assert again is None  # the work is done: `where` keeps it from being taken
+        assert await leases.take("d", new_owner(), timedelta(seconds=30)) is not None
+
+    async def test_the_database_clock_reads_the_servers_time(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        now = await DatabaseClock(db).now()
+        assert abs((now - datetime.now(UTC)).total_seconds()) < 60
+
+    # ------------------------------------------------------------ idempotent consumers
+
+    async def test_the_second_delivery_of_an_event_is_recognised(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        processed = ProcessedEvents(db["processed"])
+        async with processed.first_time("c", "e1") as first:
+            assert first
+        async with processed.first_time("c", "e1") as again:
+            assert not again
+
+    async def test_a_failed_effect_can_be_tried_again(self, db: AsyncDatabase[Document]) -> None:
+        processed = ProcessedEvents(db["processed"])
+        with pytest.raises(RuntimeError):
+            async with processed.first_time("c", "e2"):
+                raise RuntimeError("effect failed")
+        async with processed.first_time("c", "e2") as retry:
+            assert retry
