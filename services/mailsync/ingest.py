@@ -1,8 +1,10 @@
 """Bringing one raw message in: file it on the accounts of its synced client addresses.
 
-Every step is an idempotent insert, so ingesting the same message again (another
-folder, a re-delivery, a retry after a crash halfway) completes what is missing and
-duplicates nothing.
+Every step is an idempotent insert (see ``services.mailsync.store``), so ingesting the
+same message again (another folder, a re-delivery, a retry after a crash halfway)
+completes what is missing and duplicates nothing. One message is a few writes whatever
+its accounts: the message, its attachments' bytes, the saved documents of every
+account, the filings of every account.
 """
 
 from __future__ import annotations
@@ -85,11 +87,10 @@ class Ingestor:
         doc = self._message_doc(firm_id, mailbox_id, message_id, thread_id, mail, filing)
         events = self._received(firm_id, doc, mail, filing)
         new = await self._store.add_message(doc, events)
-        saving = await self._firms.attachment_saving(firm_id)
-        for account_id in filing.account_ids:
-            if saving:
-                await self._save_attachments(firm_id, account_id, doc, mail.attachments)
-            await self._store.file(
+        if await self._firms.attachment_saving(firm_id):
+            await self._save_attachments(firm_id, filing.account_ids, doc, mail.attachments)
+        await self._store.file(
+            [
                 {
                     "_id": f"{account_id}:{message_id}",
                     "firm_id": firm_id,
@@ -98,7 +99,9 @@ class Ingestor:
                     "thread_id": thread_id,
                     "sent_at": mail.sent_at,
                 }
-            )
+                for account_id in filing.account_ids
+            ]
+        )
         if new and mail.problems:
             log.info(
                 "message brought in with problems",
@@ -201,38 +204,51 @@ class Ingestor:
         ]
 
     async def _save_attachments(
-        self, firm_id: str, account_id: str, message: Document, attachments: tuple[Attachment, ...]
+        self,
+        firm_id: str,
+        account_ids: tuple[str, ...],
+        message: Document,
+        attachments: tuple[Attachment, ...],
     ) -> None:
-        for attachment in attachments:
-            if self._too_large(attachment) is not None:
-                continue
-            await self._store.store_blob(attachment.sha256, attachment.content)
-            attachment_id = attachment_key(message["_id"], account_id, attachment.index)
-            saved = AttachmentSaved(
-                attachment_id=attachment_id,
-                account_id=account_id,
-                message_id=message["_id"],
-                filename=attachment.filename,
-                content_type=attachment.content_type,
-                size=attachment.size,
-                sha256=attachment.sha256,
-            )
-            event = Envelope.wrap(
-                saved, firm_id=firm_id, aggregate_id=attachment_id, aggregate_version=1
-            )
-            await self._store.add_document(
-                {
-                    "_id": attachment_id,
-                    "firm_id": firm_id,
-                    "account_id": account_id,
-                    "message_id": message["_id"],
-                    "internet_message_id": message["internet_message_id"],
-                    "index": attachment.index,
-                    "filename": attachment.filename,
-                    "content_type": attachment.content_type,
-                    "size": attachment.size,
-                    "sha256": attachment.sha256,
-                    "saved_at": datetime.now(UTC),
-                },
-                [event],
-            )
+        saving = [a for a in attachments if self._too_large(a) is None]
+        for sha256, content in {a.sha256: a.content for a in saving}.items():
+            await self._store.store_blob(firm_id, sha256, content)
+        await self._store.add_documents(
+            [
+                self._saved_document(firm_id, account_id, message, attachment)
+                for account_id in account_ids
+                for attachment in saving
+            ]
+        )
+
+    @staticmethod
+    def _saved_document(
+        firm_id: str, account_id: str, message: Document, attachment: Attachment
+    ) -> tuple[Document, list[Envelope[EventPayload]]]:
+        attachment_id = attachment_key(message["_id"], account_id, attachment.index)
+        saved = AttachmentSaved(
+            attachment_id=attachment_id,
+            account_id=account_id,
+            message_id=message["_id"],
+            filename=attachment.filename,
+            content_type=attachment.content_type,
+            size=attachment.size,
+            sha256=attachment.sha256,
+        )
+        event = Envelope.wrap(
+            saved, firm_id=firm_id, aggregate_id=attachment_id, aggregate_version=1
+        )
+        doc = {
+            "_id": attachment_id,
+            "firm_id": firm_id,
+            "account_id": account_id,
+            "message_id": message["_id"],
+            "internet_message_id": message["internet_message_id"],
+            "index": attachment.index,
+            "filename": attachment.filename,
+            "content_type": attachment.content_type,
+            "size": attachment.size,
+            "sha256": attachment.sha256,
+            "saved_at": datetime.now(UTC),
+        }
+        return doc, [event]

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from faststream.asgi import AsgiFastStream
 
 from services.mailsync.entrypoints import register_commands, register_events
 from services.mailsync.ingest import Ingestor
-from services.mailsync.leases import Leases
+from services.mailsync.mailboxes import Mailboxes
 from services.mailsync.projection import AddressFollower
 from services.mailsync.replies import SmtpConfig
-from services.mailsync.repository import FirmSettings, Mailboxes, SyncedAddresses
+from services.mailsync.repository import FirmSettings, SyncedAddresses
 from services.mailsync.secrets import SecretBox
 from services.mailsync.service import MailsyncService
 from services.mailsync.settings import MailsyncSettings
 from services.mailsync.store import MailStore
-from services.mailsync.worker import MailboxWorker, Supervisor
+from services.mailsync.worker import MailboxWorker, Supervisor, WorkerFactory
 from shared.contracts.envelope import EventPayload
 from shared.contracts.events import AttachmentSaved, EmailReceived
 from shared.runtime import Runtime, build_app, build_runtime
 from shared.settings import ServiceSettings
+from shared.storage.leases import Lease, Leases
 from shared.storage.mongo import Document
 
 PUBLISHES: tuple[type[EventPayload], ...] = (EmailReceived, AttachmentSaved)
@@ -51,7 +52,22 @@ class Mailsync:
     store: MailStore
     ingestor: Ingestor
     service: MailsyncService
-    supervisor: Supervisor
+    leases: Leases
+    make_worker: WorkerFactory
+    supervisor: Supervisor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.supervisor = self.new_supervisor()
+
+    def new_supervisor(self) -> Supervisor:
+        """A supervisor as another replica would run it (on the same database)."""
+        return Supervisor(
+            self.mailboxes,
+            self.leases,
+            self.make_worker,
+            lease_duration=timedelta(seconds=self.settings.lease_seconds),
+            poll_seconds=self.settings.poll_seconds,
+        )
 
     async def ensure_indexes(self) -> None:
         await self.synced.ensure_indexes()
@@ -60,7 +76,7 @@ class Mailsync:
 
 
 def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
-    synced = SyncedAddresses(runtime.db, runtime.locks)
+    synced = SyncedAddresses(runtime.db)
     mailboxes = Mailboxes(runtime.db)
     firms = FirmSettings(runtime.db)
     relay = runtime.with_outbox([runtime.db["messages"], runtime.db["documents"]])
@@ -78,9 +94,10 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
         imap_timeout=config.imap_timeout_seconds,
     )
 
-    def make_worker(mailbox: Document) -> MailboxWorker:
+    def make_worker(mailbox: Document, lease: Lease) -> MailboxWorker:
         return MailboxWorker(
             mailbox,
+            lease,
             mailboxes=mailboxes,
             synced=synced,
             ingestor=ingestor,
@@ -90,8 +107,6 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
             reconnect_max_seconds=config.reconnect_max_seconds,
         )
 
-    leases = Leases(runtime.db["mailbox_leases"], timedelta(seconds=config.lease_seconds))
-    supervisor = Supervisor(mailboxes, leases, make_worker, poll_seconds=config.poll_seconds)
     return Mailsync(
         config,
         synced,
@@ -101,7 +116,8 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
         store,
         ingestor,
         service,
-        supervisor,
+        Leases(mailboxes.collection, runtime.clock),
+        make_worker,
     )
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from services.mailsync.domain import SyncedAddress
-from services.mailsync.repository import Mailboxes, SyncedAddresses
+from services.mailsync.mailboxes import Mailboxes
+from services.mailsync.repository import SyncedAddresses
 
 
 class AddressFollower:
@@ -15,7 +16,7 @@ class AddressFollower:
         """Store a newer state of one (account, address); True when applied.
 
         Sync on: every connected mailbox of the firm is asked for the history with
-        the address (idempotent per crm version; a repeated request finds only
+        the address (asked once per crm version; a repeated request finds only
         messages already brought in).
         """
         applied = await self._synced.apply(address)

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from services.mailsync.domain import Exchange, mailbox_key
 from services.mailsync.imap import ImapConfig, ImapError, connect
 from services.mailsync.ingest import Filing, Ingestor
+from services.mailsync.mailboxes import Mailboxes
 from services.mailsync.replies import SmtpConfig, build_reply, recipients_of, send
-from services.mailsync.repository import FirmSettings, Mailboxes
+from services.mailsync.repository import FirmSettings
 from services.mailsync.secrets import SecretBox
 from services.mailsync.store import MailStore
 from services.mailsync.views import document_view, thread_view
@@ -96,7 +97,6 @@ class MailsyncService:
 
     async def list_mailboxes(self, command: cmd.ListMailboxes) -> cmd.Mailboxes:
         boxes = await self._mailboxes.of_firm(command.firm_id)
-        statuses = await self._mailboxes.statuses([b["_id"] for b in boxes])
         return cmd.Mailboxes(
             mailboxes=tuple(
                 cmd.MailboxView(
@@ -108,8 +108,8 @@ class MailsyncService:
                     address=b["address"],
                     folders=tuple(b["folders"]) if b["folders"] else None,
                     connected_at=b["connected_at"],
-                    last_synced_at=statuses.get(b["_id"], {}).get("last_synced_at"),
-                    last_error=statuses.get(b["_id"], {}).get("last_error"),
+                    last_synced_at=b.get("last_synced_at"),
+                    last_error=b.get("last_error"),
                 )
                 for b in boxes
             ),

@@ -1,15 +1,17 @@
 """Synced messages, their filing on accounts, and saved attachments: insert-only facts.
 
-Every write is a unique insert (FerretDB isolates nothing else): a message once per
-(firm, Message-ID), a filing once per (account, message), a saved document once per
-(message, account, attachment). Their events (EmailReceived, AttachmentSaved) go into
-the inserted document's own embedded outbox, so a fact and its event are one write.
-Attachment bytes live in ``blobs``, chunked and keyed by their sha256.
+Every write is a unique insert, so bringing the same message in again writes nothing
+twice: a message once per (firm, Message-ID), a filing once per (account, message), a
+saved document once per (message, account, attachment), an attachment's bytes once
+per (firm, content). Their events (EmailReceived, AttachmentSaved) go into the inserted
+document's own embedded outbox, so a fact and its event are one write. The filings
+and saved documents of one message are inserted in one unordered ``insert_many``
+each, whose duplicate keys are the facts already stored. Attachment bytes live in
+``blobs``, chunked and keyed by the firm and their sha256.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +27,12 @@ from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay
 
 CHUNK_BYTES = 1024 * 1024
 DUPLICATE_KEY = 11000
+
+
+def with_outbox(doc: Document, events: Sequence[Envelope[EventPayload]]) -> Document:
+    """``doc`` carrying ``events`` in its embedded outbox."""
+    outbox = {str(e.event_id): e.model_dump(mode="json") for e in events}
+    return {**doc, OUTBOX: outbox, PENDING: bool(outbox)}
 
 
 class MailStore:
@@ -48,53 +56,65 @@ class MailStore:
             [("firm_id", ASCENDING), ("account_id", ASCENDING), ("saved_at", DESCENDING)]
         )
         await self.documents.create_index([("firm_id", ASCENDING), ("message_id", ASCENDING)])
-
-    async def _insert(
-        self,
-        collection: AsyncCollection[Document],
-        doc: Document,
-        events: Sequence[Envelope[EventPayload]] = (),
-    ) -> bool:
-        """Insert ``doc`` with its events; False when it already exists."""
-        outbox = {str(e.event_id): e.model_dump(mode="json") for e in events}
-        if outbox:
-            await self._relay.expect(collection.name, doc["_id"])
-        try:
-            await collection.insert_one({**doc, OUTBOX: outbox, PENDING: bool(outbox)})
-        except DuplicateKeyError:
-            return False
-        if outbox:
-            self._relay.notify(collection.name, doc["_id"])
-        return True
+        await self.blobs.create_index(
+            [("firm_id", ASCENDING), ("sha256", ASCENDING), ("n", ASCENDING)]
+        )
 
     async def add_message(self, doc: Document, events: Sequence[Envelope[EventPayload]]) -> bool:
-        return await self._insert(self.messages, doc, events)
+        """Insert a message with its events; False when it was already stored (unique ``_id``)."""
+        try:
+            await self.messages.insert_one(with_outbox(doc, events))
+        except DuplicateKeyError:
+            return False
+        if events:
+            self._relay.notify(self.messages.name, doc["_id"])
+        return True
 
-    async def file(self, doc: Document) -> bool:
-        return await self._insert(self.filings, doc)
+    async def file(self, filings: Sequence[Document]) -> None:
+        """File a message on accounts (each filing a unique insert, in one write)."""
+        await self._insert_new(self.filings, list(filings))
 
-    async def add_document(self, doc: Document, events: Sequence[Envelope[EventPayload]]) -> bool:
-        return await self._insert(self.documents, doc, events)
+    async def add_documents(
+        self, saved: Sequence[tuple[Document, Sequence[Envelope[EventPayload]]]]
+    ) -> None:
+        """Save attachments to accounts' documents with their events (unique inserts)."""
+        await self._insert_new(self.documents, [with_outbox(doc, events) for doc, events in saved])
+        for doc, events in saved:
+            if events:  # a document stored before has nothing pending: a harmless wake-up
+                self._relay.notify(self.documents.name, doc["_id"])
 
-    async def store_blob(self, sha256: str, content: bytes) -> None:
-        """Store bytes once per content (chunks keyed by hash and number)."""
+    @staticmethod
+    async def _insert_new(collection: AsyncCollection[Document], docs: list[Document]) -> None:
+        """Insert those of ``docs`` not stored yet: one unordered ``insert_many`` of unique
+        ``_id`` inserts, whose duplicate keys are documents already there."""
+        if not docs:
+            return
+        try:
+            await collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if exc.details.get("writeConcernErrors") or any(
+                e["code"] != DUPLICATE_KEY for e in errors
+            ):
+                raise
+
+    async def store_blob(self, firm_id: str, sha256: str, content: bytes) -> None:
+        """Store bytes once per firm and content: chunks keyed by firm, hash and number,
+        unique inserts (a chunk already there has the same bytes)."""
         chunks = [
             {
-                "_id": f"{sha256}:{n}",
+                "_id": f"{firm_id}:{sha256}:{n}",
+                "firm_id": firm_id,
                 "sha256": sha256,
                 "n": n,
                 "data": Binary(content[i : i + CHUNK_BYTES]),
             }
             for n, i in enumerate(range(0, max(len(content), 1), CHUNK_BYTES))
         ]
-        with contextlib.suppress(BulkWriteError):
-            await self.blobs.insert_many(chunks, ordered=False)
-        stored = await self.blobs.count_documents({"sha256": sha256})
-        if stored < len(chunks):
-            raise RuntimeError(f"blob {sha256} incomplete after insert")
+        await self._insert_new(self.blobs, chunks)
 
-    async def read_blob(self, sha256: str) -> bytes:
-        cursor = self.blobs.find({"sha256": sha256}).sort("n", ASCENDING)
+    async def read_blob(self, firm_id: str, sha256: str) -> bytes:
+        cursor = self.blobs.find({"firm_id": firm_id, "sha256": sha256}).sort("n", ASCENDING)
         return b"".join([bytes(doc["data"]) async for doc in cursor])
 
     # --- reads ---------------------------------------------------------------------

@@ -1,13 +1,19 @@
 """The sync engine: one worker per connected mailbox, across every replica.
 
-A :class:`Supervisor` runs in each replica; for each connected mailbox it tries to
-take the mailbox's lease and, holding it, runs a :class:`MailboxWorker` while renewing
-the lease. A worker keeps one IMAP session: each pass reads every synced folder from
-the last UID it saved (resetting when UIDVALIDITY changed), brings in the history of
-newly synced addresses (backfills), then waits on IDLE (or sleeps when the server has
-no IDLE) until new mail or the next poll. A broken connection is retried with
+A :class:`Supervisor` runs in each replica; for each connected mailbox whose lease is
+free it takes the lease (``shared.storage.leases``, in the mailbox document, expiry on
+the database's clock) and, holding it, runs a :class:`MailboxWorker` while renewing
+it. A worker keeps one IMAP session: each pass reads every synced folder from the last
+UID it saved (resetting when UIDVALIDITY changed), brings in the history of newly
+synced addresses (backfills), then waits on IDLE (or sleeps when the server has no
+IDLE) until new mail or the next poll. A broken connection is retried with
 exponential backoff; a message that cannot be read is skipped with a log line, never
 stopping the sync.
+
+Every write a worker makes to its mailbox (folder states, status, backfills done) is
+fenced by its lease: once another replica took the lease over, those writes match
+nothing and raise :class:`LeaseLost`, and the worker stops. Messages it brought in
+meanwhile are unique inserts, harmless twice.
 """
 
 from __future__ import annotations
@@ -15,21 +21,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pymongo.errors import PyMongoError
 
 from services.mailsync.imap import ImapConfig, ImapError, ImapSession, connect
 from services.mailsync.ingest import Ingestor
-from services.mailsync.leases import Leases
 from services.mailsync.mail import header_addresses
-from services.mailsync.repository import Mailboxes, SyncedAddresses
+from services.mailsync.mailboxes import FolderState, LeaseLost, Mailboxes
+from services.mailsync.repository import SyncedAddresses
 from services.mailsync.secrets import SecretBox
 from shared.contracts.errors import DomainError
 from shared.contracts.mailsync import TlsMode
 from shared.logging import get_logger
+from shared.storage.leases import EXPIRES_AT, OWNER, Lease, Leases, new_owner
 from shared.storage.mongo import Document
 
 log = get_logger(__name__)
@@ -52,6 +58,7 @@ class MailboxWorker:
     def __init__(
         self,
         mailbox: Document,
+        lease: Lease,
         *,
         mailboxes: Mailboxes,
         synced: SyncedAddresses,
@@ -64,6 +71,7 @@ class MailboxWorker:
         self._box = mailbox
         self._id: str = mailbox["_id"]
         self._firm: str = mailbox["firm_id"]
+        self._lease = lease
         self._mailboxes = mailboxes
         self._synced = synced
         self._ingestor = ingestor
@@ -73,6 +81,7 @@ class MailboxWorker:
         self._backoff_max = reconnect_max_seconds
 
     async def run_forever(self) -> None:
+        """Sync until cancelled; raises :class:`LeaseLost` once the lease was taken over."""
         failures = 0
         while True:
             try:
@@ -91,7 +100,7 @@ class MailboxWorker:
                 )
                 with contextlib.suppress(PyMongoError):
                     await self._mailboxes.record_status(
-                        self._id, synced_at=None, error=str(exc)[:500]
+                        self._lease, synced_at=None, error=str(exc)[:500]
                     )
                 await asyncio.sleep(delay)
 
@@ -99,7 +108,9 @@ class MailboxWorker:
         folders = list(self._box["folders"] or await session.folders())
         while True:
             await self.sync_once(session, folders)
-            await self._mailboxes.record_status(self._id, synced_at=datetime.now(UTC), error=None)
+            await self._mailboxes.record_status(
+                self._lease, synced_at=datetime.now(UTC), error=None
+            )
             await self._wait_for_news(session, folders)
 
     async def _wait_for_news(self, session: ImapSession, folders: list[str]) -> None:
@@ -109,8 +120,8 @@ class MailboxWorker:
             return
         folder = "INBOX" if "INBOX" in folders else folders[0]
         await session.select(folder)
-        _, last_uid = await self._mailboxes.folder_state(self._id, folder)
-        if await session.uids_after(last_uid):
+        state = await self._mailboxes.folder_state(self._firm, self._id, folder)
+        if await session.uids_after(state.last_uid):
             return  # it arrived during the pass, before IDLE could report it
         await session.wait_for_news(self._poll)
 
@@ -121,8 +132,9 @@ class MailboxWorker:
 
     async def _sync_folder(self, session: ImapSession, folder: str) -> None:
         info = await session.select(folder)
-        validity, last_uid = await self._mailboxes.folder_state(self._id, folder)
-        if validity != info.uidvalidity:
+        state = await self._mailboxes.folder_state(self._firm, self._id, folder)
+        last_uid = state.last_uid
+        if state.uidvalidity != info.uidvalidity:
             last_uid = 0  # the folder was rebuilt: read it again (Message-IDs dedupe)
         uids = await session.uids_after(last_uid)
         synced = await self._synced.enabled_emails(self._firm)
@@ -133,19 +145,21 @@ class MailboxWorker:
                 addresses = header_addresses(headers.get(uid, b""))
                 if any(a.casefold() in synced for a in addresses):
                     await self._bring_in(session, uid, synced)
-            await self._mailboxes.save_folder_state(self._id, folder, info.uidvalidity, batch[-1])
+            await self._mailboxes.save_folder_state(
+                self._lease, folder, FolderState(info.uidvalidity, batch[-1])
+            )
 
     async def _backfill(self, session: ImapSession, folders: list[str]) -> None:
         """The history with addresses whose sync was turned on, from every folder."""
-        for request in await self._mailboxes.pending_backfills(self._id):
+        for request in await self._mailboxes.pending_backfills(self._firm, self._id):
             synced = await self._synced.enabled_emails(self._firm)
-            if request["email"].casefold() in synced:
+            if request.email.casefold() in synced:
                 for folder in folders:
                     await session.select(folder)
-                    for uid in await session.exchanged_with(request["email"]):
+                    for uid in await session.exchanged_with(request.email):
                         await self._bring_in(session, uid, synced)
-            await self._mailboxes.backfill_done(request["_id"])
-            log.info("history brought in", mailbox_id=self._id, email=request["email"])
+            await self._mailboxes.backfill_done(self._lease, request)
+            log.info("history brought in", mailbox_id=self._id, email=request.email)
 
     async def _bring_in(self, session: ImapSession, uid: int, synced: dict[str, str]) -> None:
         raw = (await session.fetch([uid], "BODY.PEEK[]")).get(uid)
@@ -162,7 +176,7 @@ class MailboxWorker:
             )
 
 
-WorkerFactory = Callable[[Document], MailboxWorker]
+WorkerFactory = Callable[[Document, Lease], MailboxWorker]
 
 
 class Supervisor:
@@ -174,13 +188,15 @@ class Supervisor:
         leases: Leases,
         make_worker: WorkerFactory,
         *,
+        lease_duration: timedelta,
         poll_seconds: float,
     ) -> None:
         self._mailboxes = mailboxes
         self._leases = leases
         self._make_worker = make_worker
+        self._duration = lease_duration
         self._poll = poll_seconds
-        self._holder = uuid.uuid4().hex
+        self._owner = new_owner()
         self._running: dict[str, tuple[object, asyncio.Task[None]]] = {}
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -218,33 +234,52 @@ class Supervisor:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
                 del self._running[key]
+        now = await self._leases.clock.now()
         for key, box in boxes.items():
-            if key not in self._running and await self._leases.try_acquire(key, self._holder):
-                task = asyncio.create_task(self._hold(box), name=f"mailbox-{key}")
+            if key in self._running or not self._may_take(box, now):
+                continue
+            lease = await self._leases.take(key, self._owner, self._duration)
+            if lease is not None:
+                task = asyncio.create_task(self._hold(box, lease), name=f"mailbox-{key}")
                 self._running[key] = (box["connected_at"], task)
 
-    async def _hold(self, box: Document) -> None:
+    def _may_take(self, box: Document, now: datetime) -> bool:
+        """Read from the listing, so a lease held elsewhere costs no write attempt."""
+        expires_at = box.get(EXPIRES_AT)
+        return expires_at is None or expires_at <= now or box.get(OWNER) == self._owner
+
+    async def _hold(self, box: Document, lease: Lease) -> None:
+        """Run the worker while renewing its lease; stop it once the lease is lost."""
         key = box["_id"]
-        worker = asyncio.create_task(self._make_worker(box).run_forever())
+        worker = asyncio.create_task(self._make_worker(box, lease).run_forever())
         renewed = time.monotonic()
-        lease = self._leases.duration.total_seconds()
+        seconds = self._duration.total_seconds()
         try:
-            while not worker.done():
-                await asyncio.sleep(lease / 3)
+            while True:
+                done, _ = await asyncio.wait({worker}, timeout=seconds / 3)
+                if done:
+                    error = None if worker.cancelled() else worker.exception()
+                    if isinstance(error, LeaseLost):
+                        log.warning("mailbox taken over by another replica", mailbox_id=key)
+                    elif error is not None:
+                        log.error("mailbox worker failed", mailbox_id=key, error=repr(error))
+                    return
                 try:
-                    if not await self._leases.renew(key, self._holder):
-                        log.warning("mailbox lease lost to another replica", mailbox_id=key)
-                        return
-                    renewed = time.monotonic()
+                    renewal = await self._leases.renew(lease, self._duration)
                 except PyMongoError as exc:
-                    if time.monotonic() - renewed > lease:
+                    if time.monotonic() - renewed > seconds:
                         log.warning(
                             "mailbox lease could not be renewed", mailbox_id=key, error=repr(exc)
                         )
                         return
+                    continue
+                if renewal is None:
+                    log.warning("mailbox lease lost to another replica", mailbox_id=key)
+                    return
+                renewed = time.monotonic()
         finally:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await worker
             with contextlib.suppress(PyMongoError):
-                await self._leases.release(key, self._holder)
+                await self._leases.release(lease)

@@ -49,7 +49,9 @@ class TestAttachments:
             assert (doc.filename, doc.size) == ("receipts.pdf", len(PDF))
             assert doc.sha256 == hashlib.sha256(PDF).hexdigest()
             assert doc.internet_message_id == "<att@client.example.com>"
-        assert await firm.parts.store.read_blob(hashlib.sha256(PDF).hexdigest()) == PDF
+        sha256 = hashlib.sha256(PDF).hexdigest()
+        assert await firm.parts.store.read_blob(firm.firm_id, sha256) == PDF
+        assert await firm.parts.store.read_blob("another_firm", sha256) == b""
         saved = [e for e in await firm.outbox("documents") if e["type"] == "AttachmentSaved"]
         assert sorted(e["payload"]["account_id"] for e in saved) == ["acc_1", "acc_2"]
 

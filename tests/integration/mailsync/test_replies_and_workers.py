@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
-from services.mailsync.leases import Leases
 from services.mailsync.main import Mailsync
-from services.mailsync.worker import Supervisor
 from shared.contracts import mailsync as cmd
 from shared.contracts.errors import DomainError, NotFound
 from shared.contracts.events import EmailDirection
@@ -80,8 +76,10 @@ class TestReplies:
         assert no_mailbox.value.field == "mailbox_id"
 
 
-def mail_from_ann(message_id: str, **headers: str) -> bytes:
-    return mail(ANN, message_id=message_id, **headers)
+def mail_from_ann(
+    message_id: str, *, in_reply_to: str | None = None, references: str | None = None
+) -> bytes:
+    return mail(ANN, message_id=message_id, in_reply_to=in_reply_to, references=references)
 
 
 class TestOneWorkerPerMailbox:
@@ -95,8 +93,7 @@ class TestOneWorkerPerMailbox:
             return firm.mailbox_id in parts.supervisor.running
 
         await eventually(running_here, timeout=SYNC_TIMEOUT, what="the first replica syncs")
-        leases = Leases(parts.mailboxes.collection.database["mailbox_leases"], timedelta(seconds=3))
-        other = Supervisor(parts.mailboxes, leases, parts.supervisor._make_worker, poll_seconds=0.3)
+        other = parts.new_supervisor()
         await other.reconcile()
         assert firm.mailbox_id not in other.running  # the lease is held
         await parts.supervisor.stop()  # the first replica goes away

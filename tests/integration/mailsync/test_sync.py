@@ -87,8 +87,8 @@ class TestHistoryAndSyncOff:
         await firm.one_pass_done()
 
         async def saved() -> bool:
-            validity, last_uid = await firm.parts.mailboxes.folder_state(firm.mailbox_id, "INBOX")
-            return validity > 0 and last_uid == 2
+            state = await firm.parts.mailboxes.folder_state(firm.firm_id, firm.mailbox_id, "INBOX")
+            return state.uidvalidity > 0 and state.last_uid == 2
 
         await eventually(saved, timeout=SYNC_TIMEOUT, what="INBOX state saved")
         await firm.parts.supervisor.stop()

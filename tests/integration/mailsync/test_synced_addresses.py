@@ -10,7 +10,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.mailsync.domain import SyncedAddress
 from services.mailsync.repository import SyncedAddresses
-from shared.storage.locks import Locks
 from shared.storage.mongo import Document, create_client
 from tests.infra import Infra
 
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.integration
 async def synced(infra: Infra) -> AsyncIterator[SyncedAddresses]:
     client = create_client(infra.mongodb_url, app_name="tests")
     db: AsyncDatabase[Document] = client[f"{infra.database_prefix}mailsync_{uuid.uuid4().hex[:6]}"]
-    yield SyncedAddresses(db, Locks(db["locks"]))
+    yield SyncedAddresses(db)
     await client.drop_database(db.name)
     await client.close()
 
