@@ -20,14 +20,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.identity.projections import AccountNames
 from services.identity.repository import GrantRepository, Users
+from services.identity.retry import ATTEMPTS, back_off
 from services.identity.sessions import LoginAttempts, LoginLimits, Session, Sessions
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import UserLoggedIn
 from shared.logging import get_logger
 from shared.storage.aggregates import ConcurrentUpdate, save_aggregate
-from shared.storage.locks import Locks
-from shared.storage.mongo import Document
-from shared.storage.outbox import OutboxRelay, lock_key
+from shared.storage.mongo import Document, find_in_firm
+from shared.storage.outbox import OutboxRelay
 
 log = get_logger(__name__)
 
@@ -60,33 +60,43 @@ class LoginRecords:
 
     collection_name = "user_logins"
 
-    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay, locks: Locks) -> None:
+    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay) -> None:
         self.collection: AsyncCollection[Document] = db[self.collection_name]
         self._relay = relay
-        self._locks = locks
 
-    async def record(self, session: Session, account_ids: tuple[str, ...], at: datetime) -> None:
+    async def record(self, session: Session, account_ids: tuple[str, ...], at: datetime) -> bool:
+        """Store the login and its UserLoggedIn in one conditional write (``save_aggregate``).
+
+        The event carries the record's next version, so the version is read first; a
+        login of the same person in between makes the write match nothing, and it is
+        read and tried again. Returns False (and logs) if it kept losing: the person is
+        logged in all the same.
+        """
         payload = UserLoggedIn(
             user_id=session.user_id, email=session.email, account_ids=account_ids
         )
-        for _ in range(5):
-            async with self._locks.hold(lock_key(self.collection_name, session.user_id)):
-                doc = await self.collection.find_one({"_id": session.user_id}, {"version": 1})
-                version = int(doc["version"]) if doc else 0
-                event = Envelope.wrap(
-                    payload,
-                    firm_id=session.firm_id,
-                    aggregate_id=session.user_id,
-                    aggregate_version=version + 1,
+        state = {"firm_id": session.firm_id, "last_login_at": at}
+        for attempt in range(ATTEMPTS):
+            doc = await find_in_firm(
+                self.collection, session.user_id, session.firm_id, {"version": 1}
+            )
+            version = int(doc["version"]) if doc else 0
+            event = Envelope.wrap(
+                payload,
+                firm_id=session.firm_id,
+                aggregate_id=session.user_id,
+                aggregate_version=version + 1,
+            )
+            try:
+                await save_aggregate(
+                    self.collection, session.user_id, version, state, [event], self._relay
                 )
-                state = {"firm_id": session.firm_id, "last_login_at": at}
-                try:
-                    await save_aggregate(
-                        self.collection, session.user_id, version, state, [event], self._relay
-                    )
-                except ConcurrentUpdate:
-                    continue
-                return
+            except ConcurrentUpdate:
+                await back_off(attempt)
+            else:
+                return True
+        log.warning("login not recorded: the record kept changing", user_id=session.user_id)
+        return False
 
 
 class PortalAccess:
@@ -144,8 +154,7 @@ class PortalAccess:
 
     async def _forget_old(self, now: datetime) -> None:
         """Drop counters of past windows and expired sessions (no TTL indexes: in code)."""
-        longest = max(self.limits.per_address.window, self.limits.per_client.window)
-        await self.attempts.purge_before(now - longest)
+        await self.attempts.purge_ended(now)
         await self.sessions.purge_expired(now)
 
     async def view(self, session_id: str) -> PortalView | None:

@@ -9,7 +9,8 @@ from argon2 import PasswordHasher
 
 from services.identity.domain import Grant, InvitationNotLive, new_id
 from services.identity.repository import UsedTokens, Users
-from services.identity.service import GrantUpdates
+from services.identity.retry import StillChanging
+from services.identity.service import GrantUpdates, Target
 from services.identity.tokens import hash_token
 from shared.logging import get_logger
 
@@ -64,14 +65,20 @@ class Activation:
         else:
             user_id = str(existing["_id"])
 
-        async def accept(g: Grant) -> bool:
+        def accept(g: Grant) -> bool:
             g.accept(token_hash, user_id, self.updates.clock())
             return True
 
         try:
-            await self.updates.update(grant.id, accept)
+            await self.updates.update(
+                grant.firm_id, Target(grant.id), accept, read={grant.id: grant}
+            )
         except InvitationNotLive:
             raise ActivationRefused("This link is no longer valid.") from None
+        except StillChanging:
+            # Nothing was activated: the link may be used again.
+            await self.used_tokens.release(token_hash)
+            raise ActivationRefused("This link could not be used just now. Try again.") from None
         log.info("portal access activated", account_id=grant.account_id, user_id=user_id)
         return ActivationView(grant.firm_id, grant.email, has_password=True)
 

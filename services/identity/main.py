@@ -67,7 +67,7 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
         },
     )
     passwords = PasswordHasher()  # argon2id, above OWASP's minimum parameters
-    updates = GrantUpdates(GrantRepository(db, relay, runtime.locks), FirmSettings(db), tokens)
+    updates = GrantUpdates(GrantRepository(db, relay), FirmSettings(db), tokens)
     names, invalid, users = AccountNames(db), InvalidAddresses(db), Users(db)
     service = IdentityService(updates, names, invalid)
     activation = Activation(updates, users, UsedTokens(db), passwords)
@@ -78,7 +78,7 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
         names,
         sessions,
         attempts,
-        LoginRecords(db, relay, runtime.locks),
+        LoginRecords(db, relay),
         passwords,
         settings.login_limits(),
     )
@@ -87,6 +87,8 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
     runtime.startup += [
         updates.grants.ensure_indexes,
         users.ensure_indexes,
+        names.ensure_indexes,
+        invalid.ensure_indexes,
         sessions.ensure_indexes,
         attempts.ensure_indexes,
         access.warm_up,

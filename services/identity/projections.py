@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -18,13 +19,17 @@ class AccountNames:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["account_names"]
 
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("firm_id", ASCENDING), ("account_id", ASCENDING)])
+
     async def record(self, firm_id: str, account_id: str, name: str, version: int) -> None:
+        """One conditional upsert: the newest version of the account's name wins."""
         fields = {"firm_id": firm_id, "account_id": account_id, "name": name}
         await keep_newest(self.collection, f"{firm_id}:{account_id}", version, fields)
 
     async def names(self, firm_id: str, account_ids: Iterable[str]) -> dict[str, str]:
-        keys = [f"{firm_id}:{a}" for a in account_ids]
-        cursor = self.collection.find({"_id": {"$in": keys}})
+        query = {"firm_id": firm_id, "account_id": {"$in": list(account_ids)}}
+        cursor = self.collection.find(query, {"account_id": 1, "name": 1})
         return {doc["account_id"]: doc["name"] async for doc in cursor}
 
 
@@ -34,12 +39,15 @@ class InvalidAddresses:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["invalid_addresses"]
 
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("firm_id", ASCENDING), ("email_key", ASCENDING)])
+
     @staticmethod
     def _key(firm_id: str, email: str) -> str:
         return f"{firm_id}:{email.casefold()}"
 
     async def mark(self, firm_id: str, email: str, reason: str) -> None:
-        # Setting the same flag twice, or in any order, ends the same way.
+        """One upsert by ``_id``; setting the same flag twice, or in any order, ends the same."""
         await self.collection.update_one(
             {"_id": self._key(firm_id, email)},
             {
@@ -55,6 +63,6 @@ class InvalidAddresses:
 
     async def among(self, firm_id: str, emails: Iterable[str]) -> set[str]:
         """The casefolded addresses of ``emails`` that are known to be invalid."""
-        keys = [self._key(firm_id, e) for e in emails]
-        cursor = self.collection.find({"_id": {"$in": keys}}, {"email_key": 1})
+        query = {"firm_id": firm_id, "email_key": {"$in": [e.casefold() for e in emails]}}
+        cursor = self.collection.find(query, {"email_key": 1})
         return {doc["email_key"] async for doc in cursor}

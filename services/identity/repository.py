@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,10 +13,9 @@ from pymongo.errors import DuplicateKeyError
 
 from services.identity.domain import Grant, Invitation, InvitationState
 from shared.contracts.envelope import Envelope, EventPayload
-from shared.storage.aggregates import save_aggregate
-from shared.storage.locks import Locks
-from shared.storage.mongo import Document
-from shared.storage.outbox import OUTBOX, OutboxRelay, lock_key
+from shared.storage.aggregates import Change, ConcurrentUpdate, save_aggregate, save_aggregates
+from shared.storage.mongo import Document, find_in_firm
+from shared.storage.outbox import OUTBOX, OutboxRelay
 from shared.storage.projections import keep_newest
 
 DEFAULT_EXPIRY_DAYS = 7
@@ -52,41 +50,64 @@ def _invitation(doc: Document | None) -> Invitation | None:
 
 
 class GrantRepository:
+    """Grants, each one document holding its state and its embedded outbox.
+
+    Guarantee relied on: a single-document write is atomic. A grant is saved with one
+    conditional write (``save_aggregate``: insert when new, else ``update_one`` on
+    ``{_id, version}``), so a save made from a stale read matches nothing and raises
+    :class:`ConcurrentUpdate`; the caller reloads and tries again. No lock anywhere.
+    """
+
     collection_name = "grants"
 
-    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay, locks: Locks) -> None:
+    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay) -> None:
         self.collection: AsyncCollection[Document] = db[self.collection_name]
         self._relay = relay
-        self._locks = locks
-
-    def locked(self, grant_id: str) -> AbstractAsyncContextManager[None]:
-        """Hold while reading, changing and saving one grant."""
-        return self._locks.hold(lock_key(self.collection_name, grant_id))
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("invitation.token_hash", ASCENDING)])
-        await self.collection.create_index([("firm_id", ASCENDING), ("email_key", ASCENDING)])
-        await self.collection.create_index([("firm_id", ASCENDING), ("user_id", ASCENDING)])
         await self.collection.create_index([("firm_id", ASCENDING), ("address_id", ASCENDING)])
+        await self.collection.create_index([("firm_id", ASCENDING), ("user_id", ASCENDING)])
+        await self.collection.create_index(
+            [("firm_id", ASCENDING), ("login", ASCENDING), ("user_id", ASCENDING)]
+        )
 
-    async def get(self, grant_id: str) -> Grant | None:
-        doc = await self.collection.find_one({"_id": grant_id}, {OUTBOX: 0})
-        return None if doc is None else self._grant(doc)
+    async def get(self, firm_id: str, grant_id: str) -> Grant | None:
+        doc = await find_in_firm(self.collection, grant_id, firm_id, {OUTBOX: 0})
+        return None if doc is None else _grant(doc)
+
+    async def get_many(self, firm_id: str, grant_ids: Collection[str]) -> dict[str, Grant]:
+        """The firm's grants among ``grant_ids`` (one query), by id; missing ones are absent."""
+        query = {"firm_id": firm_id, "_id": {"$in": list(grant_ids)}}
+        return {g.id: g async for g in self._find(query)}
 
     async def by_token_hash(self, token_hash: str) -> Grant | None:
+        """The grant whose invitation carries this token (a link names no firm)."""
         doc = await self.collection.find_one({"invitation.token_hash": token_hash}, {OUTBOX: 0})
-        return None if doc is None else self._grant(doc)
+        return None if doc is None else _grant(doc)
 
     async def for_address(self, firm_id: str, address_id: str) -> list[Grant]:
         """Every grant of one address (current and unlinked), across the firm's accounts."""
-        cursor = self.collection.find({"firm_id": firm_id, "address_id": address_id}, {OUTBOX: 0})
-        return [self._grant(doc) async for doc in cursor]
+        return [g async for g in self._find({"firm_id": firm_id, "address_id": address_id})]
 
-    async def awaiting_activation(self, firm_id: str) -> list[Grant]:
-        """The firm's grants with Login on whose person has not activated yet."""
-        query = {"firm_id": firm_id, "login": True, "unlinked": False, "user_id": None}
-        cursor = self.collection.find(query, {OUTBOX: 0})
-        return [self._grant(doc) async for doc in cursor]
+    async def unlinked_of(
+        self, firm_id: str, account_id: str, address_ids: Collection[str]
+    ) -> list[Grant]:
+        """The unlinked grants (old emails that kept access) of these addresses on one account."""
+        query = {
+            "firm_id": firm_id,
+            "address_id": {"$in": list(address_ids)},
+            "account_id": account_id,
+            "unlinked": True,
+        }
+        return [g async for g in self._find(query)]
+
+    async def awaiting_activation(self, firm_id: str, address_id: str | None = None) -> list[Grant]:
+        """The firm's grants (of one address, if given) with Login on, not activated yet."""
+        query: Document = {"firm_id": firm_id, "login": True, "user_id": None, "unlinked": False}
+        if address_id is not None:
+            query["address_id"] = address_id
+        return [g async for g in self._find(query)]
 
     async def accessible_accounts(self, firm_id: str, user_id: str) -> set[str]:
         """The accounts a person may open right now (read on every portal request)."""
@@ -94,33 +115,76 @@ class GrantRepository:
         return {doc["account_id"] async for doc in self.collection.find(query, {"account_id": 1})}
 
     async def save(self, grant: Grant, events: Sequence[Envelope[EventPayload]]) -> None:
-        for unlinked in grant.split_off:
-            # Idempotent, so a retry after a lost race writes the same document again.
-            await self.collection.replace_one(
-                {"_id": unlinked.id}, {**_state(unlinked), "version": 1}, upsert=True
-            )
+        """One conditional write of the grant and its events (after its split-off copies).
+
+        Raises :class:`ConcurrentUpdate` when the grant (or a copy) changed since it was read.
+        """
+        await self._save_split_off(grant)
         await save_aggregate(
             self.collection, grant.id, grant.version, _state(grant), events, self._relay
         )
 
-    @staticmethod
-    def _grant(doc: Document) -> Grant:
-        return Grant(
-            id=doc["_id"],
-            firm_id=doc["firm_id"],
-            account_id=doc["account_id"],
-            contact_id=doc["contact_id"],
-            address_id=doc["address_id"],
-            email=doc["email"],
-            login=doc["login"],
-            crm_version=doc["crm_version"],
-            contact_version=doc.get("contact_version", 0),
-            invitation=_invitation(doc.get("invitation")),
-            user_id=doc.get("user_id"),
-            unlinked=doc.get("unlinked", False),
-            retired=set(doc.get("retired", ())),
-            version=doc["version"],
-        )
+    async def save_all(
+        self, changed: Sequence[tuple[Grant, Sequence[Envelope[EventPayload]]]]
+    ) -> list[Grant]:
+        """Save many grants with one ``bulk_write``; returns those that lost a race.
+
+        Each write is as conditional as :meth:`save`'s (``save_aggregates``); one grant
+        is saved with ``save_aggregate`` itself. Split-off copies are written first.
+        """
+        lost: list[Grant] = []
+        ready: list[tuple[Grant, Sequence[Envelope[EventPayload]]]] = []
+        for grant, events in changed:
+            try:
+                await self._save_split_off(grant)
+            except ConcurrentUpdate:
+                lost.append(grant)
+            else:
+                ready.append((grant, events))
+        if len(ready) == 1:
+            try:
+                await self.save(*ready[0])
+            except ConcurrentUpdate:
+                lost.append(ready[0][0])
+            return lost
+        changes = [Change(g.id, g.version, _state(g), events) for g, events in ready]
+        raced = {c.doc_id for c in await save_aggregates(self.collection, changes, self._relay)}
+        return lost + [g for g, _ in ready if g.id in raced]
+
+    async def _save_split_off(self, grant: Grant) -> None:
+        """Store the unlinked copies a change made, each with one conditional write.
+
+        A copy's id is derived from its email, so a retry (or an earlier unlinking of the
+        same email) finds it stored: it is then overwritten at its stored version, which
+        keeps its version rising. Copies carry no events.
+        """
+        for copy in grant.split_off:
+            stored = await self.collection.find_one({"_id": copy.id}, {"version": 1})
+            version = int(stored["version"]) if stored else 0
+            await save_aggregate(self.collection, copy.id, version, _state(copy), [], self._relay)
+
+    async def _find(self, query: Document) -> AsyncIterator[Grant]:
+        async for doc in self.collection.find(query, {OUTBOX: 0}):
+            yield _grant(doc)
+
+
+def _grant(doc: Document) -> Grant:
+    return Grant(
+        id=doc["_id"],
+        firm_id=doc["firm_id"],
+        account_id=doc["account_id"],
+        contact_id=doc["contact_id"],
+        address_id=doc["address_id"],
+        email=doc["email"],
+        login=doc["login"],
+        crm_version=doc["crm_version"],
+        contact_version=doc.get("contact_version", 0),
+        invitation=_invitation(doc.get("invitation")),
+        user_id=doc.get("user_id"),
+        unlinked=doc.get("unlinked", False),
+        retired=set(doc.get("retired", ())),
+        version=doc["version"],
+    )
 
 
 def _state(grant: Grant) -> dict[str, Any]:
@@ -148,6 +212,7 @@ class FirmSettings:
         self.collection: AsyncCollection[Document] = db["firms"]
 
     async def record(self, firm_id: str, expiry_days: int, version: int) -> None:
+        """One conditional upsert: the newest FirmRegistered wins (``keep_newest``)."""
         await keep_newest(
             self.collection, firm_id, version, {"invitation_expiry_days": expiry_days}
         )
@@ -172,11 +237,12 @@ class Users:
     async def find(self, firm_id: str, email: str) -> Document | None:
         return await self.collection.find_one({"firm_id": firm_id, "email_key": email.casefold()})
 
-    async def get(self, user_id: str) -> Document | None:
-        return await self.collection.find_one({"_id": user_id})
-
     async def create(self, user_id: str, firm_id: str, email: str, password_hash: str) -> str:
-        """Create the user, or return the id of the one that already has this address."""
+        """Create the user, or return the id of the one that already has this address.
+
+        Guarantee relied on: a unique index (firm_id, email_key) refuses a second insert
+        of one address, so two racing activations end with one user.
+        """
         try:
             await self.collection.insert_one(
                 {
@@ -197,14 +263,23 @@ class Users:
 
 
 class UsedTokens:
-    """Consumes a token exactly once: a unique insert is atomic on MongoDB and FerretDB."""
+    """Consumes an invitation token exactly once.
+
+    Guarantee relied on: an insert of an existing ``_id`` fails with a duplicate key, so
+    of two racing consumers exactly one inserts the token's hash.
+    """
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["used_tokens"]
 
     async def consume(self, token_hash: str) -> bool:
+        """True for the one caller that consumed the token, False if it was used already."""
         try:
             await self.collection.insert_one({"_id": token_hash, "at": datetime.now(UTC)})
         except DuplicateKeyError:
             return False
         return True
+
+    async def release(self, token_hash: str) -> None:
+        """Give the token back when the activation it was consumed for changed nothing."""
+        await self.collection.delete_one({"_id": token_hash})

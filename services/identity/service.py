@@ -1,13 +1,16 @@
 """The identity service layer for facts from other services: grants follow crm.
 
-Every read-modify-write of a grant holds that grant's lock (FerretDB does not
-isolate concurrent updates of one document) and saves with the version it read.
+Every change of a grant is read → change → one conditional write (``GrantUpdates``).
+A write that lost a race to another writer changed nothing: the grant is read again and
+the change applied to what is stored now, a bounded number of times. Facts from crm
+carry crm's aggregate versions, which the grant remembers, so a redelivered or late
+fact changes nothing and needs no record of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from services.identity.domain import (
@@ -20,6 +23,7 @@ from services.identity.domain import (
 )
 from services.identity.projections import AccountNames, InvalidAddresses
 from services.identity.repository import FirmSettings, GrantRepository
+from services.identity.retry import ATTEMPTS, StillChanging, back_off
 from services.identity.tokens import InvitationTokens
 from services.identity.translate import grant_envelopes
 from shared.contracts.envelope import Envelope, EventPayload
@@ -31,15 +35,23 @@ from shared.contracts.events import (
     LoginToggled,
     NotificationFailed,
 )
-from shared.storage.aggregates import ConcurrentUpdate
 
 FRESH_LINK_INTERVAL = timedelta(minutes=1)
 Clock = Callable[[], datetime]
-Change = Callable[[Grant], Awaitable[bool]]
+Change = Callable[[Grant], bool]
+"""Changes a grant in place; False when there was nothing to change."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A grant to change, and how to start it if it is not stored yet (None: skip it)."""
+
+    grant_id: str
+    new: Callable[[], Grant] | None = None
 
 
 class GrantUpdates:
-    """Load → change → save of one grant, under its lock, with the firm's invitation policy."""
+    """Read → change → save of grants, retried on a lost race, with the firm's invitation policy."""
 
     def __init__(
         self,
@@ -47,11 +59,13 @@ class GrantUpdates:
         firms: FirmSettings,
         tokens: InvitationTokens,
         clock: Clock = lambda: datetime.now(UTC),
+        attempts: int = ATTEMPTS,
     ) -> None:
         self.grants = grants
         self.firms = firms
         self.tokens = tokens
         self.clock = clock
+        self.attempts = attempts
 
     async def invitations(self, firm_id: str) -> InvitationFactory:
         days = await self.firms.expiry_days(firm_id)
@@ -59,31 +73,63 @@ class GrantUpdates:
 
     async def update(
         self,
-        key: str,
+        firm_id: str,
+        target: Target,
         change: Change,
-        new: Callable[[], Grant] | None = None,
         cause: Envelope[EventPayload] | None = None,
         correlation_id: str | None = None,
-        attempts: int = 8,
+        read: Mapping[str, Grant | None] | None = None,
     ) -> Grant | None:
-        """Apply ``change``; returns the grant if it changed, None if it did not."""
-        for attempt in range(attempts):
-            async with self.grants.locked(key):
-                grant = await self.grants.get(key)
-                if grant is None:
-                    if new is None:
-                        return None
-                    grant = new()
-                if not await change(grant):
-                    return None
-                try:
-                    await self.grants.save(grant, grant_envelopes(grant, cause, correlation_id))
-                except ConcurrentUpdate:
-                    pass
-                else:
-                    return grant
-            await asyncio.sleep(0.005 * 2**attempt)
-        raise ConcurrentUpdate(key)
+        """Apply ``change`` to one grant; returns the grant if it changed, None if not."""
+        changed = await self.update_many(firm_id, [target], change, cause, correlation_id, read)
+        return changed.get(target.grant_id)
+
+    async def update_many(
+        self,
+        firm_id: str,
+        targets: Collection[Target],
+        change: Change,
+        cause: Envelope[EventPayload] | None = None,
+        correlation_id: str | None = None,
+        read: Mapping[str, Grant | None] | None = None,
+    ) -> dict[str, Grant]:
+        """Apply ``change`` to each target and save them together; returns the changed ones.
+
+        One write for all of them (``GrantRepository.save_all``); the grants that lost a
+        race are read again and retried, up to ``attempts`` times, then
+        :class:`StillChanging` (a typed conflict). ``read``: grants the caller has just
+        read (None: known to be absent), used for the first try instead of reading again.
+        """
+        pending = {t.grant_id: t for t in targets}
+        changed: dict[str, Grant] = {}
+        for attempt in range(self.attempts):
+            stored = await self._read(firm_id, pending, read if attempt == 0 else None)
+            to_save: list[Grant] = []
+            for key, target in pending.items():
+                grant = stored.get(key)
+                if grant is None and target.new is not None:
+                    grant = target.new()
+                if grant is not None and change(grant):
+                    to_save.append(grant)
+            lost = await self.grants.save_all(
+                [(g, grant_envelopes(g, cause, correlation_id)) for g in to_save]
+            )
+            lost_ids = {g.id for g in lost}
+            changed.update((g.id, g) for g in to_save if g.id not in lost_ids)
+            if not lost_ids:
+                return changed
+            pending = {key: pending[key] for key in lost_ids}
+            await back_off(attempt)
+        raise StillChanging("the access of " + ", ".join(sorted(pending)))
+
+    async def _read(
+        self, firm_id: str, targets: Collection[str], read: Mapping[str, Grant | None] | None
+    ) -> Mapping[str, Grant | None]:
+        known = dict(read or {})
+        unread = [key for key in targets if key not in known]
+        if unread:
+            known.update(await self.grants.get_many(firm_id, unread))
+        return known
 
 
 class IdentityService:
@@ -119,81 +165,91 @@ class IdentityService:
             )
 
     async def login_toggled(self, event: Envelope[LoginToggled]) -> None:
-        p = event.payload
-        key = await self._grant_for_email(event.firm_id, p.account_id, p.address_id, p.email)
+        """One write of one grant: its state and, when it invites, InvitationIssued."""
+        p, firm_id = event.payload, event.firm_id
+        grant = await self._grant_for_email(firm_id, p.account_id, p.address_id, p.email)
+        key = grant.id if grant else grant_id(firm_id, p.account_id, p.address_id)
+        invite = await self.updates.invitations(firm_id)
 
-        async def change(grant: Grant) -> bool:
-            return grant.apply_login(
+        def change(g: Grant) -> bool:
+            return g.apply_login(
                 enabled=p.enabled,
                 send_invitation=p.send_invitation,
                 personal_message=p.personal_message,
                 actor=p.actor,
                 crm_version=event.aggregate_version,
                 email=p.email,
-                invite=await self.updates.invitations(event.firm_id),
+                invite=invite,
             )
 
         def new() -> Grant:
-            return Grant(key, event.firm_id, p.account_id, p.contact_id, p.address_id, p.email)
+            return Grant(key, firm_id, p.account_id, p.contact_id, p.address_id, p.email)
 
-        await self.updates.update(key, change, new, event)
+        await self.updates.update(firm_id, Target(key, new), change, event, read={key: grant})
 
     async def email_changed(self, event: Envelope[ContactEmailChanged]) -> None:
-        p = event.payload
+        """The address's grant on each of its accounts, saved in one batch."""
+        p, firm_id = event.payload, event.firm_id
         fact = EmailChange(p.old_email, p.new_email, event.aggregate_version)
+        invite = await self.updates.invitations(firm_id)
 
-        async def change(grant: Grant) -> bool:
-            invite = await self.updates.invitations(event.firm_id)
+        def change(grant: Grant) -> bool:
             return grant.change_email(fact, p.actor, invite)
 
-        for account_id in p.account_ids:
-            key = grant_id(event.firm_id, account_id, p.address_id)
+        def target(account_id: str) -> Target:
+            key = grant_id(firm_id, account_id, p.address_id)
 
-            def new(key: str = key, account_id: str = account_id) -> Grant:
+            def new() -> Grant:
                 # Remembered even without Login, so that a late LoginToggled naming the
                 # old email cannot send an invitation there.
-                return Grant(
-                    key, event.firm_id, account_id, p.contact_id, p.address_id, p.new_email
-                )
+                return Grant(key, firm_id, account_id, p.contact_id, p.address_id, p.new_email)
 
-            await self.updates.update(key, change, new, event)
+            return Target(key, new)
+
+        await self.updates.update_many(firm_id, [target(a) for a in p.account_ids], change, event)
 
     async def contact_unlinked(self, event: Envelope[ContactUnlinked]) -> None:
-        p = event.payload
+        """Every grant of the addresses on the account (unlinked ones too), in one batch."""
+        p, firm_id = event.payload, event.firm_id
 
-        async def unlink(grant: Grant) -> bool:
+        def unlink(grant: Grant) -> bool:
             return grant.unlink(event.aggregate_version)
 
-        for address in p.addresses:
-            key = grant_id(event.firm_id, p.account_id, address.address_id)
+        def target(address_id: str, email: str) -> Target:
+            key = grant_id(firm_id, p.account_id, address_id)
 
-            def new(
-                key: str = key, email: str = address.email, adr: str = address.address_id
-            ) -> Grant:
+            def new() -> Grant:
                 # A tombstone: a late LoginToggled from before the unlinking changes nothing.
-                return Grant(key, event.firm_id, p.account_id, p.contact_id, adr, email)
+                return Grant(key, firm_id, p.account_id, p.contact_id, address_id, email)
 
-            await self.updates.update(key, unlink, new, event)
-            for grant in await self.grants.for_address(event.firm_id, address.address_id):
-                if grant.account_id == p.account_id and grant.unlinked:
-                    await self.updates.update(grant.id, unlink, None, event)
+            return Target(key, new)
+
+        targets = [target(a.address_id, a.email) for a in p.addresses]
+        old_emails = await self.grants.unlinked_of(
+            firm_id, p.account_id, [a.address_id for a in p.addresses]
+        )
+        targets += [Target(g.id) for g in old_emails]
+        await self.updates.update_many(firm_id, targets, unlink, event)
 
     async def request_fresh_link(self, firm_id: str, account_id: str, address_id: str) -> None:
         """Issue a new link if this address has Login on and is not activated yet."""
+        invite = await self.updates.invitations(firm_id)
 
-        async def change(grant: Grant) -> bool:
-            invite = await self.updates.invitations(firm_id)
+        def change(grant: Grant) -> bool:
             return grant.reissue(invite, self.updates.clock(), FRESH_LINK_INTERVAL)
 
-        await self.updates.update(grant_id(firm_id, account_id, address_id), change)
+        await self.updates.update(
+            firm_id, Target(grant_id(firm_id, account_id, address_id)), change
+        )
 
     async def _grant_for_email(
         self, firm_id: str, account_id: str, address_id: str, email: str
-    ) -> str:
+    ) -> Grant | None:
         """The current grant of the address, unless ``email`` is one of its unlinked emails."""
-        key = grant_id(firm_id, account_id, address_id)
-        current = await self.grants.get(key)
+        current = await self.grants.get(firm_id, grant_id(firm_id, account_id, address_id))
         if current is None or same_email(current.email, email):
-            return key
-        unlinked = unlinked_grant_id(firm_id, account_id, address_id, email)
-        return unlinked if await self.grants.get(unlinked) is not None else key
+            return current
+        unlinked = await self.grants.get(
+            firm_id, unlinked_grant_id(firm_id, account_id, address_id, email)
+        )
+        return unlinked or current

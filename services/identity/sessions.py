@@ -1,9 +1,8 @@
-"""Portal sessions and login rate limits, on storage that FerretDB keeps consistent.
+"""Portal sessions and login rate limits.
 
 A session id is random and lives only in the person's cookie; the database holds its
-SHA-256. Expiry is checked in code. Login attempts are counted per fixed window with
-one document per attempt (unique inserts, never an ``$inc``, which FerretDB 1.x does
-not isolate) and a count.
+SHA-256. Expiry is checked in code (no TTL indexes). Login attempts are counted per
+fixed window, one counter document per key and window.
 """
 
 from __future__ import annotations
@@ -13,9 +12,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from shared.storage.mongo import Document
 
@@ -112,39 +112,62 @@ class LoginLimits:
 @dataclass(frozen=True)
 class Attempt:
     id: str
+    """The counter it was counted on."""
     count: int
     """Attempts under the same key in this window, this one included."""
 
 
 class LoginAttempts:
-    """Fixed-window counters per key (an address, a client IP)."""
+    """Fixed-window counters per key (an address, a client IP).
+
+    Guarantee relied on: a single-document update is atomic. An attempt is counted by
+    one ``find_one_and_update`` with ``$inc`` on the counter of its key and window
+    (upserted), which returns the count with this attempt in it: of racing attempts,
+    each gets a count of its own, so no more than the limit get through.
+    """
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["login_attempts"]
 
     async def ensure_indexes(self) -> None:
-        await self.collection.create_index([("key", ASCENDING), ("window", ASCENDING)])
-        await self.collection.create_index([("at", ASCENDING)])
+        await self.collection.create_index([("key", ASCENDING)])
+        await self.collection.create_index([("ends_at", ASCENDING)])
 
     async def record(self, key: str, limit: Limit, at: datetime) -> Attempt:
-        """Record one attempt under ``key`` first, then count: two racing callers both
-        see each other, so the limit holds without an atomic increment."""
-        window, attempt_id = _window(at, limit.window), secrets.token_hex(16)
-        await self.collection.insert_one(
-            {"_id": attempt_id, "key": _digest(key), "window": window, "at": at}
-        )
-        count = await self.collection.count_documents({"key": _digest(key), "window": window})
-        return Attempt(attempt_id, count)
+        """Count one attempt under ``key`` in the current window."""
+        window = _window(at, limit.window)
+        counter_id = f"{_digest(key)}:{window}"
+        ends_at = datetime.fromtimestamp((window + 1) * limit.window.total_seconds(), UTC)
+        for _ in range(2):  # two upserts of a new counter: the loser counts on the winner's
+            try:
+                doc = await self.collection.find_one_and_update(
+                    {"_id": counter_id},
+                    {
+                        "$inc": {"count": 1},
+                        "$setOnInsert": {"key": _digest(key), "ends_at": ends_at},
+                    },
+                    projection={"count": 1},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            except DuplicateKeyError:
+                continue
+            if doc is not None:  # always, with upsert and the document after the update
+                return Attempt(counter_id, int(doc["count"]))
+        raise RuntimeError(f"login attempt counter {counter_id} could not be written")
 
     async def withdraw(self, attempt: Attempt) -> None:
-        """A successful attempt does not count against the key."""
-        await self.collection.delete_one({"_id": attempt.id})
+        """A successful attempt does not count against the key (one atomic ``$inc``)."""
+        await self.collection.update_one(
+            {"_id": attempt.id, "count": {"$gt": 0}}, {"$inc": {"count": -1}}
+        )
 
     async def forget(self, key: str) -> None:
         await self.collection.delete_many({"key": _digest(key)})
 
-    async def purge_before(self, at: datetime) -> None:
-        await self.collection.delete_many({"at": {"$lt": at}})
+    async def purge_ended(self, at: datetime) -> None:
+        """Drop the counters of windows that ended by ``at``."""
+        await self.collection.delete_many({"ends_at": {"$lte": at}})
 
 
 def _window(at: datetime, length: timedelta) -> int:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from services.identity.domain import Grant, grant_id
 from services.identity.projections import AccountNames, InvalidAddresses
-from services.identity.service import GrantUpdates
+from services.identity.service import Change, GrantUpdates, Target
 from shared.contracts import identity as cmd
 from shared.contracts.errors import NotFound, UnknownFirm
 
@@ -32,7 +32,7 @@ class InvitationCommands:
             return grant.resend(invite, c.actor, c.personal_message)
 
         done, skipped = await self._apply(
-            selected, resend, correlation_id, "not awaiting activation"
+            c.firm_id, selected, resend, correlation_id, "not awaiting activation"
         )
         return cmd.InvitationsResent(resent=done, skipped=skipped)
 
@@ -44,7 +44,9 @@ class InvitationCommands:
         def cancel(grant: Grant) -> bool:
             return grant.cancel_invitation()
 
-        done, skipped = await self._apply(selected, cancel, correlation_id, "no pending invitation")
+        done, skipped = await self._apply(
+            c.firm_id, selected, cancel, correlation_id, "no pending invitation"
+        )
         return cmd.InvitationsCancelled(cancelled=done, skipped=skipped)
 
     async def pending(self, c: cmd.ListPendingActivations) -> cmd.PendingActivations:
@@ -74,16 +76,11 @@ class InvitationCommands:
         selected: dict[str, Grant] = {}
         for index, target in enumerate(targets):
             if target.account_id is not None:
-                grant = await self.grants.get(
-                    grant_id(firm_id, target.account_id, target.address_id)
-                )
+                key = grant_id(firm_id, target.account_id, target.address_id)
+                grant = await self.grants.get(firm_id, key)
                 found = [grant] if grant is not None and grant.login else []
             else:
-                found = [
-                    g
-                    for g in await self.grants.for_address(firm_id, target.address_id)
-                    if g.awaiting_activation
-                ]
+                found = await self.grants.awaiting_activation(firm_id, target.address_id)
             if not found:
                 raise NotFound(
                     f"no address {target.address_id} with Login on in this firm"
@@ -95,24 +92,28 @@ class InvitationCommands:
 
     async def _apply(
         self,
+        firm_id: str,
         grants: list[Grant],
-        change: Callable[[Grant], bool],
+        change: Change,
         correlation_id: str | None,
         why_skipped: str,
     ) -> tuple[tuple[cmd.Invited, ...], tuple[cmd.Skipped, ...]]:
-        done: list[cmd.Invited] = []
-        skipped: list[cmd.Skipped] = []
-
-        async def apply(grant: Grant) -> bool:
-            return change(grant)
-
-        for grant in grants:
-            changed = await self.updates.update(grant.id, apply, correlation_id=correlation_id)
-            if changed is None:
-                skipped.append(cmd.Skipped(**_ids(grant), reason=why_skipped))
-            else:
-                done.append(cmd.Invited(**_ids(grant), email=changed.email))
-        return tuple(done), tuple(skipped)
+        """Change every selected grant; they are saved together, in one write."""
+        ids = {g.id: _ids(g) for g in grants}
+        changed = await self.updates.update_many(
+            firm_id,
+            [Target(g.id) for g in grants],
+            change,
+            correlation_id=correlation_id,
+            read={g.id: g for g in grants},
+        )
+        done = tuple(
+            cmd.Invited(**ids[key], email=changed[key].email) for key in ids if key in changed
+        )
+        skipped = tuple(
+            cmd.Skipped(**ids[key], reason=why_skipped) for key in ids if key not in changed
+        )
+        return done, skipped
 
 
 _NEVER = datetime.min.replace(tzinfo=UTC)

@@ -68,6 +68,14 @@ class Conflict(DomainError):
     code = ErrorCode.CONFLICT
 
 
+class StillChanging(Conflict):
+    """A record kept changing under every retry of a conditional write; nothing was changed.
+
+    A command gets a typed ``conflict`` reply; an event is redelivered later (it is a
+    race that may well be won next time), not dead-lettered at once.
+    """
+
+
 def reply_from_validation_error(exc: ValidationError) -> ErrorReply:
     errors = tuple(
         FieldError(field=".".join(str(part) for part in err["loc"]) or "body", reason=err["msg"])

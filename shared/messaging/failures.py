@@ -13,6 +13,7 @@ from shared.contracts.errors import (
     DomainError,
     ErrorCode,
     ErrorReply,
+    StillChanging,
     reply_from_validation_error,
 )
 
@@ -24,6 +25,8 @@ class PayloadTooLarge(ValueError):
 
 def is_permanent(exc: BaseException) -> bool:
     """True when processing the same message again cannot succeed."""
+    if isinstance(exc, StillChanging):
+        return False
     return isinstance(
         exc,
         ValidationError

@@ -22,6 +22,7 @@ from faststream import BaseMiddleware
 from faststream.rabbit import RabbitBroker
 
 from shared.contracts.envelope import MAX_MESSAGE_BYTES
+from shared.contracts.errors import StillChanging
 from shared.logging import get_logger
 from shared.messaging.failures import PayloadTooLarge, describe, error_reply, is_permanent
 from shared.messaging.topology import DEAD_LETTER_EXCHANGE, DELIVERY_LIMIT
@@ -77,7 +78,9 @@ class _DeadLetterMiddleware(BaseMiddleware):
             _refuse_oversized(msg.body)
             return await call_next(msg)
         except Exception as exc:
-            if msg.reply_to and is_permanent(exc):
+            # A command's caller is told at once, a race lost after retries included
+            # (an event with that failure is redelivered instead).
+            if msg.reply_to and (is_permanent(exc) or isinstance(exc, StillChanging)):
                 reply = error_reply(exc, from_handler=True)
                 log.info("command refused", code=reply.code, reason=reply.message)
                 return reply.model_dump(mode="json")

@@ -3,18 +3,24 @@
 The real services run (``services`` fixture). Tests publish events for firms of their
 own on the session's broker, read identity's published events from a queue of their
 own bound to ``identity.#``, and ask identity's commands what it holds.
+
+Tests of identity's storage use its adapters in-process on a database of their own
+(``database``), with an outbox relay that is not started (``idle_relay``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from faststream.rabbit import RabbitQueue
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.cli.client import Client
 from shared.contracts import identity as cmd
@@ -29,7 +35,11 @@ from shared.contracts.events import (
     LoginToggled,
     NotificationFailed,
 )
+from shared.messaging.events import EventPublisher
 from shared.messaging.topology import EVENTS_EXCHANGE
+from shared.storage.mongo import Document, create_client
+from shared.storage.outbox import OutboxRelay
+from tests.infra import Infra
 from tests.polling import eventually, unique
 from tests.services import RunningServices
 
@@ -69,7 +79,8 @@ def of(event_type: str, **payload: Any) -> Callable[[dict[str, Any]], bool]:
 
 
 def token_of(issued: dict[str, Any]) -> str:
-    return parse_qs(urlparse(issued["payload"]["activation_url"]).query)["token"][0]
+    url = str(issued["payload"]["activation_url"])
+    return parse_qs(urlparse(url).query)["token"][0]
 
 
 @dataclass(frozen=True)
@@ -220,3 +231,30 @@ async def firm(client: Client, services: RunningServices) -> Firm:
     await f.register()
     await f.known()
     return f
+
+
+class RecordingPublisher:
+    """Stands in for the broker where publishing is not what a test looks at."""
+
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    async def publish(self, envelope: Mapping[str, Any], routing_key: str | None = None) -> None:
+        self.published.append(dict(envelope))
+
+
+def idle_relay(
+    *collections: AsyncCollection[Document], publisher: RecordingPublisher | None = None
+) -> OutboxRelay:
+    """A relay that is never started: writers notify it, and a test may run it by hand."""
+    return OutboxRelay(list(collections), cast(EventPublisher, publisher or RecordingPublisher()))
+
+
+@pytest.fixture
+async def database(infra: Infra) -> AsyncIterator[AsyncDatabase[Document]]:
+    """A database of the test's own on the session's MongoDB, dropped afterwards."""
+    client = create_client(infra.mongodb_url, app_name="identity-storage-test")
+    db = client[f"{infra.database_prefix}identity_{uuid.uuid4().hex[:8]}"]
+    yield db
+    await client.drop_database(db.name)
+    await client.close()

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from pymongo.asynchronous.database import AsyncDatabase
 
 from services.identity.access import LoginRecords, LoginRefused, PortalAccess
 from services.identity.projections import AccountNames
 from services.identity.repository import GrantRepository, Users
 from services.identity.sessions import Limit, LoginAttempts, LoginLimits, Sessions
-from shared.storage.locks import Locks
-from shared.storage.mongo import create_client
-from tests.infra import Infra
+from shared.storage.mongo import Document
+from tests.integration.identity.conftest import idle_relay
 
 pytestmark = pytest.mark.integration
 PASSWORD = "a long and private passphrase"
@@ -27,36 +24,26 @@ LIMITS = LoginLimits(
 )
 
 
-class RelayStub:
-    """The outbox relay is not under test here: nothing is published."""
-
-    def notify(self, collection: str, doc_id: Any) -> None:
-        return None
-
-    async def expect(self, collection: str, doc_id: Any) -> None:
-        return None
-
-
 @pytest.fixture
-async def access(infra: Infra) -> AsyncIterator[PortalAccess]:
-    client = create_client(infra.mongodb_url, app_name="identity-limits-test")
-    db = client[f"{infra.database_prefix}identity_limits_{uuid.uuid4().hex[:6]}"]
-    locks = Locks(db["locks"])
+async def access(database: AsyncDatabase[Document]) -> PortalAccess:
     passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    users = Users(db)
+    users = Users(database)
+    await users.ensure_indexes()
     await users.create("usr_1", FIRM, "ann@example.com", passwords.hash(PASSWORD))
-    relay: Any = RelayStub()
-    yield PortalAccess(
+    grants = GrantRepository(database, idle_relay(database[GrantRepository.collection_name]))
+    logins = LoginRecords(database, idle_relay(database[LoginRecords.collection_name]))
+    attempts = LoginAttempts(database)
+    await attempts.ensure_indexes()
+    return PortalAccess(
         users,
-        GrantRepository(db, relay, locks),
-        AccountNames(db),
-        Sessions(db),
-        LoginAttempts(db),
-        LoginRecords(db, relay, locks),
+        grants,
+        AccountNames(database),
+        Sessions(database),
+        attempts,
+        logins,
         passwords,
         LIMITS,
     )
-    await client.close()
 
 
 async def answer(access: PortalAccess, email: str, password: str, ip: str) -> str:
@@ -93,3 +80,18 @@ class TestLoginLimits:
         )
         assert sum("not right" in r for r in replies) <= 3
         assert sum("Too many" in r for r in replies) >= 7
+
+
+class TestLoginRecords:
+    async def test_racing_logins_of_one_person_are_each_recorded_with_a_version_of_their_own(
+        self, access: PortalAccess, database: AsyncDatabase[Document]
+    ) -> None:
+        replies = await asyncio.gather(
+            *(answer(access, "ann@example.com", PASSWORD, f"10.4.4.{n}") for n in range(3))
+        )
+
+        assert replies == ["ok"] * 3
+        record = await database[LoginRecords.collection_name].find_one({"_id": "usr_1"})
+        assert record is not None and record["version"] == 3
+        versions = sorted(e["aggregate_version"] for e in record["outbox"].values())
+        assert versions == [1, 2, 3]
