@@ -2,8 +2,9 @@
 
 ``RecordBounce`` publishes a permanent NotificationFailed (identity then flags the
 address as invalid). The bounce is one inserted document carrying its event in its
-embedded outbox, so recording it and publishing it cannot come apart, and the same
-bounce reported twice is one duplicate key.
+embedded outbox, so recording it and publishing it cannot come apart. Guarantee relied
+on: an insert of an existing ``_id`` fails with a duplicate key, so the same bounce
+reported twice is recorded (and published) once.
 """
 
 from __future__ import annotations
@@ -65,7 +66,6 @@ class Bounces:
             correlation_id=correlation_id,
         )
         doc_id = f"{command.firm_id}|{bounce_id}"
-        await self._relay.expect(self.collection_name, doc_id)
         try:
             await self.collection.insert_one(
                 {

@@ -1,32 +1,64 @@
 """Sends one email at most once per delivery record, and records the outcome with its event.
 
-The record is claimed before sending (a unique insert, or taking over a lapsed lease)
-and marked ``sent`` after; a redelivered event that finds it ``sent`` does nothing.
-If the process dies between the SMTP accept and the mark, the lease lapses and the
-email is sent again with the same Message-ID (SMTP offers no stronger guarantee).
+The record is the claim: it is inserted already leased (or a lapsed lease is taken
+over) before sending, and its outcome is written after, fenced by the lease, so a
+holder that stalled past its lease cannot overwrite whoever took it over. A
+redelivered event that finds the record ``sent`` does nothing. If the process dies
+between the SMTP accept and the mark, the lease lapses and the email is sent again
+with the same Message-ID (SMTP offers no stronger guarantee).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from email.message import EmailMessage
 from email.utils import make_msgid
+from typing import Protocol
 
 from pymongo.errors import PyMongoError
 
+from services.notification.deliveries import Claim, ClaimResult
 from services.notification.domain import Delivery, DeliveryStatus
-from services.notification.mailer import Mailer, PermanentDeliveryFailure
+from services.notification.mailer import PermanentDeliveryFailure
 from services.notification.rendering import MailHeaders, RenderedMail, compose
-from services.notification.repository import Claim, ClaimResult, DeliveryRepository
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.contracts.events import NotificationDelivered, NotificationFailed
 from shared.logging import get_logger
+from shared.storage.leases import Lease
 
 log = get_logger(__name__)
 
 BUSY_POLL_SECONDS = 0.2
+MARK_RETRY_SECONDS = (0.2, 5.0)
+"""First and longest pause between tries of the outcome's write during a database outage."""
+
+
+class DeliveryRecords(Protocol):
+    """The delivery records (``deliveries.DeliveryRepository``)."""
+
+    async def claim(self, delivery: Delivery, message_id: str, duration: timedelta) -> Claim: ...
+
+    async def claim_existing(self, delivery: Delivery, duration: timedelta) -> Claim: ...
+
+    async def mark_sent(self, lease: Lease, event: Envelope[EventPayload]) -> bool: ...
+
+    async def mark_failed(
+        self, lease: Lease, reason: str, event: Envelope[EventPayload]
+    ) -> bool: ...
+
+    async def release(self, lease: Lease) -> bool: ...
+
+    async def status(self, delivery: Delivery) -> DeliveryStatus | None: ...
+
+
+class MailSender(Protocol):
+    """Sends one message or raises a ``mailer.DeliveryFailure`` (``mailer.Mailer``)."""
+
+    async def send(self, message: EmailMessage) -> None: ...
 
 
 class DeliveryBusyError(RuntimeError):
@@ -42,11 +74,21 @@ class Cause:
     event_id: str
 
 
+@dataclass(frozen=True)
+class _Owned:
+    """A claimed delivery: its lease, and until when (this process's monotonic clock)."""
+
+    delivery: Delivery
+    lease: Lease
+    message_id: str
+    deadline: float
+
+
 class Deliverer:
     def __init__(
         self,
-        deliveries: DeliveryRepository,
-        mailer: Mailer,
+        deliveries: DeliveryRecords,
+        mailer: MailSender,
         *,
         sender: str,
         lease: timedelta,
@@ -56,83 +98,109 @@ class Deliverer:
         self._sender = sender
         self._lease = lease
         self._domain = sender.rpartition("@")[2] or None
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def deliver(self, delivery: Delivery, mail: RenderedMail, cause: Cause) -> None:
-        claim = await self._claim(delivery)
+        claim, deadline = await self._claim(delivery)
         if claim.result is ClaimResult.DONE:
             log.info("delivery already done", delivery_id=delivery.id, kind=delivery.kind)
             return
-        if claim.result is ClaimResult.BUSY:
+        if claim.result is ClaimResult.BUSY or claim.lease is None:
             raise DeliveryBusyError(f"delivery {delivery.id} is being sent by another consumer")
+        owned = _Owned(delivery, claim.lease, claim.message_id, deadline)
         # Shielded: a cancelled handler (the broker connection dropped, a shutdown)
         # must not stop between the server accepting the email and its record, or the
-        # email would go out again once the lease lapses.
-        await asyncio.shield(self._send(delivery, mail, cause, claim.message_id))
+        # email would go out again once the lease lapses. :meth:`drain` waits for it.
+        task = asyncio.ensure_future(self._send(owned, mail, cause))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+        await asyncio.shield(task)
 
-    async def _send(
-        self, delivery: Delivery, mail: RenderedMail, cause: Cause, message_id: str
-    ) -> None:
-        headers = MailHeaders(self._sender, delivery.to, delivery.kind, delivery.id, message_id)
+    async def drain(self) -> None:
+        """Wait for the sends still under way (at shutdown, before the database closes)."""
+        await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def _send(self, owned: _Owned, mail: RenderedMail, cause: Cause) -> None:
+        delivery = owned.delivery
+        headers = MailHeaders(
+            self._sender, delivery.to, delivery.kind, delivery.id, owned.message_id
+        )
         try:
             await self._mailer.send(compose(mail, headers))
         except PermanentDeliveryFailure as exc:
-            await self._deliveries.mark_failed(
-                delivery.id, exc.reason, _failed(delivery, exc, cause)
+            reason, failed = exc.reason, _failed(delivery, exc, cause)
+            await self._record(
+                owned, lambda: self._deliveries.mark_failed(owned.lease, reason, failed)
             )
             log.warning(
                 "delivery refused for good",
                 delivery_id=delivery.id,
                 kind=delivery.kind,
-                reason=exc.reason,
+                reason=reason,
             )
             return
         except Exception:
-            # Nothing left: let the retry claim it at once.
-            await self._deliveries.release(delivery.id)
+            await self._give_up(owned)
             raise
-        await self._record_sent(delivery, cause)
+        delivered = _delivered(delivery, cause)
+        await self._record(owned, lambda: self._deliveries.mark_sent(owned.lease, delivered))
         log.info("delivery sent", delivery_id=delivery.id, kind=delivery.kind)
 
-    async def _record_sent(self, delivery: Delivery, cause: Cause) -> None:
-        """Mark the delivery sent, waiting out a database outage while the lease holds.
+    async def _record(self, owned: _Owned, mark: Callable[[], Awaitable[bool]]) -> None:
+        """Write the outcome, waiting out a database outage while the lease holds.
 
-        The server has the email now: failing here would let the lease lapse and the
-        email go out again, so the mark is retried for as long as the lease lasts.
+        The server has the email now (or refused it for good): failing here would let
+        the lease lapse and the email go out again, so the write is retried for as
+        long as the lease lasts. Retrying is safe: the write is fenced by the lease, and
+        repeats the same fields and the same event.
         """
-        deadline = time.monotonic() + self._lease.total_seconds()
-        delay = 0.2
+        delay, longest = MARK_RETRY_SECONDS
         while True:
             try:
-                await self._deliveries.mark_sent(delivery.id, _delivered(delivery, cause))
+                recorded = await mark()
             except PyMongoError as exc:
-                if time.monotonic() + delay > deadline:
+                if time.monotonic() + delay > owned.deadline:
                     raise
-                log.warning("sent, but not recorded yet; retrying", error=repr(exc))
+                log.warning("outcome not recorded yet; retrying", error=repr(exc))
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            else:
-                return
+                delay = min(delay * 2, longest)
+                continue
+            if not recorded:
+                log.warning(
+                    "lease lost before the outcome was recorded; its new holder records it",
+                    delivery_id=owned.delivery.id,
+                )
+            return
+
+    async def _give_up(self, owned: _Owned) -> None:
+        """Nothing left the server: release the lease so the retry claims it at once."""
+        try:
+            await self._deliveries.release(owned.lease)
+        except PyMongoError as exc:  # the lease lapses on its own
+            log.warning("lease not released", delivery_id=owned.delivery.id, error=repr(exc))
 
     async def is_done(self, delivery: Delivery) -> bool:
         """Sent, or refused for good, already: a cheap check before rendering it again."""
-        status = await self._deliveries.status(delivery.id)
+        status = await self._deliveries.status(delivery)
         return status in (DeliveryStatus.SENT, DeliveryStatus.FAILED)
 
-    async def _claim(self, delivery: Delivery) -> Claim:
+    async def _claim(self, delivery: Delivery) -> tuple[Claim, float]:
         """Claim the delivery, waiting out another holder's lease rather than the broker's.
 
         A duplicate being sent right now finishes in milliseconds; a holder that died
         leaves a lease that lapses. Waiting here keeps the event's redeliveries (and
-        their limit before the dead-letter queue) for real failures.
+        their limit before the dead-letter queue) for real failures. Returns the claim
+        and when its lease ends at the latest, on this process's monotonic clock.
         """
-        deadline = time.monotonic() + self._lease.total_seconds()
-        while True:
-            claim = await self._deliveries.claim(
-                delivery, make_msgid(domain=self._domain), self._lease
-            )
-            if claim.result is not ClaimResult.BUSY or time.monotonic() > deadline:
-                return claim
+        duration = self._lease.total_seconds()
+        asked = time.monotonic()
+        claim = await self._deliveries.claim(delivery, make_msgid(domain=self._domain), self._lease)
+        give_up_at = asked + duration
+        while claim.result is ClaimResult.BUSY and time.monotonic() < give_up_at:
             await asyncio.sleep(BUSY_POLL_SECONDS)
+            asked = time.monotonic()
+            claim = await self._deliveries.claim_existing(delivery, self._lease)
+        return claim, asked + duration
 
 
 def _delivered(delivery: Delivery, cause: Cause) -> Envelope[EventPayload]:

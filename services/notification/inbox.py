@@ -1,9 +1,10 @@
 """Inbox+ for staff: items from bulk-update reports and synced client mail, read per person.
 
-Insert-only on both servers: an item's ``_id`` derives from what it reports (the bulk
-update's job, mailsync's message), so a redelivered event is a duplicate key; a
-staff member reading an item inserts a ``(item, staff)`` marker, so a firm-wide
-item read by one person stays unread for the others and nothing is ever updated.
+Guarantee relied on: an insert of an existing ``_id`` fails with a duplicate key. An
+item's ``_id`` derives from what it reports (the bulk update's job, mailsync's
+message), so a redelivered event adds nothing; a staff member reading an item inserts
+a ``(item, staff)`` marker, so a firm-wide item read by one person stays unread for the
+others, and marking it read twice counts once. Every query names the firm.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from shared.contracts.errors import DomainError, ErrorCode, NotFound
 from shared.contracts.events import BulkUpdateCompleted, EmailReceived
 from shared.storage.mongo import Document
 
+DUPLICATE_KEY = 11000
 EVERYONE = "*"  # the audience of a firm-wide item (a staff id cannot be "*")
 _ITEM_IDS = uuid.UUID("0b7d3c1e-5a84-4f0c-9a6e-2c51d7e8f934")
 _CURSOR_SEPARATOR = "|"
@@ -87,9 +89,10 @@ class InboxRepository:
         cursor = self.items.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
         return await cursor.limit(size).to_list()
 
-    async def read_ids(self, staff_id: str, item_ids: list[str]) -> set[str]:
+    async def read_ids(self, firm_id: str, staff_id: str, item_ids: list[str]) -> set[str]:
         markers = [f"{i}|{staff_id}" for i in item_ids]
-        found = self.reads.find({"_id": {"$in": markers}}, {"item_id": 1})
+        query = {"firm_id": firm_id, "staff_id": staff_id, "_id": {"$in": markers}}
+        found = self.reads.find(query, {"item_id": 1})
         return {doc["item_id"] async for doc in found}
 
     async def visible_ids(self, firm_id: str, staff_id: str, item_ids: list[str]) -> set[str]:
@@ -106,17 +109,32 @@ class InboxRepository:
         return max(visible - read, 0)
 
     async def mark_read(self, firm_id: str, staff_id: str, item_ids: list[str]) -> int:
-        """Insert a read marker per item; returns how many were new."""
+        """Insert a read marker per item (one unordered insert); returns how many were new.
+
+        Markers already there are duplicate keys. What this call inserted is counted by
+        its own token on the markers, not from the error's ``nInserted`` (a server may
+        over-count it after a duplicate key).
+        """
         if not item_ids:
             return 0
+        token = uuid.uuid4().hex
         markers = [
-            {"_id": f"{i}|{staff_id}", "firm_id": firm_id, "staff_id": staff_id, "item_id": i}
+            {
+                "_id": f"{i}|{staff_id}",
+                "firm_id": firm_id,
+                "staff_id": staff_id,
+                "item_id": i,
+                "marked_by": token,
+            }
             for i in item_ids
         ]
         try:
             result = await self.reads.insert_many(markers, ordered=False)
         except BulkWriteError as exc:
-            return int(exc.details.get("nInserted", 0))
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", ())):
+                raise
+            query = {"firm_id": firm_id, "staff_id": staff_id, "marked_by": token}
+            return await self.reads.count_documents(query)
         return len(result.inserted_ids)
 
 
@@ -195,7 +213,7 @@ class Inbox:
         size = command.limit * (self.PAGE_FACTOR if command.unread_only else 1)
         while len(chosen) < command.limit:
             docs = await self.items.page(firm, staff, before, size)
-            read = await self.items.read_ids(staff, [d["_id"] for d in docs])
+            read = await self.items.read_ids(firm, staff, [d["_id"] for d in docs])
             for doc in docs:
                 if not (command.unread_only and doc["_id"] in read):
                     chosen.append((doc, doc["_id"] in read))

@@ -11,6 +11,7 @@ from functools import partial
 from faststream.asgi import AsgiFastStream
 
 from services.notification.bounces import Bounces
+from services.notification.deliveries import DeliveryRepository
 from services.notification.delivery import Deliverer
 from services.notification.digest import utc_now
 from services.notification.digests import Clock, Digests, DigestScheduler
@@ -25,7 +26,6 @@ from services.notification.links import UnsubscribeLinks
 from services.notification.mailer import Mailer, SmtpConfig
 from services.notification.rendering import Renderer
 from services.notification.repository import (
-    DeliveryRepository,
     FirmRepository,
     QuestionRepository,
     RecipientRepository,
@@ -71,11 +71,11 @@ def bootstrap(
     relay = runtime.with_outbox(
         [db[DeliveryRepository.collection_name], db[Bounces.collection_name]]
     )
-    firms, recipients = FirmRepository(db), RecipientRepository(db, runtime.locks)
+    firms, recipients = FirmRepository(db), RecipientRepository(db)
     questions, inbox_items = QuestionRepository(db), InboxRepository(db)
     mailer = Mailer(smtp_config(config))
     deliverer = Deliverer(
-        DeliveryRepository(db, relay),
+        DeliveryRepository(db, relay, runtime.clock),
         mailer,
         sender=config.mail_from,
         lease=delivery_lease(config),
@@ -107,7 +107,7 @@ def bootstrap(
         inbox_items.ensure_indexes,
         scheduler.start,
     ]
-    runtime.shutdown += [scheduler.stop, mailer.close]
+    runtime.shutdown += [scheduler.stop, deliverer.drain, mailer.close]
     to_crm = partial(
         send_command,
         runtime.broker,

@@ -121,19 +121,15 @@ class NotificationService:
 
     async def contact_unlinked(self, envelope: Envelope[ContactUnlinked]) -> None:
         p = envelope.payload
-        for address in p.addresses:
-            key = RecipientKey(envelope.firm_id, p.account_id, address.address_id)
-            await self._record(
-                key, address_unlinked(envelope.aggregate_version, contact_id=p.contact_id)
-            )
+        unlinked = address_unlinked(envelope.aggregate_version, contact_id=p.contact_id)
+        facts = [(address.address_id, fact) for address in p.addresses for fact in unlinked]
+        await self.recipients.record_account(envelope.firm_id, p.account_id, facts)
 
     async def contact_email_changed(self, envelope: Envelope[ContactEmailChanged]) -> None:
         p = envelope.payload
         fact = EmailSeen(time_version(envelope.occurred_at), p.new_email)
-        for account_id in p.account_ids:
-            await self.recipients.record(
-                RecipientKey(envelope.firm_id, account_id, p.address_id), fact
-            )
+        keys = (RecipientKey(envelope.firm_id, a, p.address_id) for a in p.account_ids)
+        await asyncio.gather(*(self.recipients.record(key, fact) for key in keys))
 
     async def login_toggled(self, envelope: Envelope[LoginToggled]) -> None:
         p = envelope.payload
@@ -174,8 +170,8 @@ class NotificationService:
         p = envelope.payload
         key = RecipientKey(envelope.firm_id, p.account_id, p.address_id)
         version = envelope.aggregate_version
-        await self.recipients.record(key, ActivationSet(version, Activation.PENDING))
-        if not invitation_is_current(await self.recipients.get(key), version):
+        recipient = await self.recipients.record(key, ActivationSet(version, Activation.PENDING))
+        if not invitation_is_current(recipient, version):
             log.info("invitation superseded; not sent", invitation_id=p.invitation_id)
             return
         firm = await self.firms.get(envelope.firm_id)

@@ -87,7 +87,7 @@ class Notification:
         )
 
     async def recipient(self, key: RecipientKey) -> Recipient | None:
-        return await RecipientRepository(self.runtime.db, self.runtime.locks).get(key)
+        return await RecipientRepository(self.runtime.db).get(key)
 
     async def applied(self, key: RecipientKey, facet: Facet, version: int) -> None:
         async def landed() -> bool:

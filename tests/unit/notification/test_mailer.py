@@ -26,10 +26,21 @@ class ScriptedServer:
         self.replies: list[str] = []
         self.received: list[Envelope] = []
         self.connections: list[SMTP] = []
+        self.data_seconds = 0.0
+        """How long each DATA takes before its reply."""
+        self.in_data = 0
+        self.most_in_data = 0
+        """The most DATA commands the server handled at the same time."""
 
     async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
+        self.in_data += 1
+        self.most_in_data = max(self.most_in_data, self.in_data)
+        try:
+            await asyncio.sleep(self.data_seconds)
+        finally:
+            self.in_data -= 1
         if self.replies:
             return self.replies.pop(0)
         self.received.append(envelope)
@@ -86,6 +97,20 @@ class TestSending:
 
         assert len(server.received) == 3
         assert len(server.connections) == 1
+
+    async def test_concurrent_messages_go_out_in_parallel_over_the_pool(
+        self, smtp: tuple[ScriptedServer, int]
+    ) -> None:
+        server, port = smtp
+        server.data_seconds = 0.2
+        sender = mailer(port, connections=4)
+
+        await asyncio.gather(*(sender.send(message()) for _ in range(12)))
+        await sender.close()
+
+        assert len(server.received) == 12
+        assert len(server.connections) == 4  # opened once each, then kept open
+        assert server.most_in_data == 4  # all four busy at the same time
 
     async def test_a_dropped_connection_is_replaced(self, smtp: tuple[ScriptedServer, int]) -> None:
         server, port = smtp
