@@ -1,15 +1,16 @@
 """Bulk updates: one change to every linked address of many accounts, in the background.
 
 A request is cut into chunks of accounts when it is accepted (a filter is resolved to
-account ids then). Every crm process runs a worker that claims chunks with a lease
-(``Locks.attempt``), applies the change account by account and records each chunk's
-result with a unique insert, so a crash anywhere resumes where it stopped and two
+account ids then): the chunks are inserted first and the job last, so a job exists
+only with all its chunks. Every crm process runs a worker that takes chunks under a
+lease and records each chunk's result in the chunk document, fenced by its lease
+(``services.crm.bulk_chunks``), so a crash anywhere resumes where it stopped and
 replicas share the work. Exactly once per address comes from the account itself: it
-records the job id with the changes and their events, in the same write, and an
-account that already took part in the job is not changed again.
+records the job id with its changes and their events, in the same write.
 
 The job document is an aggregate with an embedded outbox: BulkUpdateRequested goes
-out with its creation, BulkUpdateCompleted with its completion.
+out with its creation (an insert), BulkUpdateCompleted with its completion (a write
+conditional on the job's version, so exactly one process completes it).
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from datetime import UTC, datetime, timedelta
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError
 
 from services.crm import access
-from services.crm.common import Store, categories, retry_on_concurrent_update
-from services.crm.domain import BulkChange, BulkOutcome, new_id
-from services.crm.repository import NotStored
+from services.crm.bulk_chunks import NOT_DONE, ChunkWorker, Job
+from services.crm.common import Store, categories
+from services.crm.domain import BulkChange, new_id
 from shared.contracts import crm as cmd
 from shared.contracts.envelope import Envelope
 from shared.contracts.errors import Conflict, NotFound
@@ -42,17 +43,15 @@ from shared.contracts.events import (
 )
 from shared.logging import get_logger
 from shared.storage.aggregates import ConcurrentUpdate, save_aggregate
-from shared.storage.locks import Locks, LockTimeout
+from shared.storage.clock import Clock
 from shared.storage.mongo import Document, find_in_firm
-from shared.storage.outbox import OutboxRelay, lock_key
+from shared.storage.outbox import OutboxRelay
 
 log = get_logger("crm.bulk")
 
-JOBS, CHUNKS, RESULTS = "bulk_jobs", "bulk_chunks", "bulk_chunk_results"
-TRANSIENT = (PyMongoError, LockTimeout, Conflict, OSError, TimeoutError)
-"""Failures that pass (database or lock away, a record that kept changing): retried,
-never reported as an account's error."""
+JOBS, CHUNKS = "bulk_jobs", "bulk_chunks"
 MAX_REPORTED_ERRORS = 500
+DUPLICATE_KEY = 11000
 
 _FILTERS: dict[cmd.BulkFilter, Document] = {
     cmd.BulkFilter.ALL: {},
@@ -78,9 +77,10 @@ _FILTERS: dict[cmd.BulkFilter, Document] = {
 class Tuning:
     chunk_size: int = 50
     concurrency: int = 8
-    """Accounts of one chunk changed at once by one process."""
+    """Chunks one process works on at once."""
     sweep_seconds: float = 1.0
-    chunk_lease: timedelta = timedelta(minutes=2)
+    chunk_lease: timedelta = timedelta(seconds=30)
+    """Renewed every third of it while a chunk runs; a dead holder's chunk waits this long."""
 
 
 def change_of(c: cmd.RequestBulkUpdate) -> BulkChange:
@@ -113,10 +113,6 @@ def _fingerprint(c: cmd.RequestBulkUpdate) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _error(reason: str, account_id: str | None = None) -> Document:
-    return {"account_id": account_id, "reason": reason}
-
-
 class BulkUpdates:
     """Accepts bulk updates, reports their progress and works through them."""
 
@@ -125,23 +121,23 @@ class BulkUpdates:
         store: Store,
         db: AsyncDatabase[Document],
         relay: OutboxRelay,
-        locks: Locks,
+        clock: Clock,
         tuning: Tuning | None = None,
     ) -> None:
         self.store = store
         self.jobs: AsyncCollection[Document] = db[JOBS]
         self.chunks: AsyncCollection[Document] = db[CHUNKS]
-        self.results: AsyncCollection[Document] = db[RESULTS]
         self._relay = relay
-        self._locks = locks
         self.tuning = tuning or Tuning()
+        self.worker = ChunkWorker(store, self.chunks, clock, self.tuning.chunk_lease)
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def ensure_indexes(self) -> None:
-        await self.jobs.create_index([("open", ASCENDING)])
-        await self.chunks.create_index([("job_id", ASCENDING)])
-        await self.results.create_index([("job_id", ASCENDING)])
+        await self.jobs.create_index([("open", ASCENDING), ("created_at", ASCENDING)])
+        await self.chunks.create_index(
+            [("firm_id", ASCENDING), ("job_id", ASCENDING), ("n", ASCENDING)]
+        )
 
     # --- commands ----------------------------------------------------------------------
 
@@ -200,7 +196,7 @@ class BulkUpdates:
         job = await find_in_firm(self.jobs, c.job_id, c.firm_id, {"outbox": 0})
         if job is None:
             raise NotFound(f"no bulk update {c.job_id} in this firm", field="job_id")
-        totals = await self._totals(c.job_id)
+        totals = await self._totals(c.firm_id, c.job_id)
         return cmd.BulkUpdateProgress(
             job_id=c.job_id,
             state=cmd.BulkUpdateState.RUNNING if job["open"] else cmd.BulkUpdateState.COMPLETED,
@@ -221,6 +217,7 @@ class BulkUpdates:
         return [doc["_id"] async for doc in cursor]
 
     async def _insert_chunks(self, job_id: str, firm_id: str, account_ids: Sequence[str]) -> None:
+        """Unique inserts: a retried request finds the chunks it inserted before."""
         size = self.tuning.chunk_size
         docs = [
             {
@@ -229,12 +226,18 @@ class BulkUpdates:
                 "firm_id": firm_id,
                 "n": n,
                 "account_ids": list(account_ids[start : start + size]),
+                "done": False,
             }
             for n, start in enumerate(range(0, len(account_ids), size))
         ]
-        if docs:
-            with contextlib.suppress(DuplicateKeyError):  # a retried request
-                await self.chunks.insert_many(docs, ordered=False)
+        if not docs:
+            return
+        try:
+            await self.chunks.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
 
     # --- the worker --------------------------------------------------------------------
 
@@ -258,102 +261,74 @@ class BulkUpdates:
                 log.warning("bulk update pass failed; will retry", error=repr(exc))
 
     async def run_pending(self) -> int:
-        """Work through every open job's unclaimed chunks; returns how many this pass did."""
+        """Work through every open job's free chunks; returns how many this pass recorded."""
         done = 0
         async for job in self.jobs.find({"open": True}, {"outbox": 0}).sort("created_at"):
             done += await self._run_job(job)
         return done
 
-    async def _run_job(self, job: Document) -> int:
-        finished = {doc["_id"] async for doc in self.results.find({"job_id": job["_id"]}, {})}
-        done = 0
-        async for chunk in self.chunks.find({"job_id": job["_id"]}).sort("n"):
-            if chunk["_id"] in finished:
-                continue
-            async with self._locks.attempt(
-                lock_key(CHUNKS, chunk["_id"]), self.tuning.chunk_lease
-            ) as taken:
-                if taken and not await self.results.count_documents({"_id": chunk["_id"]}):
-                    await self._run_chunk(job, chunk)
-                    done += 1
-        if await self.results.count_documents({"job_id": job["_id"]}) >= job["chunk_count"]:
-            await self._complete(job["_id"])
+    async def _run_job(self, doc: Document) -> int:
+        job = Job(doc["_id"], doc["firm_id"], doc["requested_by"], _change_from(doc["change"]))
+        query = {"firm_id": job.firm_id, "job_id": job.id, **NOT_DONE}
+        cursor = self.chunks.find(query, {"account_ids": 1}).sort("n", ASCENDING)
+        done = await self._run_chunks(job, [chunk async for chunk in cursor])
+        finished = {"firm_id": job.firm_id, "job_id": job.id, "done": True}
+        if await self.chunks.count_documents(finished) >= doc["chunk_count"]:
+            await self._complete(job.id)
         return done
 
-    async def _run_chunk(self, job: Document, chunk: Document) -> None:
-        change = _change_from(job["change"])
+    async def _run_chunks(self, job: Job, chunks: Sequence[Document]) -> int:
+        """Up to ``concurrency`` chunks at once; the first failure stops the others."""
         limit = asyncio.Semaphore(self.tuning.concurrency)
 
-        async def one(account_id: str) -> BulkOutcome | Document:
+        async def one(chunk: Document) -> bool:
             async with limit:
-                return await self._apply(job, change, account_id)
+                return await self.worker.run(job, chunk)
 
-        outcomes = await asyncio.gather(*(one(a) for a in chunk["account_ids"]))
-        applied = [o for o in outcomes if isinstance(o, BulkOutcome)]
-        result = {
-            "_id": chunk["_id"],
-            "job_id": job["_id"],
-            "n": chunk["n"],
-            "accounts": len(outcomes),
-            "changed": sum(o.addresses_changed for o in applied),
-            "invited": sum(o.invitations_sent for o in applied),
-            "errors": [o for o in outcomes if not isinstance(o, BulkOutcome)],
-        }
-        with contextlib.suppress(DuplicateKeyError):  # a worker whose lease ran out did it too
-            await self.results.insert_one(result)
-        log.info("bulk chunk done", job_id=job["_id"], chunk=chunk["n"], accounts=len(outcomes))
-
-    async def _apply(
-        self, job: Document, change: BulkChange, account_id: str
-    ) -> BulkOutcome | Document:
+        tasks = [asyncio.create_task(one(chunk)) for chunk in chunks]
         try:
-            return await self._apply_once(job, change, account_id)
-        except NotStored:
-            return _error("no account with this id in this firm", account_id)
-        except TRANSIENT:
-            raise  # the chunk is left unfinished and runs again (applied accounts are skipped)
-        except Exception as exc:  # one account's failure must not stop the others
-            log.warning("bulk update of an account failed", account_id=account_id, error=repr(exc))
-            return _error(f"not changed: {exc}", account_id)
-
-    @retry_on_concurrent_update
-    async def _apply_once(self, job: Document, change: BulkChange, account_id: str) -> BulkOutcome:
-        async with self.store.accounts.locked(account_id):
-            account = await self.store.accounts.get(job["firm_id"], account_id)
-            outcome = account.apply_bulk(job["_id"], change, job["requested_by"])
-            if account.events:
-                await self.store.save_account(account, correlation_id=None)
-            return outcome
+            return sum(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _complete(self, job_id: str) -> None:
-        async with self._locks.hold(lock_key(JOBS, job_id)):
-            job = await self.jobs.find_one({"_id": job_id}, {"outbox": 0})
-            if job is None or not job["open"]:
-                return
-            totals = await self._totals(job_id)
-            event = Envelope.wrap(
-                BulkUpdateCompleted(
-                    job_id=job_id,
-                    requested_by=job["requested_by"],
-                    accounts=totals.accounts,
-                    addresses_changed=totals.changed,
-                    invitations_sent=totals.invited,
-                    error_count=len(totals.errors),
-                    errors=tuple(totals.errors[:MAX_REPORTED_ERRORS]),
-                ),
-                firm_id=job["firm_id"],
-                aggregate_id=job_id,
-                aggregate_version=job["version"] + 1,
-            )
-            state = {
-                k: v for k, v in job.items() if k not in ("_id", "version", "outbox_pending")
-            } | {"open": False, "completed_at": datetime.now(UTC)}
+        """Close the job with BulkUpdateCompleted, in one write conditional on its version.
+
+        Of processes completing it at once, exactly one write matches; the others get
+        ConcurrentUpdate and leave it (the next pass sees the job closed).
+        """
+        job = await self.jobs.find_one({"_id": job_id, "open": True}, {"outbox": 0})
+        if job is None:
+            return
+        totals = await self._totals(job["firm_id"], job_id)
+        event = Envelope.wrap(
+            BulkUpdateCompleted(
+                job_id=job_id,
+                requested_by=job["requested_by"],
+                accounts=totals.accounts,
+                addresses_changed=totals.changed,
+                invitations_sent=totals.invited,
+                error_count=len(totals.errors),
+                errors=tuple(totals.errors[:MAX_REPORTED_ERRORS]),
+            ),
+            firm_id=job["firm_id"],
+            aggregate_id=job_id,
+            aggregate_version=job["version"] + 1,
+        )
+        state = {"open": False, "completed_at": datetime.now(UTC)}
+        try:
             await save_aggregate(self.jobs, job_id, job["version"], state, [event], self._relay)
+        except ConcurrentUpdate:
+            return
         log.info("bulk update completed", job_id=job_id, accounts=totals.accounts)
 
-    async def _totals(self, job_id: str) -> _Totals:
+    async def _totals(self, firm_id: str, job_id: str) -> _Totals:
         totals = _Totals()
-        async for result in self.results.find({"job_id": job_id}).sort("n"):
+        query = {"firm_id": firm_id, "job_id": job_id, "done": True}
+        projection = {"accounts": 1, "changed": 1, "invited": 1, "errors": 1}
+        async for result in self.chunks.find(query, projection).sort("n", ASCENDING):
             totals.accounts += result["accounts"]
             totals.changed += result["changed"]
             totals.invited += result["invited"]

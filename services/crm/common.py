@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
@@ -18,7 +19,7 @@ from services.crm.repository import (
 from services.crm.translate import account_envelopes
 from shared.contracts import crm as cmd
 from shared.contracts.categories import NotificationCategory
-from shared.contracts.errors import Conflict, NotFound, UnknownFirm
+from shared.contracts.errors import NotFound, StillChanging, UnknownFirm
 from shared.storage.aggregates import ConcurrentUpdate
 
 P = ParamSpec("P")
@@ -28,14 +29,22 @@ R = TypeVar("R")
 def retry_on_concurrent_update(
     func: Callable[P, Awaitable[R]], attempts: int = 8
 ) -> Callable[P, Awaitable[R]]:
+    """Run a load → change → save use case again when its conditional save lost a race.
+
+    Each attempt reloads the aggregate, so it applies to what is stored now. After
+    ``attempts`` losses the caller gets a typed conflict (:class:`StillChanging`), never a
+    traceback; an event that keeps losing is redelivered.
+    """
+
     @wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         for attempt in range(attempts):
             try:
                 return await func(*args, **kwargs)
             except ConcurrentUpdate:
-                await asyncio.sleep(0.005 * 2**attempt)
-        raise Conflict("the record kept changing while this command ran; try again")
+                # Jittered, so writers that lost together do not collide again together.
+                await asyncio.sleep(0.005 * 2**attempt * (0.5 + random.random()))  # noqa: S311
+        raise StillChanging("the record kept changing while this command ran; try again")
 
     return wrapper
 

@@ -1,13 +1,25 @@
 """The account list read model: columns, filters and sorts, and identity's facts.
 
 It lives on the account documents themselves (``login_status``, ``login_rank``,
-``last_login_at``, ``access``, ``logins``), written under the account's lock like
-every other change to them, but never part of the aggregate's state or version.
+``last_login_at``, ``access``, ``logins``), never part of the aggregate's state or
+version: an aggregate save ``$set``s other fields, so neither kind of write undoes the
+other. Guarantee relied on: a single-document write is atomic.
+
+- An access fact changes one (address, email) entry and the columns derived from all
+  of them with one conditional ``update_one`` on ``access_revision``, a counter of the
+  read model's own that every such write raises: it applies only if no other fact
+  changed the entries since they were read; otherwise the fact is applied again to
+  what is stored now. Reordered facts are sorted out by the versions per grant kept in
+  each entry (``services.crm.access``).
+- A login is one ``$max`` update: login times only move forward, whatever the order.
+
 Every filter and sort runs in the database on an index led by ``firm_id``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,9 +32,12 @@ from services.crm.access import AccessEntry
 from services.crm.domain import Account
 from services.crm.repository import AccountRepository, NotStored, account_from
 from shared.contracts.crm import AccountSort, ListAccounts
-from shared.storage.locks import Locks
+from shared.storage.aggregates import ConcurrentUpdate
 from shared.storage.mongo import Document, find_in_firm
-from shared.storage.outbox import lock_key
+
+REVISION = "access_revision"
+"""Raised by every write to the access entries: the guard of the next one."""
+ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
@@ -98,9 +113,8 @@ def access_from(doc: Document) -> Access:
 
 
 class AccountListing:
-    def __init__(self, db: AsyncDatabase[Document], locks: Locks) -> None:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db[AccountRepository.collection_name]
-        self._locks = locks
 
     async def ensure_indexes(self) -> None:
         for sort_field in _SORT_FIELD.values():
@@ -133,9 +147,15 @@ class AccountListing:
         grant_id: str,
         version: int,
     ) -> bool:
-        """Apply one identity fact to one (address, email); False when stale or unknown."""
-        async with self._locks.hold(lock_key(self.collection.name, account_id)):
-            doc = await find_in_firm(self.collection, account_id, firm_id, {"access": 1})
+        """Apply one identity fact to one (address, email); False when stale or unknown.
+
+        Raises :class:`ConcurrentUpdate` when other facts about the account kept winning
+        (the message is retried later).
+        """
+        for attempt in range(ATTEMPTS):
+            doc = await find_in_firm(
+                self.collection, account_id, firm_id, {"access": 1, REVISION: 1}
+            )
             if doc is None:
                 return False
             current = access_from(doc)
@@ -143,40 +163,46 @@ class AccountListing:
             updated = known.apply(fact, grant_id, version)
             if updated is None:
                 return False
-            await self._store_access(account_id, current, updated)
-        return True
+            if await self._store_access(firm_id, account_id, doc.get(REVISION), current, updated):
+                return True
+            await asyncio.sleep(0.002 * 2**attempt * (0.5 + random.random()))  # noqa: S311
+        raise ConcurrentUpdate(account_id)
 
     async def record_login(self, firm_id: str, account_id: str, email: str, at: datetime) -> None:
-        """Remember the latest login, per email and per account (times only move forward)."""
-        async with self._locks.hold(lock_key(self.collection.name, account_id)):
-            doc = await find_in_firm(
-                self.collection, account_id, firm_id, {"logins": 1, "last_login_at": 1}
-            )
-            if doc is None:
-                return
-            current = access_from(doc)
-            await self.collection.update_one(
-                {"_id": account_id},
-                {
-                    "$set": {
-                        f"logins.{access.email_key(email)}": access.later(
-                            current.last_login_of(email), at
-                        ),
-                        "last_login_at": access.later(current.last_login_at, at),
-                    }
-                },
-            )
+        """Remember the latest login, per email and per account.
 
-    async def _store_access(self, account_id: str, current: Access, updated: AccessEntry) -> None:
+        One ``$max`` update (a single-document write is atomic): a time only replaces an
+        earlier one (or none), so late, repeated or concurrent logins need no read.
+        """
+        await self.collection.update_one(
+            {"_id": account_id, "firm_id": firm_id},
+            {"$max": {f"logins.{access.email_key(email)}": at, "last_login_at": at}},
+        )
+
+    async def _store_access(
+        self,
+        firm_id: str,
+        account_id: str,
+        revision: int | None,
+        current: Access,
+        updated: AccessEntry,
+    ) -> bool:
+        """Write the entry and the derived columns unless the entries changed since read.
+
+        A conditional single-document update: ``{_id, access_revision: as read}`` matches
+        and applies whole (raising the revision), or matches nothing (False).
+        """
         others = [e for e in current.entries if e.key != updated.key]
         status = access.login_status([*others, updated])
-        await self.collection.update_one(
-            {"_id": account_id},
+        result = await self.collection.update_one(
+            {"_id": account_id, "firm_id": firm_id, REVISION: revision},
             {
                 "$set": {
                     f"access.{updated.key}": _entry_doc(updated),
                     "login_status": status,
                     "login_rank": access.STATUS_RANK[status],
-                }
+                },
+                "$inc": {REVISION: 1},
             },
         )
+        return result.matched_count == 1

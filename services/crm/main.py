@@ -45,7 +45,7 @@ PUBLISHES = (
 class CrmSettings(ServiceSettings):
     bulk_chunk_size: int = Field(default=50, ge=1, le=1000, description="Accounts per chunk.")
     bulk_concurrency: int = Field(
-        default=8, ge=1, le=256, description="Accounts of a chunk one process changes at once."
+        default=8, ge=1, le=256, description="Chunks one process works on at once."
     )
     bulk_sweep_seconds: float = Field(
         default=1.0, gt=0, description="How often a process looks for bulk work to resume."
@@ -65,15 +65,15 @@ def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFas
     relay = runtime.with_outbox(
         [runtime.db[name] for name in ("firms", "contacts", "accounts", bulk.JOBS)]
     )
-    contacts = ContactRepository(runtime.db, relay, runtime.locks)
-    accounts = AccountRepository(runtime.db, relay, runtime.locks)
-    listing = AccountListing(runtime.db, runtime.locks)
-    store = Store(FirmRepository(runtime.db, relay, runtime.locks), contacts, accounts, listing)
+    contacts = ContactRepository(runtime.db, relay)
+    accounts = AccountRepository(runtime.db, relay)
+    listing = AccountListing(runtime.db)
+    store = Store(FirmRepository(runtime.db, relay), contacts, accounts, listing)
     register_commands(
         runtime.commands, CrmService(store), AddressService(store), ImportService(store)
     )
     register_queries(runtime.commands, Queries(store))
-    updates = bulk.BulkUpdates(store, runtime.db, relay, runtime.locks, crm_settings.bulk_tuning())
+    updates = bulk.BulkUpdates(store, runtime.db, relay, runtime.clock, crm_settings.bulk_tuning())
     register_bulk_updates(runtime.commands, updates)
     register_events(runtime.events, IdentityFacts(listing))
     runtime.startup += [

@@ -1,13 +1,15 @@
-"""MongoDB adapters for the crm aggregates; each write is one single-document update.
+"""MongoDB adapters for the crm aggregates; each save is one conditional write.
 
-Every save is guarded by the aggregate's version (optimistic concurrency) and carries
-the aggregate's new integration events in its embedded outbox.
+Guarantee relied on: a single-document write is atomic. An aggregate is saved with
+``update_one({_id, version: expected}, {$set: state and new events})`` (created with an
+insert), so a save applies whole or, when someone changed the document since it was
+read, not at all: :class:`ConcurrentUpdate`, and the use case reloads and retries. The
+aggregate's new integration events go into its embedded outbox in that same write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from pymongo import ASCENDING
@@ -17,10 +19,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.crm import access
 from services.crm.domain import Account, Address, BulkOutcome, Contact, Firm, Settings
 from shared.contracts.envelope import Envelope, EventPayload
-from shared.storage.aggregates import save_aggregate
-from shared.storage.locks import Locks
+from shared.storage.aggregates import Change, save_aggregate, save_aggregates
 from shared.storage.mongo import Document, find_in_firm
-from shared.storage.outbox import OutboxRelay, lock_key
+from shared.storage.outbox import OutboxRelay
+
+Events = Sequence[Envelope[EventPayload]]
 
 
 class NotStored(LookupError):
@@ -50,22 +53,14 @@ def _settings(doc: Document) -> Settings:
 class _Repository:
     collection_name: str
 
-    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay, locks: Locks) -> None:
+    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay) -> None:
         self.collection: AsyncCollection[Document] = db[self.collection_name]
         self._relay = relay
-        self._locks = locks
-
-    def locked(self, doc_id: str) -> AbstractAsyncContextManager[None]:
-        """Hold while reading, changing and saving one aggregate."""
-        return self._locks.hold(lock_key(self.collection_name, doc_id))
 
     async def _write(
-        self,
-        doc_id: str,
-        expected_version: int,
-        state: Document,
-        events: Sequence[Envelope[EventPayload]],
+        self, doc_id: str, expected_version: int, state: Document, events: Events
     ) -> None:
+        """One conditional write (an insert at version 0); ConcurrentUpdate when it lost."""
         await save_aggregate(self.collection, doc_id, expected_version, state, events, self._relay)
 
 
@@ -88,7 +83,7 @@ class FirmRepository(_Repository):
     async def exists(self, firm_id: str) -> bool:
         return await self.collection.count_documents({"_id": firm_id}, limit=1) == 1
 
-    async def save(self, firm: Firm, events: Sequence[Envelope[EventPayload]]) -> None:
+    async def save(self, firm: Firm, events: Events) -> None:
         state = {
             "name": firm.name,
             "invitation_expiry_days": firm.invitation_expiry_days,
@@ -118,7 +113,7 @@ class ContactRepository(_Repository):
             version=doc["version"],
         )
 
-    async def save(self, contact: Contact, events: Sequence[Envelope[EventPayload]]) -> None:
+    async def save(self, contact: Contact, events: Events) -> None:
         state = {
             "firm_id": contact.firm_id,
             "name": contact.name,
@@ -144,41 +139,63 @@ class AccountRepository(_Repository):
             raise NotStored(account_id)
         return account_from(doc)
 
+    async def get_many(self, firm_id: str, account_ids: Sequence[str]) -> list[Document]:
+        """The stored documents of those of ``account_ids`` that are the firm's (one query)."""
+        query = {"firm_id": firm_id, "_id": {"$in": list(account_ids)}}
+        return [doc async for doc in self.collection.find(query, {"outbox": 0})]
+
     async def linked_to(self, firm_id: str, contact_id: str) -> list[str]:
         """Every account the contact is linked to."""
         cursor = self.collection.find({"firm_id": firm_id, "contact_ids": contact_id}, {"_id": 1})
         return sorted([doc["_id"] async for doc in cursor])
 
-    async def save(self, account: Account, events: Sequence[Envelope[EventPayload]]) -> None:
-        state: dict[str, Any] = {
-            "firm_id": account.firm_id,
-            "name": account.name,
-            "name_key": account.name.casefold(),
-            "account_type": account.account_type,
-            "tags": list(account.tags),
-            "created_at": account.created_at,
-            "updated_at": account.updated_at,
-            "links": {
-                contact_id: {a_id: _settings_doc(s) for a_id, s in per_address.items()}
-                for contact_id, per_address in account.links.items()
-            },
-            "contact_ids": sorted(account.links),
-            "addresses": {
-                a.id: {"email": a.email, "label": a.label} for a in account.addresses.values()
-            },
-            "summary": {s: account.any_address(s) for s in ("login", "notify", "email_sync")},
-            "bulk_jobs": {
-                job_id: [o.addresses_changed, o.invitations_sent]
-                for job_id, o in account.bulk_jobs.items()
-            },
+    async def save(self, account: Account, events: Events) -> None:
+        await self._write(account.id, account.version, _account_state(account), events)
+
+    async def save_many(self, changed: Sequence[tuple[Account, Events]]) -> set[str]:
+        """Save many accounts in one unordered ``bulk_write``; the ids of those that lost.
+
+        Each write is as conditional as :meth:`save`'s (its own ``{_id, version}``), so
+        one account that changed meanwhile loses alone and the others still apply.
+        """
+        changes = [
+            Change(account.id, account.version, _account_state(account), events)
+            for account, events in changed
+        ]
+        lost = await save_aggregates(self.collection, changes, self._relay)
+        return {change.doc_id for change in lost}
+
+
+def _account_state(account: Account) -> Document:
+    state: dict[str, Any] = {
+        "firm_id": account.firm_id,
+        "name": account.name,
+        "name_key": account.name.casefold(),
+        "account_type": account.account_type,
+        "tags": list(account.tags),
+        "created_at": account.created_at,
+        "updated_at": account.updated_at,
+        "links": {
+            contact_id: {a_id: _settings_doc(s) for a_id, s in per_address.items()}
+            for contact_id, per_address in account.links.items()
+        },
+        "contact_ids": sorted(account.links),
+        "addresses": {
+            a.id: {"email": a.email, "label": a.label} for a in account.addresses.values()
+        },
+        "summary": {s: account.any_address(s) for s in ("login", "notify", "email_sync")},
+        "bulk_jobs": {
+            job_id: [o.addresses_changed, o.invitations_sent]
+            for job_id, o in account.bulk_jobs.items()
+        },
+    }
+    if account.version == 0:  # the read model's columns; identity's facts fill them in later
+        state |= {
+            "login_status": access.NOT_ACTIVATED,
+            "login_rank": access.STATUS_RANK[access.NOT_ACTIVATED],
+            "last_login_at": None,
         }
-        if account.version == 0:  # identity's facts fill these in later
-            state |= {
-                "login_status": access.NOT_ACTIVATED,
-                "login_rank": access.STATUS_RANK[access.NOT_ACTIVATED],
-                "last_login_at": None,
-            }
-        await self._write(account.id, account.version, state, events)
+    return state
 
 
 def account_from(doc: Document) -> Account:

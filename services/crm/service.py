@@ -114,38 +114,32 @@ class CrmService:
     async def link_contact(
         self, c: cmd.LinkContact, correlation_id: str | None = None
     ) -> cmd.Linked:
-        async with self.store.accounts.locked(c.account_id):
-            account = await self.store.account(c.firm_id, c.account_id)
-            contact = await self.store.contact(c.firm_id, c.contact_id)
-            chosen = {s.address_id: settings_from(s) for s in c.settings}
-            invite = {s.address_id: s.personal_message for s in c.settings if s.send_invitation}
-            try:
-                account.link(contact, chosen, invite, c.actor)
-            except DomainRuleBroken as exc:
-                raise Conflict(str(exc), field=exc.field) from None
-            await self.store.save_account(account, correlation_id)
+        account = await self.store.account(c.firm_id, c.account_id)
+        contact = await self.store.contact(c.firm_id, c.contact_id)
+        chosen = {s.address_id: settings_from(s) for s in c.settings}
+        invite = {s.address_id: s.personal_message for s in c.settings if s.send_invitation}
+        try:
+            account.link(contact, chosen, invite, c.actor)
+        except DomainRuleBroken as exc:
+            raise Conflict(str(exc), field=exc.field) from None
+        await self.store.save_account(account, correlation_id)
         return cmd.Linked(account_id=account.id, contact_id=contact.id)
 
     @retry_on_concurrent_update
     async def unlink_contact(
         self, c: cmd.UnlinkContact, correlation_id: str | None = None
     ) -> cmd.Unlinked:
-        async with self.store.accounts.locked(c.account_id):
-            account = await self.store.account(c.firm_id, c.account_id)
-            await self.store.contact(c.firm_id, c.contact_id)
-            changed = account.unlink(c.contact_id, c.actor)
-            if changed:
-                await self.store.save_account(account, correlation_id)
+        account = await self.store.account(c.firm_id, c.account_id)
+        await self.store.contact(c.firm_id, c.contact_id)
+        changed = account.unlink(c.contact_id, c.actor)
+        if changed:
+            await self.store.save_account(account, correlation_id)
         return cmd.Unlinked(account_id=account.id, contact_id=c.contact_id, changed=changed)
 
     @retry_on_concurrent_update
     async def toggle(
         self, c: ToggleCommand, correlation_id: str | None = None
     ) -> cmd.SettingChanged:
-        async with self.store.accounts.locked(c.account_id):
-            return await self._toggle(c, correlation_id)
-
-    async def _toggle(self, c: ToggleCommand, correlation_id: str | None) -> cmd.SettingChanged:
         account = await self.store.account(c.firm_id, c.account_id)
         setting = _SETTING_OF[type(c)]
         try:
@@ -175,33 +169,31 @@ class CrmService:
     async def turn_off_unlinked_email(
         self, c: cmd.TurnOffUnlinkedEmail, correlation_id: str | None = None
     ) -> cmd.SettingChanged:
-        async with self.store.accounts.locked(c.account_id):
-            account, known = await self.store.account_with_access(c.firm_id, c.account_id)
-            linked_emails = {a.key for a in account.addresses.values()}
-            if not any(
-                e.address_id == c.address_id and e.email.casefold() == c.email.casefold()
-                for e in access.unlinked(list(known.entries), linked_emails)
-            ):
-                raise NotFound(f"{c.email} is not an unlinked email of this account", field="email")
-            try:
-                account.turn_off_old_email(c.address_id, c.email, c.actor)
-            except DomainRuleBroken as exc:
-                raise NotFound(str(exc), field=exc.field) from None
-            await self.store.save_account(account, correlation_id)
+        account, known = await self.store.account_with_access(c.firm_id, c.account_id)
+        linked_emails = {a.key for a in account.addresses.values()}
+        if not any(
+            e.address_id == c.address_id and e.email.casefold() == c.email.casefold()
+            for e in access.unlinked(list(known.entries), linked_emails)
+        ):
+            raise NotFound(f"{c.email} is not an unlinked email of this account", field="email")
+        try:
+            account.turn_off_old_email(c.address_id, c.email, c.actor)
+        except DomainRuleBroken as exc:
+            raise NotFound(str(exc), field=exc.field) from None
+        await self.store.save_account(account, correlation_id)
         return cmd.SettingChanged(changed=True)
 
     @retry_on_concurrent_update
     async def unsubscribe(
         self, c: cmd.UnsubscribeCategory, correlation_id: str | None = None
     ) -> cmd.SettingChanged:
-        async with self.store.accounts.locked(c.account_id):
-            account = await self.store.account(c.firm_id, c.account_id)
-            try:
-                current = account.settings_of(c.contact_id, c.address_id)
-            except DomainRuleBroken as exc:
-                raise NotFound(str(exc), field=exc.field) from None
-            updated = current.without_category(c.category.value)
-            changed = account.change("notify", c.contact_id, c.address_id, updated, c.actor)
-            if changed:
-                await self.store.save_account(account, correlation_id)
+        account = await self.store.account(c.firm_id, c.account_id)
+        try:
+            current = account.settings_of(c.contact_id, c.address_id)
+        except DomainRuleBroken as exc:
+            raise NotFound(str(exc), field=exc.field) from None
+        updated = current.without_category(c.category.value)
+        changed = account.change("notify", c.contact_id, c.address_id, updated, c.actor)
+        if changed:
+            await self.store.save_account(account, correlation_id)
         return cmd.SettingChanged(changed=changed)

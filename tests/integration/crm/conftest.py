@@ -1,4 +1,6 @@
-"""Helpers for crm's integration tests: watch crm's events, play identity's facts."""
+"""Helpers for crm's integration tests: watch crm's events, play identity's facts, and
+crm's objects in-process on a database of the test's own (to stall, crash or race them).
+"""
 
 from __future__ import annotations
 
@@ -7,25 +9,47 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractQueue
-from faststream.rabbit import RabbitQueue
+from faststream.rabbit import RabbitBroker, RabbitQueue
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.monitoring import (
+    CommandFailedEvent,
+    CommandListener,
+    CommandStartedEvent,
+    CommandSucceededEvent,
+)
 
+from services.crm.bulk import JOBS, BulkUpdates, Tuning
+from services.crm.common import Store
+from services.crm.listing import AccountListing
+from services.crm.main import PUBLISHES
+from services.crm.repository import AccountRepository, ContactRepository, FirmRepository
+from services.crm.service import CrmService
 from shared.cli.client import Client
+from shared.contracts import crm as cmd
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.contracts.events import (
     AccessRevoked,
+    AccountType,
     InvitationCancelled,
     InvitationEndReason,
     InvitationIssued,
     UserActivated,
     UserLoggedIn,
 )
-from shared.messaging.events import event_headers
+from shared.messaging.events import EventPublisher, event_headers
 from shared.messaging.topology import EVENTS_EXCHANGE
+from shared.storage.clock import FixedClock
+from shared.storage.mongo import Document
+from shared.storage.outbox import OutboxRelay
+from tests.infra import Infra
+from tests.scenario import unique_email
 from tests.services import RunningServices
 
 Body = dict[str, Any]
@@ -161,3 +185,100 @@ class Identity:
                 content_type="application/json",
                 persist=True,
             )
+
+
+# --- crm in-process, on a database of the test's own ----------------------------------------
+
+WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
+
+
+class CommandLog(CommandListener):
+    """Every command the test's client sends (PyMongo's command monitoring)."""
+
+    def __init__(self) -> None:
+        self.sent: list[CommandStartedEvent] = []
+
+    def started(self, event: CommandStartedEvent) -> None:
+        self.sent.append(event)
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        pass
+
+    def writes_to(self, collection: str) -> list[Document]:
+        """The write commands sent to ``collection``, oldest first."""
+        return [
+            dict(e.command)
+            for e in self.sent
+            if e.command_name in WRITE_COMMANDS and e.command.get(e.command_name) == collection
+        ]
+
+
+@dataclass
+class InProcess:
+    """crm's objects on the test's database; the relay never starts (events stay put)."""
+
+    db: AsyncDatabase[Document]
+    clock: FixedClock
+    commands: CommandLog
+    service: CrmService
+    store: Store
+    relay: OutboxRelay
+
+    def another_process(self) -> InProcess:
+        """The same objects again, as a second crm process on the same database."""
+        return in_process(self.db, self.clock, self.commands)
+
+    def bulk_updates(self, tuning: Tuning) -> BulkUpdates:
+        return BulkUpdates(self.store, self.db, self.relay, self.clock, tuning)
+
+    async def firm_with_accounts(
+        self, firm_id: str, accounts: int, emails: int = 2
+    ) -> list[cmd.AccountCreatedReply]:
+        """A firm and ``accounts`` accounts, each with one contact of ``emails`` addresses."""
+        await self.service.register_firm(cmd.RegisterFirm(firm_id=firm_id, name=firm_id))
+        return [
+            await self.service.create_account(
+                cmd.CreateAccount(
+                    firm_id=firm_id,
+                    name=f"Account {i}",
+                    account_type=AccountType.FAMILY,
+                    contacts=(
+                        cmd.NewLinkedContact(
+                            name=f"Contact {i}",
+                            addresses=tuple(
+                                cmd.NewLinkedAddress(email=unique_email(f"a{i}.{n}"))
+                                for n in range(emails)
+                            ),
+                        ),
+                    ),
+                )
+            )
+            for i in range(accounts)
+        ]
+
+
+def in_process(db: AsyncDatabase[Document], clock: FixedClock, commands: CommandLog) -> InProcess:
+    collections = [db[name] for name in ("firms", "contacts", "accounts", JOBS)]
+    relay = OutboxRelay(collections, EventPublisher(RabbitBroker(), PUBLISHES))
+    store = Store(
+        FirmRepository(db, relay),
+        ContactRepository(db, relay),
+        AccountRepository(db, relay),
+        AccountListing(db),
+    )
+    return InProcess(db, clock, commands, CrmService(store), store, relay)
+
+
+@pytest.fixture
+async def crm(infra: Infra) -> AsyncIterator[InProcess]:
+    commands = CommandLog()
+    mongo: AsyncMongoClient[Document] = AsyncMongoClient(
+        infra.mongodb_url, tz_aware=True, event_listeners=[commands]
+    )
+    name = f"{infra.database_prefix}crm_inproc_{uuid.uuid4().hex[:8]}"
+    yield in_process(mongo[name], FixedClock(datetime.now(UTC)), commands)
+    await mongo.drop_database(name)
+    await mongo.close()

@@ -76,9 +76,11 @@ class TestLoginStatusFromIdentitysFacts:
                 facts = list(reversed(facts)) + random.sample(facts, len(facts))
             await ident.tell(*facts)
 
+        def states(v: cmd.AccountView) -> list[cmd.AddressLoginState]:
+            return [x.login_state for x in v.addresses]
+
         async def same() -> bool:
             a, b = await view(client, in_order), await view(client, shuffled)
-            states = lambda v: [x.login_state for x in v.addresses]  # noqa: E731
             return a.login_status is b.login_status is cmd.LoginStatus.ACTIVATED and states(
                 a
             ) == states(b) == [

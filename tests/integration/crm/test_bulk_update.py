@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import Sequence
+from datetime import timedelta
 
 import pytest
-from faststream.rabbit import RabbitBroker
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect
 
-from services.crm.bulk import JOBS, BulkUpdates, Tuning
-from services.crm.common import Store
-from services.crm.listing import AccountListing
-from services.crm.main import PUBLISHES
-from services.crm.repository import AccountRepository, ContactRepository, FirmRepository
-from services.crm.service import CrmService
+from services.crm.bulk import CHUNKS, JOBS, Tuning
+from services.crm.domain import Account
+from services.crm.repository import Events
 from shared.cli.client import Client, CommandRefused
 from shared.contracts import crm as cmd
 from shared.contracts.errors import ErrorCode
 from shared.contracts.events import AccountType, SettingAction
-from shared.messaging.events import EventPublisher
-from shared.storage.locks import Locks
 from shared.storage.mongo import Document
-from shared.storage.outbox import OutboxRelay
-from tests.infra import Infra
-from tests.integration.crm.conftest import EventTap
+from tests.integration.crm.conftest import EventTap, InProcess
 from tests.polling import eventually
 from tests.scenario import account_with_contact, new_firm, unique_email, view
 from tests.services import RunningServices
@@ -200,52 +192,47 @@ class TestSelection:
         assert refused.value.reply.code is ErrorCode.NOT_FOUND
 
 
-# --- crash and resume, in-process against the real database -------------------------------
+# --- leases, crashes and races, in-process against the real database -----------------------
 
 
 class Crash(BaseException):
     """The process dies here (not an error a handler would catch)."""
 
 
-@pytest.fixture
-async def crm_db(infra: Infra) -> AsyncIterator[AsyncDatabase[Document]]:
-    mongo: AsyncMongoClient[Document] = AsyncMongoClient(infra.mongodb_url, tz_aware=True)
-    name = f"{infra.database_prefix}crm_bulk_{uuid.uuid4().hex[:8]}"
-    yield mongo[name]
-    await mongo.drop_database(name)
-    await mongo.close()
-
-
-def crm_in_process(db: AsyncDatabase[Document]) -> tuple[CrmService, Store, OutboxRelay, Locks]:
-    """crm's objects on ``db``; the relay never starts, so events stay in the outboxes."""
-    locks = Locks(db["locks"])
-    collections = [db[name] for name in ("firms", "contacts", "accounts", JOBS)]
-    relay = OutboxRelay(collections, EventPublisher(RabbitBroker(), PUBLISHES), locks=locks)
-    store = Store(
-        FirmRepository(db, relay, locks),
-        ContactRepository(db, relay, locks),
-        AccountRepository(db, relay, locks),
-        AccountListing(db, locks),
-    )
-    return CrmService(store), store, relay, locks
+Changed = Sequence[tuple[Account, Events]]
 
 
 def outbox_events(doc: Document, event_type: str) -> list[Document]:
     return [e for e in doc.get("outbox", {}).values() if e["type"] == event_type]
 
 
+async def events_per_address(crm: InProcess, firm_id: str, event_type: str) -> Counter[str]:
+    """How many ``event_type`` events each address got, from the accounts' outboxes."""
+    seen: Counter[str] = Counter()
+    async for account in crm.db["accounts"].find({"firm_id": firm_id}):
+        seen.update(e["payload"]["address_id"] for e in outbox_events(account, event_type))
+    return seen
+
+
+async def progress_of(crm: InProcess, firm_id: str, job_id: str) -> cmd.BulkUpdateProgress:
+    updates = crm.bulk_updates(Tuning())
+    return await updates.progress(cmd.GetBulkUpdate(firm_id=firm_id, job_id=job_id))
+
+
+def signatories_on(firm_id: str) -> cmd.RequestBulkUpdate:
+    return cmd.RequestBulkUpdate(
+        firm_id=firm_id, filter=cmd.BulkFilter.ALL, signatory=SettingAction.ENABLE
+    )
+
+
 class TestResumingAfterACrash:
-    async def test_a_job_killed_mid_chunk_finishes_and_changes_each_address_once(
-        self, crm_db: AsyncDatabase[Document]
+    async def test_a_job_killed_mid_chunk_resumes_when_its_lease_expires_changing_each_address_once(
+        self, crm: InProcess
     ) -> None:
-        service, store, relay, locks = crm_in_process(crm_db)
         firm = "firm-crash"
-        await service.register_firm(cmd.RegisterFirm(firm_id=firm, name="Crash & Co"))
-        for i in range(5):
-            account = family(f"Acc{i}", unique_email(f"a{i}"), unique_email(f"b{i}"))
-            await service.create_account(account.model_copy(update={"firm_id": firm}))
+        await crm.firm_with_accounts(firm, 5)
         tuning = Tuning(chunk_size=2, concurrency=1, sweep_seconds=0.1)
-        first = BulkUpdates(store, crm_db, relay, locks, tuning)
+        first = crm.bulk_updates(tuning)
         await first.ensure_indexes()
         job = await first.request(
             cmd.RequestBulkUpdate(
@@ -257,70 +244,195 @@ class TestResumingAfterACrash:
         )
 
         saves = 0
-        save = store.save_account
+        save = crm.store.accounts.save_many
 
-        async def dies_on_the_third_save(*args: object, **kwargs: object) -> None:
+        async def dies_half_way_through_the_second_chunk(changed: Changed) -> set[str]:
             nonlocal saves
             saves += 1
-            if saves == 3:  # chunk 0 done, chunk 1 half done: one account saved, one not
+            if saves == 2:  # chunk 0 done, chunk 1 half written: one account saved, one not
+                await save(changed[:1])
                 raise Crash
-            await save(*args, **kwargs)  # type: ignore[arg-type]
+            return await save(changed)
 
-        store.save_account = dies_on_the_third_save  # type: ignore[method-assign]
+        crm.store.accounts.save_many = dies_half_way_through_the_second_chunk  # type: ignore[method-assign]
         with pytest.raises(Crash):
             await first.run_pending()
-        store.save_account = save  # type: ignore[method-assign]
 
-        after_restart = BulkUpdates(store, crm_db, relay, locks, tuning)
+        after_restart = crm.another_process().bulk_updates(tuning)
         await after_restart.run_pending()
+        half_done = await crm.db[CHUNKS].find_one({"job_id": job.job_id, "n": 1})
+        assert half_done is not None
+        assert not half_done["done"]  # still leased by the dead process
+        assert (await progress_of(crm, firm, job.job_id)).state is cmd.BulkUpdateState.RUNNING
+        crm.clock.advance(tuning.chunk_lease + timedelta(seconds=1))
+        assert await after_restart.run_pending() >= 1
 
-        progress = await after_restart.progress(cmd.GetBulkUpdate(firm_id=firm, job_id=job.job_id))
+        progress = await progress_of(crm, firm, job.job_id)
         assert progress.state is cmd.BulkUpdateState.COMPLETED
         assert (progress.accounts_done, progress.addresses_changed) == (5, 10)
         assert (progress.invitations_sent, progress.error_count) == (10, 0)
         invitations: Counter[str] = Counter()
-        async for account in crm_db["accounts"].find({"firm_id": firm}):
+        async for account in crm.db["accounts"].find({"firm_id": firm}):
             for event in outbox_events(account, "LoginToggled"):
                 invitations[event["payload"]["email"]] += event["payload"]["send_invitation"]
         assert len(invitations) == 10
         assert set(invitations.values()) == {1}
-        job_doc = await crm_db[JOBS].find_one({"_id": job.job_id})
+        job_doc = await crm.db[JOBS].find_one({"_id": job.job_id})
         assert job_doc is not None
         assert [
             e["payload"]["invitations_sent"] for e in outbox_events(job_doc, "BulkUpdateCompleted")
         ] == [10]
 
-    async def test_a_database_outage_is_retried_not_reported_as_an_error(
-        self, crm_db: AsyncDatabase[Document]
+    async def test_a_database_outage_gives_the_chunk_back_to_be_retried_not_reported(
+        self, crm: InProcess
     ) -> None:
-        service, store, relay, locks = crm_in_process(crm_db)
         firm = "firm-outage"
-        await service.register_firm(cmd.RegisterFirm(firm_id=firm, name="Outage & Co"))
-        for i in range(3):
-            account = family(f"Out{i}", unique_email(f"o{i}"))
-            await service.create_account(account.model_copy(update={"firm_id": firm}))
-        updates = BulkUpdates(store, crm_db, relay, locks, Tuning(chunk_size=5, concurrency=1))
+        await crm.firm_with_accounts(firm, 3, emails=1)
+        updates = crm.bulk_updates(Tuning(chunk_size=5, concurrency=1))
         await updates.ensure_indexes()
-        job = await updates.request(
-            cmd.RequestBulkUpdate(
-                firm_id=firm, filter=cmd.BulkFilter.ALL, signatory=SettingAction.ENABLE
-            )
-        )
-        save = store.save_account
+        job = await updates.request(signatories_on(firm))
+        save = crm.store.accounts.save_many
         calls = 0
 
-        async def database_away_once(*args: object, **kwargs: object) -> None:
+        async def database_away_once(changed: Changed) -> set[str]:
             nonlocal calls
             calls += 1
-            if calls == 2:
+            if calls == 1:
                 raise AutoReconnect("connection closed")
-            await save(*args, **kwargs)  # type: ignore[arg-type]
+            return await save(changed)
 
-        store.save_account = database_away_once  # type: ignore[method-assign]
+        crm.store.accounts.save_many = database_away_once  # type: ignore[method-assign]
         with pytest.raises(AutoReconnect):
             await updates.run_pending()
-        await updates.run_pending()
+        assert await updates.run_pending() == 1  # at once: the lease was given back
 
-        progress = await updates.progress(cmd.GetBulkUpdate(firm_id=firm, job_id=job.job_id))
+        progress = await progress_of(crm, firm, job.job_id)
         assert progress.state is cmd.BulkUpdateState.COMPLETED
         assert (progress.addresses_changed, progress.error_count) == (3, 0)
+
+
+class TestChunkLeases:
+    async def test_a_holder_whose_lease_was_taken_over_cannot_record_its_result(
+        self, crm: InProcess
+    ) -> None:
+        firm = "firm-fence"
+        await crm.firm_with_accounts(firm, 3)
+        tuning = Tuning(chunk_size=5, concurrency=1)
+        stalled = crm.bulk_updates(tuning)
+        job = await stalled.request(signatories_on(firm))
+        stalls, resumes = asyncio.Event(), asyncio.Event()
+        save = crm.store.accounts.save_many
+
+        async def stalls_before_saving(changed: Changed) -> set[str]:
+            stalls.set()
+            await resumes.wait()
+            return await save(changed)
+
+        crm.store.accounts.save_many = stalls_before_saving  # type: ignore[method-assign]
+        stalled_pass = asyncio.create_task(stalled.run_pending())
+        await stalls.wait()
+
+        crm.clock.advance(tuning.chunk_lease + timedelta(seconds=1))
+        successor = crm.another_process().bulk_updates(tuning)
+        assert await successor.run_pending() == 1
+        resumes.set()
+        assert await stalled_pass == 0  # it worked the chunk through, but its result was refused
+
+        chunk = await crm.db[CHUNKS].find_one({"job_id": job.job_id})
+        assert chunk is not None
+        assert chunk["done_by"] == successor.worker.owner != stalled.worker.owner
+        progress = await progress_of(crm, firm, job.job_id)
+        assert progress.state is cmd.BulkUpdateState.COMPLETED
+        assert (progress.accounts_done, progress.addresses_changed) == (3, 6)
+        changed = await events_per_address(crm, firm, "SignatoryToggled")
+        assert len(changed) == 6
+        assert set(changed.values()) == {1}
+
+    async def test_a_lease_is_renewed_while_its_chunk_is_worked_on(self, crm: InProcess) -> None:
+        firm = "firm-renew"
+        await crm.firm_with_accounts(firm, 2, emails=1)
+        tuning = Tuning(chunk_size=5, concurrency=1, chunk_lease=timedelta(milliseconds=300))
+        holder = crm.bulk_updates(tuning)
+        await holder.request(signatories_on(firm))
+        stalls, resumes = asyncio.Event(), asyncio.Event()
+        save = crm.store.accounts.save_many
+
+        async def slow_to_save(changed: Changed) -> set[str]:
+            stalls.set()
+            await resumes.wait()
+            return await save(changed)
+
+        crm.store.accounts.save_many = slow_to_save  # type: ignore[method-assign]
+        working = asyncio.create_task(holder.run_pending())
+        await stalls.wait()
+        for _ in range(3):  # the database's clock passes the first expiry, and more
+            crm.clock.advance(timedelta(milliseconds=200))
+            await asyncio.sleep(0.25)  # a renewal is due every 100 ms
+
+        assert await crm.another_process().bulk_updates(tuning).run_pending() == 0
+        resumes.set()
+        assert await working == 1
+
+    async def test_a_chunk_writes_its_accounts_with_one_bulk_write_each_conditional_on_its_version(
+        self, crm: InProcess
+    ) -> None:
+        firm = "firm-batch"
+        await crm.firm_with_accounts(firm, 6)
+        updates = crm.bulk_updates(Tuning(chunk_size=3, concurrency=1))
+        job = await updates.request(signatories_on(firm))
+        before = len(crm.commands.writes_to("accounts"))
+
+        assert await updates.run_pending() == 2
+
+        writes = crm.commands.writes_to("accounts")[before:]
+        assert [(w.get("update"), len(w.get("updates", []))) for w in writes] == [
+            ("accounts", 3),
+            ("accounts", 3),
+        ]
+        assert all(w["ordered"] is False for w in writes)
+        assert all("version" in u["q"] for w in writes for u in w["updates"])
+        progress = await progress_of(crm, firm, job.job_id)
+        assert (progress.accounts_done, progress.addresses_changed) == (6, 12)
+
+    async def test_an_account_changed_meanwhile_is_reloaded_and_its_addresses_change_once(
+        self, crm: InProcess
+    ) -> None:
+        firm = "firm-race"
+        created = await crm.firm_with_accounts(firm, 3)
+        raced = created[1]
+        contact = raced.contacts[0]
+        updates = crm.bulk_updates(Tuning(chunk_size=5, concurrency=1))
+        job = await updates.request(signatories_on(firm))
+        save = crm.store.accounts.save_many
+        toggled = False
+
+        async def a_toggle_saves_first(changed: Changed) -> set[str]:
+            nonlocal toggled
+            if not toggled:
+                toggled = True
+                await crm.service.toggle(
+                    cmd.ToggleEmailSync(
+                        firm_id=firm,
+                        account_id=raced.account_id,
+                        contact_id=contact.contact_id,
+                        address_id=contact.addresses[0].address_id,
+                        enabled=True,
+                    )
+                )
+            return await save(changed)
+
+        crm.store.accounts.save_many = a_toggle_saves_first  # type: ignore[method-assign]
+        before = len(crm.commands.writes_to("accounts"))
+        assert await updates.run_pending() == 1
+
+        rounds = [len(w["updates"]) for w in crm.commands.writes_to("accounts")[before:]]
+        assert rounds[0] == 1  # the toggle
+        assert rounds[1:] == [3, 1]  # the chunk; then the one account that lost, reloaded
+        account = await crm.store.accounts.get(firm, raced.account_id)
+        settings = account.settings_of(contact.contact_id, contact.addresses[0].address_id)
+        assert settings.email_sync and settings.signatory
+        progress = await progress_of(crm, firm, job.job_id)
+        assert (progress.accounts_done, progress.addresses_changed) == (3, 6)
+        changed = await events_per_address(crm, firm, "SignatoryToggled")
+        assert set(changed.values()) == {1}
+        assert len(changed) == 6

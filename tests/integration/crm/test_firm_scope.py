@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from shared.cli.client import Client
 from shared.contracts import crm as cmd
 from shared.contracts.categories import NotificationCategory
+from shared.contracts.commands import Accepted
 from shared.contracts.errors import ErrorCode, ErrorReply
 from shared.contracts.events import AccountType, SettingAction
 from shared.messaging.commands import send_command
@@ -26,7 +29,7 @@ def with_their_ids(
     commands that name nothing but a firm, a firm that does not exist)."""
     f = mine.firm_id
     address = theirs.address(0).address_id
-    per_address = {
+    per_address: dict[str, Any] = {
         "firm_id": f,
         "account_id": theirs.account_id,
         "contact_id": theirs.contact_id,
@@ -109,7 +112,7 @@ class TestAnotherFirmsIds:
 
         codes = {}
         for kind, command in commands.items():
-            reply = await send_command(client.broker, command, cmd.Accepted)
+            reply = await send_command(client.broker, command, Accepted)
             assert isinstance(reply, ErrorReply), f"{kind.__name__} was accepted"
             assert reply.errors, f"{kind.__name__} names no field"
             codes[kind.__name__] = reply.code

@@ -38,7 +38,7 @@ class TestChunks:
         assert len(chunks) > 1
         for chunk in chunks:
             assert len(chunk) <= client_list.MAX_CHUNK_ROWS
-        owners = {}
+        owners: dict[str, int] = {}
         for n, chunk in enumerate(chunks):
             for r in chunk:
                 assert owners.setdefault(r.values["account_name"], n) == n
