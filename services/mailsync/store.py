@@ -128,7 +128,9 @@ class MailStore:
         query: Document = {"firm_id": firm_id, "thread_id": thread_id}
         if message_ids is not None:
             query["_id"] = {"$in": message_ids}
-        cursor = self.messages.find(query, {OUTBOX: 0}).sort("sent_at", ASCENDING)
+        # Dates have one-second precision: messages of the same second in the order synced.
+        order = [("sent_at", ASCENDING), ("synced_at", ASCENDING)]
+        cursor = self.messages.find(query, {OUTBOX: 0}).sort(order)
         return [doc async for doc in cursor]
 
     async def account_filings(self, firm_id: str, account_id: str) -> list[Document]:
