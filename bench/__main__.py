@@ -1,17 +1,18 @@
 """``python -m bench`` (``make bench``): run every measurement and print the table.
 
 Order: the machine's limits first (nothing else running), then the services with one
-process each (seed, idle toggles, bulk invitations, fan-out, memory), then the same
-bulk run with ``--replicas`` processes of each service (Login turned off in bulk
-first, so the same addresses are invited again). A failed measurement is reported
-in the table and the exit status; the others still run.
+process each (seed, lists, idle toggles, bulk invitations with their writes and CPU,
+lists again, fan-out, memory), then the same bulk run with ``--replicas`` processes
+of each service (Login turned off in bulk first, so the same addresses are invited
+again). A failed measurement is reported in the table and the exit status; the
+others still run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import functools
 import pstats
 import sys
 import tempfile
@@ -23,10 +24,15 @@ from typing import TypeVar
 
 from bench import limits, measure
 from bench.catcher import CatcherClient
+from bench.commands import Counts
+from bench.costs import CostMeter, PhaseCosts, find_infrastructure
+from bench.files import write
 from bench.idle import settle
+from bench.lists import SHAPES, list_latencies
 from bench.output import say
 from bench.processes import Catcher, Services, counting_catcher, start_services
-from bench.report import Rate, Results, figures, write
+from bench.procfs import per_thousand, status_kb
+from bench.report import Rate, Results, figures
 from bench.seed import Seeded, seed
 from bench.stats import table
 from services.notification.settings import NotificationSettings
@@ -35,7 +41,7 @@ from shared.contracts.events import SettingAction
 from tests.infra import ROOT, Infra, provide
 from tests.services import SERVICES
 
-PHASES = ("limits", "toggles", "bulk", "fanout", "replicas")
+PHASES = ("limits", "lists", "toggles", "bulk", "fanout", "replicas")
 T = TypeVar("T")
 
 
@@ -48,6 +54,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--raw-emails", type=int, default=5_000, help="raw SMTP sends per run")
     parser.add_argument("--raw-messages", type=int, default=20_000, help="raw AMQP messages")
     parser.add_argument("--seed-in-flight", type=int, default=2, help="import chunks at once")
+    parser.add_argument(
+        "--list-requests", type=int, default=50, help="requests per list shape (sequential)"
+    )
+    parser.add_argument(
+        "--list-budget", type=float, default=60, help="seconds at most per list shape"
+    )
     parser.add_argument("--skip", action="append", choices=PHASES, default=[])
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per measurement")
     parser.add_argument("--stall", type=float, default=60, help="seconds without progress")
@@ -57,7 +69,8 @@ def arguments() -> argparse.Namespace:
         action="append",
         choices=SERVICES,
         default=[],
-        help="run this service under cProfile (first run) and print its top functions",
+        help="run this service under cProfile (first run) and print its top functions "
+        "and its database commands",
     )
     return parser.parse_args()
 
@@ -74,6 +87,10 @@ class Bench:
             replicas=args.replicas,
         )
         self.logs = args.out / "logs"
+        self.infrastructure = find_infrastructure(infra)
+        for missing in self.infrastructure.missing:
+            self.results.notes.append(f"CPU and memory not measured for {missing}")
+            say(f"not measured: {missing}")
 
     def wanted(self, phase: str) -> bool:
         return phase not in self.args.skip
@@ -92,7 +109,11 @@ class Bench:
                 self.infra.smtp_port, connections, emails, "aiosmtpd catcher (deploy/)"
             ),
             "raw_smtp": lambda: limits.smtp_rate(
-                self.catcher.smtp_port, connections, emails, "counting catcher (bench/)"
+                self.catcher.smtp_port,
+                connections,
+                emails,
+                "counting catcher (bench/)",
+                receiver_pid=self.catcher.pid,
             ),
             "raw_amqp": lambda: limits.amqp_rate(self.infra.rabbitmq_url, self.args.raw_messages),
         }
@@ -102,7 +123,8 @@ class Bench:
             except (RuntimeError, OSError, TimeoutError, ValueError) as exc:
                 self.fail(name, exc)
             else:
-                setattr(self.results, name, Rate(measured.count, measured.seconds))
+                rate = Rate(measured.count, measured.seconds, cpu_seconds=measured.cpu_seconds)
+                setattr(self.results, name, rate)
 
     async def attempt(self, phase: str, step: Callable[[], Awaitable[T]]) -> T | None:
         try:
@@ -125,15 +147,64 @@ class Bench:
                 self.results.seeding = Rate(len(seeded.accounts), seeded.seconds)
                 say(f"  seeded at {seeded.accounts_per_second:.1f} accounts/s")
                 await self.idle(mail)
+                await self.lists(client, seeded, "after seeding")
                 await self.single_process(client, mail, seeded, services)
             for service in profiled:
-                print_profile(logs / f"{service}.prof", service)
+                print_profile(logs, service)
             if self.wanted("replicas") and args.replicas > 1:
                 await self.replicated(client, mail, seeded)
         await mail.close()
 
     async def idle(self, mail: CatcherClient) -> None:
-        await settle(self.infra, mail, "events delivered", self.args.timeout)
+        await settle(self.infra, mail, "events delivered", self.args.stall, self.args.timeout)
+
+    def meter(self, services: Services) -> CostMeter:
+        return CostMeter(
+            services, self.infrastructure, self.catcher.pid, self.infra.database_prefix
+        )
+
+    async def lists(self, client: Client, seeded: Seeded, when: str) -> None:
+        """Each list shape, sequentially at idle (the caller waited for idle)."""
+        if not self.wanted("lists"):
+            return
+        for shape in SHAPES:
+            say(f"{when}: {shape.label}, {self.args.list_requests} requests ...")
+            timing = await self.attempt(
+                f"list {when}: {shape.label}",
+                functools.partial(
+                    list_latencies,
+                    client,
+                    shape,
+                    seeded.firm_id,
+                    self.args.list_requests,
+                    self.args.list_budget,
+                ),
+            )
+            if timing is not None:
+                self.results.lists[f"{when}: {shape.label}"] = timing
+
+    async def costed(
+        self,
+        phase: str,
+        services: Services,
+        mail: CatcherClient,
+        step: Callable[[], Awaitable[measure.Throughput]],
+    ) -> tuple[measure.Throughput | None, PhaseCosts | None]:
+        """Run ``step`` and count what it cost: CPU up to its last email, then (after
+        idle, so that the last acknowledgements are in) the services' write commands."""
+        meter = self.meter(services)
+        mark = await self.attempt(f"{phase} writes", meter.mark)
+        throughput = await self.attempt(phase, step)
+        cpu_end = meter.cpu()
+        await self.idle(mail)
+        if mark is None or throughput is None:
+            return throughput, None
+        costs = await self.attempt(
+            f"{phase} writes", lambda: meter.costs(mark, cpu_end, throughput.expected)
+        )
+        if costs is not None:
+            say_costs(costs)
+        return throughput, costs
 
     async def single_process(
         self, client: Client, mail: CatcherClient, seeded: Seeded, services: Services
@@ -151,14 +222,16 @@ class Bench:
             await self.idle(mail)
         if self.wanted("bulk"):
             say("bulk Login with invitations for every address ...")
-            bulk = await self.attempt(
+            bulk, self.results.bulk_costs = await self.costed(
                 "bulk",
+                services,
+                mail,
                 lambda: measure.bulk_invitations(
                     client, mail, seeded, stall=args.stall, timeout=args.timeout
                 ),
             )
             self.results.bulk = _rate(bulk)
-            await self.idle(mail)
+            await self.lists(client, seeded, "after the bulk")
         if self.wanted("fanout"):
             say("notification fan-out: NotificationRequested for every account ...")
             fanned = await self.attempt(
@@ -178,37 +251,63 @@ class Bench:
         with start_services(self.infra, self.catcher, logs, replicas=args.replicas) as services:
             await self.idle(mail)
 
-            async def disable_then_invite() -> measure.Throughput:
+            async def disable() -> None:
                 await measure.run_bulk(
                     client,
                     seeded.firm_id,
                     SettingAction.DISABLE,
                     invite=False,
+                    stall=args.stall,
                     timeout=args.timeout,
                 )
                 await self.idle(mail)
-                return await measure.bulk_invitations(
-                    client, mail, seeded, stall=args.stall, timeout=args.timeout
-                )
 
-            self.results.bulk_replicas = _rate(await self.attempt("replicas", disable_then_invite))
-            await self.idle(mail)
+            await self.attempt("replicas: Login off in bulk", disable)
+            bulk, self.results.bulk_replicas_costs = await self.costed(
+                "replicas",
+                services,
+                mail,
+                lambda: measure.bulk_invitations(
+                    client, mail, seeded, stall=args.stall, timeout=args.timeout
+                ),
+            )
+            self.results.bulk_replicas = _rate(bulk)
             self.results.memory_mb_replicas = services.peak_memory_mb()
 
+    def database_memory_mb(self) -> float | None:
+        """VmHWM of the embedded database's JVM, if it is ours to see."""
+        pid = self.infrastructure.trees.get("database")
+        peak = status_kb(pid, "VmHWM") if pid else 0
+        return peak / 1024 if peak else None
 
-def print_profile(path: Path, service: str, top: int = 25) -> None:
-    """The functions where ``service`` spent its time (cumulative), from cProfile."""
+
+def say_costs(costs: PhaseCosts) -> None:
+    """Writes per invitation (per service, busiest collections) and CPU per 1,000."""
+    items = costs.items
+    say(f"  {costs.total_writes() / items:.2f} write commands per invitation ({items} invitations)")
+    for service, writes in costs.writes.items():
+        shown = ", ".join(f"{key} {n / items:.2f}" for key, n in list(writes.items())[:6])
+        say(f"    {service}: {sum(writes.values()) / items:.2f} ({shown})")
+    say(f"  CPU per 1,000 invitations: {per_thousand(costs.total_cpu(), items) or 0:.1f} s")
+    for name, seconds in costs.cpu_seconds.items():
+        say(f"    {name}: {per_thousand(seconds, items) or 0:.2f} s")
+    for missing in costs.cpu_not_measured:
+        say(f"    not measured: {missing}")
+
+
+def print_profile(logs: Path, service: str, top: int = 25) -> None:
+    """Where ``service``'s first process spent its time (cProfile), and on which commands."""
+    path = logs / f"{service}.prof"
     if not path.exists():
         say(f"no profile of {service} at {path}")
         return
     say(f"profile of {service} ({path}), top {top} by cumulative time:")
     pstats.Stats(str(path), stream=sys.stdout).sort_stats("cumulative").print_stats(top)
     pstats.Stats(str(path), stream=sys.stdout).sort_stats("tottime").print_stats(top)
-    mongo = Path(f"{path}.mongo.json")
-    if mongo.exists():
-        say(f"database commands of {service} (count, total seconds), slowest first:")
-        for name, spent in list(json.loads(mongo.read_text()).items())[:top]:
-            say(f"  {spent['count']:7d} {spent['seconds']:8.2f} s  {name}")
+    counts = Counts.read(logs / f"{service}-0.commands.json")
+    say(f"database commands of {service} (count, statements, total seconds), slowest first:")
+    for name, tally in list(counts.tallies.items())[:top]:
+        say(f"  {tally.count:7d} {tally.statements:8d} {tally.seconds:8.2f} s  {name}")
 
 
 def _rate(throughput: measure.Throughput | None) -> Rate | None:
@@ -231,6 +330,7 @@ def main() -> int:
             asyncio.run(bench.product())
         except Exception as exc:
             bench.fail("run", exc)
+        bench.results.database_memory_mb = bench.database_memory_mb()
     results = bench.results
     sys.stdout.write("\n" + table(figures(results)) + "\n\n")
     json_path, png_path = write(results, args.out)

@@ -44,16 +44,50 @@ async def pending_outbox(mongo: AsyncMongoClient[dict[str, object]], prefix: str
     return total
 
 
+State = tuple[int, int, int]
+"""(ready messages, pending outbox events, emails arrived so far)."""
+
+
+class Stillness:
+    """Decides, from successive states, whether the system is idle, busy or stuck."""
+
+    def __init__(self, quiet: float, stall: float, now: float) -> None:
+        self.quiet, self.stall = quiet, stall
+        self.last: State | None = None
+        self.since = now
+
+    def observe(self, state: State, now: float) -> str:
+        """``idle`` (nothing pending, nothing moved for ``quiet`` s), ``stuck`` (something
+        pending, nothing moved for ``stall`` s) or ``busy``."""
+        if state != self.last:
+            self.last, self.since = state, now
+            return "busy"
+        still = now - self.since
+        if state[0] == 0 and state[1] == 0:
+            return "idle" if still >= self.quiet else "busy"
+        return "stuck" if still > self.stall else "busy"
+
+
 async def wait_idle(
-    infra: Infra, catcher: CatcherClient, *, quiet: float = 3.0, timeout: float = 600
+    infra: Infra,
+    catcher: CatcherClient,
+    *,
+    quiet: float = 3.0,
+    stall: float = 60,
+    timeout: float = 600,
+    report_every: float = 15.0,
 ) -> None:
-    """Return once nothing moved for ``quiet`` seconds; raise after ``timeout``."""
+    """Return once nothing moved for ``quiet`` seconds; raise after ``timeout``, or when
+    messages or outbox events stay pending with nothing moving for ``stall`` seconds.
+
+    While it waits, a progress line every ``report_every`` seconds shows what still moves.
+    """
     deadline = time.monotonic() + timeout
+    reported = time.monotonic()
     connection = await aio_pika.connect(infra.rabbitmq_url)
     mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(infra.mongodb_url)
     try:
-        last: tuple[int, int, int] | None = None
-        still_since = time.monotonic()
+        stillness = Stillness(quiet, stall, time.monotonic())
         while True:
             channel = await connection.channel()
             state = (
@@ -64,11 +98,17 @@ async def wait_idle(
             if not channel.is_closed:
                 await channel.close()
             now = time.monotonic()
-            busy = state != last or state[0] != 0 or state[1] != 0
-            if busy:
-                last, still_since = state, now
-            elif now - still_since >= quiet:
+            if now - reported >= report_every:
+                reported = now
+                say(f"  not idle yet: {state[0]} ready messages, {state[1]} pending outbox")
+            verdict = stillness.observe(state, now)
+            if verdict == "idle":
                 return
+            if verdict == "stuck":
+                raise TimeoutError(
+                    f"stuck: nothing moved for {stall:.0f}s (ready messages, pending outbox, "
+                    f"emails) = {state}"
+                )
             if now > deadline:
                 raise TimeoutError(
                     f"not idle after {timeout:.0f}s (ready messages, pending outbox, "
@@ -80,8 +120,10 @@ async def wait_idle(
         await mongo.close()
 
 
-async def settle(infra: Infra, catcher: CatcherClient, what: str, timeout: float) -> None:
+async def settle(
+    infra: Infra, catcher: CatcherClient, what: str, stall: float, timeout: float
+) -> None:
     say(f"waiting until the system is idle ({what}) ...")
     started = time.monotonic()
-    await wait_idle(infra, catcher, timeout=timeout)
+    await wait_idle(infra, catcher, stall=stall, timeout=timeout)
     say(f"  idle after {time.monotonic() - started:.1f} s")

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 from bench.output import say
+from bench.procfs import TICKS_PER_SECOND, tree_ticks
 from tests.infra import ROOT
 
 
@@ -16,6 +17,7 @@ from tests.infra import ROOT
 class RawRate:
     count: int
     seconds: float
+    cpu_seconds: float | None = None  # sender and receiver, where measured
 
     @property
     def rate(self) -> float:
@@ -38,9 +40,16 @@ def _module(*args: str, timeout: float) -> dict[str, float]:
     return answer
 
 
-def smtp_rate(port: int, connections: int, count: int, label: str) -> RawRate:
-    """aiosmtplib from one process, ``connections`` connections, into the server on ``port``."""
+def smtp_rate(
+    port: int, connections: int, count: int, label: str, receiver_pid: int | None = None
+) -> RawRate:
+    """aiosmtplib from one process, ``connections`` connections, into the server on ``port``.
+
+    With ``receiver_pid`` (the counting catcher) the CPU of the step is measured too: the
+    sender's own, plus the receiver's from /proc across the step.
+    """
     say(f"raw SMTP into {label}: {count} emails over {connections} connections ...")
+    receiver_before = tree_ticks(receiver_pid) if receiver_pid else None
     answer = _module(
         "bench.smtp_sender",
         "--port",
@@ -51,8 +60,14 @@ def smtp_rate(port: int, connections: int, count: int, label: str) -> RawRate:
         str(count),
         timeout=max(120, count / 50),
     )
-    measured = RawRate(int(answer["sent"]), answer["seconds"])
-    say(f"  {measured.rate:,.0f} emails/s ({measured.count} in {measured.seconds:.1f} s)")
+    receiver_after = tree_ticks(receiver_pid) if receiver_pid else None
+    cpu = None
+    if receiver_before is not None and receiver_after is not None:
+        receiver = (receiver_after - receiver_before) / TICKS_PER_SECOND
+        cpu = answer["cpu_seconds"] + receiver
+    measured = RawRate(int(answer["sent"]), answer["seconds"], cpu)
+    spent = f", {cpu:.1f} CPU s" if cpu is not None else ""
+    say(f"  {measured.rate:,.0f} emails/s ({measured.count} in {measured.seconds:.1f} s{spent})")
     return measured
 
 

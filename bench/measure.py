@@ -69,7 +69,13 @@ def _last_arrival(kinds: dict[str, dict[str, float]]) -> float:
 
 
 async def run_bulk(
-    client: Client, firm_id: str, action: SettingAction, *, invite: bool, timeout: float
+    client: Client,
+    firm_id: str,
+    action: SettingAction,
+    *,
+    invite: bool,
+    stall: float,
+    timeout: float,
 ) -> tuple[cmd.BulkUpdateProgress, float]:
     """Request a bulk Login change for every account and follow it to its end."""
     command = cmd.RequestBulkUpdate(
@@ -87,17 +93,18 @@ async def run_bulk(
     except CommandRefused as exc:
         raise MeasurementFailed(f"crm refused RequestBulkUpdate: {exc.reply}") from exc
     say(f"bulk update {accepted.job_id} accepted (login {action.value}, invite={invite})")
-    return await _follow(client, firm_id, accepted.job_id, timeout), started
+    return await _follow(client, firm_id, accepted.job_id, stall, timeout), started
 
 
 async def _follow(
-    client: Client, firm_id: str, job_id: str, timeout: float
+    client: Client, firm_id: str, job_id: str, stall: float, timeout: float
 ) -> cmd.BulkUpdateProgress:
+    """Poll the job until it completes; fail once it made no progress for ``stall`` s."""
     query = cmd.GetBulkUpdate(firm_id=firm_id, job_id=job_id)
     deadline = time.monotonic() + timeout
-    progress: cmd.BulkUpdateProgress | None = None
     line = Progress("bulk accounts done", None, every=2)
-    while time.monotonic() < deadline:
+    seen, moved = (-1, -1), time.monotonic()
+    while True:
         progress = await client.call(query, cmd.BulkUpdateProgress)
         line.total = progress.accounts_total
         extra = f"{progress.invitations_sent} invitations, {progress.error_count} errors"
@@ -105,9 +112,15 @@ async def _follow(
         if progress.state is cmd.BulkUpdateState.COMPLETED:
             line.show(progress.accounts_done, extra, force=True)
             return progress
+        now = time.monotonic()
+        if (progress.accounts_done, progress.invitations_sent) != seen:
+            seen, moved = (progress.accounts_done, progress.invitations_sent), now
+        if now - moved > stall or now > deadline:
+            raise MeasurementFailed(
+                f"bulk update {job_id}: {progress.accounts_done} of "
+                f"{progress.accounts_total} accounts done, then no progress"
+            )
         await asyncio.sleep(0.5)
-    done = progress.accounts_done if progress else 0
-    raise MeasurementFailed(f"bulk update {job_id}: {done} accounts done after {timeout:.0f}s")
 
 
 async def bulk_invitations(
@@ -116,7 +129,7 @@ async def bulk_invitations(
     """Login on with invitations for every address: request -> last invitation email."""
     baseline = await catcher.total()
     progress, started = await run_bulk(
-        client, seeded.firm_id, SettingAction.ENABLE, invite=True, timeout=timeout
+        client, seeded.firm_id, SettingAction.ENABLE, invite=True, stall=stall, timeout=timeout
     )
     if progress.error_count:
         say(f"  {progress.error_count} errors, e.g. {progress.errors[:3]}")

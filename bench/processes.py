@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from bench.procfs import tree_peak_kb
 from tests.infra import ROOT, Infra, free_port, wait_for_port
 from tests.services import SERVICES
 
@@ -27,24 +28,26 @@ from tests.services import SERVICES
 class Catcher:
     smtp_port: int
     control_port: int
+    pid: int
 
 
 @contextmanager
 def counting_catcher() -> Iterator[Catcher]:
     """``bench.catcher`` as its own process."""
-    catcher = Catcher(free_port(), free_port())
+    smtp_port, control_port = free_port(), free_port()
     process = subprocess.Popen(  # noqa: S603 - our own module
         [
             sys.executable,
             "-m",
             "bench.catcher",
             "--port",
-            str(catcher.smtp_port),
+            str(smtp_port),
             "--control-port",
-            str(catcher.control_port),
+            str(control_port),
         ],
         cwd=ROOT,
     )
+    catcher = Catcher(smtp_port, control_port, process.pid)
     try:
         wait_for_port(catcher.smtp_port)
         wait_for_port(catcher.control_port)
@@ -60,6 +63,7 @@ class Replica:
     index: int
     port: int
     process: subprocess.Popen[bytes]
+    commands: Path  # its database command counts (bench.launcher)
 
     @property
     def name(self) -> str:
@@ -73,31 +77,6 @@ class Services:
     def peak_memory_mb(self) -> dict[str, float]:
         """RSS high-water mark (VmHWM) of each replica, including any child process."""
         return {r.name: tree_peak_kb(r.process.pid) / 1024 for r in self.replicas}
-
-
-def _status_kb(pid: int, key: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            found += [int(p) for p in task.read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def tree_peak_kb(pid: int) -> int:
-    """VmHWM of ``pid`` plus that of its descendants (a worker process, if any)."""
-    return _status_kb(pid, "VmHWM") + sum(tree_peak_kb(child) for child in _children(pid))
 
 
 def _healthy(port: int) -> bool:
@@ -135,8 +114,10 @@ def start_services(
 ) -> Iterator[Services]:
     """The four services, ``replicas`` processes each, healthy; stopped on exit.
 
-    The first process of each service named in ``profile`` runs under cProfile and
-    writes ``<logs>/<service>.prof`` when it stops.
+    Every process runs through ``bench.launcher``, which counts its database commands
+    into ``<logs>/<service>-<index>.commands.json``. The first process of each service
+    named in ``profile`` also runs under cProfile and writes ``<logs>/<service>.prof``
+    when it stops.
     """
     logs.mkdir(parents=True, exist_ok=True)
     ports = {(s, i): free_port() for s in SERVICES for i in range(replicas)}
@@ -145,17 +126,20 @@ def start_services(
     try:
         for (service, index), port in ports.items():
             log = (logs / f"{service}-{index}.log").open("ab")
-            command = [sys.executable, "-m", "faststream", "run", f"services.{service}.main:app"]
+            commands = logs / f"{service}-{index}.commands.json"
+            commands.unlink(missing_ok=True)
+            launcher = [sys.executable, "-m", "bench.launcher", "--commands", str(commands)]
             if service in profile and index == 0:
-                command[1:3] = ["-m", "bench.profiled", str(logs / f"{service}.prof")]
+                launcher += ["--profile", str(logs / f"{service}.prof")]
+            app = ["run", f"services.{service}.main:app", "--host", "127.0.0.1"]
             process = subprocess.Popen(  # noqa: S603 - the product's own entry point
-                [*command, "--host", "127.0.0.1", "--port", str(port)],
+                [*launcher, "--", *app, "--port", str(port)],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            running.replicas.append(Replica(service, index, port, process))
+            running.replicas.append(Replica(service, index, port, process, commands))
         _wait_healthy(running, logs, timeout)
         yield running
     finally:

@@ -1,7 +1,8 @@
 """The raw SMTP limit: one process sending with aiosmtplib over N connections.
 
 The message is the size and shape of a product email (multipart text + HTML, a few
-KB). Prints one JSON line: ``{"sent", "seconds", "rate"}``. Run it as
+KB). Prints one JSON line: ``{"sent", "seconds", "rate", "cpu_seconds"}`` (the
+CPU this process spent sending, start-up excluded). Run it as
 ``python -m bench.smtp_sender --port P --connections 4 --count 3000``.
 """
 
@@ -49,10 +50,15 @@ async def send_all(host: str, port: int, connections: int, count: int) -> dict[s
                 sent += 1
         return sent
 
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     sent = sum(await asyncio.gather(*itertools.starmap(worker, [()] * connections)))
     seconds = time.monotonic() - started
-    return {"sent": sent, "seconds": seconds, "rate": sent / seconds if seconds else 0.0}
+    return {
+        "sent": sent,
+        "seconds": seconds,
+        "rate": sent / seconds if seconds else 0.0,
+        "cpu_seconds": time.process_time() - cpu,
+    }
 
 
 def main() -> None:

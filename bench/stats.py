@@ -28,6 +28,8 @@ def rate(count: int, seconds: float) -> float:
 class Verdict(StrEnum):
     MET = "met"
     MISSED = "MISSED"
+    GOAL_MET = "goal met"
+    GOAL_NOT_MET = "goal not met"  # a longer-term goal, not this target
     NOT_MEASURED = "not measured"
     INFO = ""
 
@@ -42,6 +44,7 @@ class Figure:
     target: float | None = None
     at_least: bool = True  # the value must be >= target (else <= target)
     note: str = ""
+    goal: bool = False  # the target is a goal beyond the issue's own target
 
     @property
     def verdict(self) -> Verdict:
@@ -50,12 +53,14 @@ class Figure:
         if self.target is None:
             return Verdict.INFO
         ok = self.value >= self.target if self.at_least else self.value <= self.target
+        if self.goal:
+            return Verdict.GOAL_MET if ok else Verdict.GOAL_NOT_MET
         return Verdict.MET if ok else Verdict.MISSED
 
     def target_text(self) -> str:
         if self.target is None:
             return ""
-        return f"{'>=' if self.at_least else '<='} {_number(self.target)} {self.unit}"
+        return f"{'>=' if self.at_least else '<='} {_number(self.target)} {self.unit}".rstrip()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -66,6 +71,7 @@ class Figure:
             "at_least": self.at_least,
             "verdict": self.verdict.value or "info",
             "note": self.note,
+            "goal": self.goal,
         }
 
 
@@ -86,7 +92,7 @@ def table(figures: Sequence[Figure]) -> str:
     rows = [
         (
             f.name,
-            "-" if f.value is None else f"{_number(f.value)} {f.unit}",
+            "-" if f.value is None else f"{_number(f.value)} {f.unit}".rstrip(),
             f.target_text(),
             f.verdict.value,
             f.note,
