@@ -52,7 +52,7 @@ test-faults: venv  ## the fault-injection suite alone (FAULT_ACCOUNTS=5000 by de
 	$(BIN)/pytest -m faults tests/faults
 
 test-fast: venv  ## unit tests only (no infrastructure)
-	$(BIN)/pytest tests/unit tests/contracts tests/test_compose.py
+	$(BIN)/pytest tests/unit tests/contracts tests/test_compose.py tests/test_helm.py
 
 check: lint typecheck test  ## everything CI runs
 

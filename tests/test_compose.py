@@ -1,84 +1,255 @@
-"""docker-compose.yml is checked by reading it: CI has no Docker engine."""
+"""The compose files are checked by reading them: CI has no Docker engine.
+
+docker-compose.yml runs one RabbitMQ node and one MongoDB; docker-compose.cluster.yml
+(standalone) runs a three-node RabbitMQ cluster and a three-member replica set. Both
+run the same four services; the tests common to both are parametrized over the files.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+BASE = "docker-compose.yml"
+CLUSTER = "docker-compose.cluster.yml"
 APP_SERVICES = ("crm", "identity", "notification", "mailsync")
-INFRA_SERVICES = ("mongodb", "rabbitmq", "mailpit", "imap")
+MAIL_SERVICES = ("mailpit", "imap")
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - inside the container, on purpose
+LOOPBACK = "127.0.0.1"
 APP_ENV = ("RABBITMQ_URL", "MONGODB_URL", "SMTP_HOST", "SMTP_PORT", "IMAP_HOST", "IMAP_PORT")
+SECRET_KEYS = ("MAILBOX_SECRET_KEY", "NOTIFICATION_LINK_KEY", "INVITATION_TOKEN_KEY")
+RABBITMQ_IMAGE = re.compile(r"rabbitmq:4\.\d+(\.\d+)?-management")  # 3.13 is out of support
+MONGODB_IMAGE = re.compile(r"mongo:8(\.\d+){0,2}")  # 7.0 is near the end of its support
+# How many broker and database nodes each file runs.
+NODES = {BASE: 1, CLUSTER: 3}
+
+Services = dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    with (ROOT / "docker-compose.yml").open() as f:
+def load(name: str) -> dict[str, Any]:
+    with (ROOT / name).open() as f:
         loaded: dict[str, Any] = yaml.safe_load(f)
     return loaded
 
 
+@pytest.fixture(scope="module", params=[BASE, CLUSTER])
+def compose_file(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
 @pytest.fixture(scope="module")
-def services(compose: dict[str, Any]) -> dict[str, Any]:
-    found: dict[str, Any] = compose["services"]
+def compose(compose_file: str) -> dict[str, Any]:
+    return load(compose_file)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> Services:
+    found: Services = compose["services"]
     return found
 
 
-def host_ports(service: dict[str, Any]) -> list[str]:
-    """The host side of each published port ("127.0.0.1:8001:8000" -> "8001")."""
-    return [str(p).rsplit(":", 2)[-2] for p in service.get("ports", []) if ":" in str(p)]
+def brokers(services: Services) -> dict[str, Any]:
+    return {n: s for n, s in services.items() if s.get("image", "").startswith("rabbitmq:")}
+
+
+def command(service: dict[str, Any]) -> list[str]:
+    found = service.get("command", [])
+    return found.split() if isinstance(found, str) else list(found)
+
+
+def databases(services: Services) -> dict[str, Any]:
+    """The mongod nodes (not the one-shot job that initiates the replica set)."""
+    return {
+        n: s
+        for n, s in services.items()
+        if s.get("image", "").startswith("mongo:") and command(s)[:1] in ([], ["mongod"])
+    }
+
+
+def one_shot(service: dict[str, Any]) -> bool:
+    return service.get("restart") == "no"
+
+
+def hostname(name: str, service: dict[str, Any]) -> str:
+    found: str = service.get("hostname", name)
+    return found
+
+
+# Published ports, compared as numbers ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    service: str
+    host_ip: str
+    low: int
+    high: int
+    target: int
+
+    def overlaps(self, other: Published) -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+
+def _range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    return int(low), int(high or low)
+
+
+def published(services: Services) -> list[Published]:
+    """Every published port; "127.0.0.1:8003-8004:8000" -> 127.0.0.1, 8003..8004 -> 8000."""
+    found = []
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            if isinstance(port, dict):
+                host_ip = str(port.get("host_ip", ""))
+                low, high = _range(str(port["published"]))
+                target = int(port["target"])
+            else:
+                parts = str(port).split(":")
+                if len(parts) == 1:
+                    pytest.fail(f"{name}: {port} publishes on a random host port")
+                host_ip = parts[0] if len(parts) == 3 else ""
+                low, high = _range(parts[-2])
+                target = int(parts[-1].split("/")[0])
+            found.append(Published(name, host_ip, low, high, target))
+    return found
+
+
+def overlapping(ports: list[Published]) -> list[tuple[Published, Published]]:
+    return [(a, b) for a, b in combinations(ports, 2) if a.overlaps(b)]
+
+
+def ports_of(services: Services, name: str) -> list[Published]:
+    return [p for p in published(services) if p.service == name]
+
+
+# The tests ------------------------------------------------------------------------------
+
+
+class TestPortComparison:
+    def test_a_range_overlapping_a_single_port_is_caught(self) -> None:
+        ports = published(
+            {
+                "notification": {"ports": ["127.0.0.1:8003-8004:8000"]},
+                "mailsync": {"ports": ["127.0.0.1:8004:8000"]},
+                "crm": {"ports": [{"target": 8000, "published": "8001", "host_ip": LOOPBACK}]},
+            }
+        )
+        assert [(a.service, b.service) for a, b in overlapping(ports)] == [
+            ("notification", "mailsync")
+        ]
 
 
 class TestServices:
-    def test_all_infrastructure_and_app_services_are_defined(
-        self, services: dict[str, Any]
-    ) -> None:
-        assert set(services) == {*INFRA_SERVICES, *APP_SERVICES}
+    def test_the_app_and_mail_services_are_defined(self, services: Services) -> None:
+        assert {*APP_SERVICES, *MAIL_SERVICES} <= set(services)
 
-    def test_every_service_has_a_healthcheck(self, services: dict[str, Any]) -> None:
-        missing = [name for name, svc in services.items() if not svc.get("healthcheck")]
+    def test_runs_the_expected_number_of_broker_and_database_nodes(
+        self, services: Services, compose_file: str
+    ) -> None:
+        assert len(brokers(services)) == NODES[compose_file]
+        assert len(databases(services)) == NODES[compose_file]
+        expected = {*APP_SERVICES, *MAIL_SERVICES, *brokers(services), *databases(services)}
+        extra = {name for name, s in services.items() if name not in expected}
+        assert all(one_shot(services[name]) for name in extra), extra
+
+    def test_every_long_running_service_has_a_healthcheck(self, services: Services) -> None:
+        missing = [
+            name
+            for name, svc in services.items()
+            if not one_shot(svc) and not svc.get("healthcheck", {}).get("test")
+        ]
         assert missing == []
 
-    def test_published_host_ports_are_distinct(self, services: dict[str, Any]) -> None:
-        ports = [port for svc in services.values() for port in host_ports(svc)]
-        assert len(ports) == len(set(ports))
+    def test_images_are_pinned(self, services: Services) -> None:
+        for name, service in services.items():
+            image = service["image"]
+            assert ":" in image, f"{name}: {image} has no tag"
+            assert not image.endswith(":latest"), name
+
+    def test_broker_is_rabbitmq_4(self, services: Services) -> None:
+        for name, broker in brokers(services).items():
+            assert RABBITMQ_IMAGE.fullmatch(broker["image"]), (name, broker["image"])
+
+    def test_database_is_mongodb_8(self, services: Services) -> None:
+        mongo = [s["image"] for s in services.values() if s["image"].startswith("mongo:")]
+        assert mongo
+        assert all(MONGODB_IMAGE.fullmatch(image) for image in mongo), mongo
+
+    def test_every_port_is_published_on_loopback_only(self, services: Services) -> None:
+        assert [p for p in published(services) if p.host_ip != LOOPBACK] == []
+
+    def test_published_host_ports_do_not_overlap(self, services: Services) -> None:
+        assert overlapping(published(services)) == []
+
+    def test_infrastructure_keeps_the_local_port_numbers(self, services: Services) -> None:
+        """deploy/local.sh's numbers, so tests on the host can point at the first node."""
+        first_broker, first_database = sorted(brokers(services))[0], sorted(databases(services))[0]
+        assert (5672, 5672) in {(p.low, p.target) for p in ports_of(services, first_broker)}
+        assert (27017, 27017) in {(p.low, p.target) for p in ports_of(services, first_database)}
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 class TestAppServices:
-    def test_builds_from_a_dockerfile_that_exists(
-        self, services: dict[str, Any], name: str
-    ) -> None:
+    def test_builds_from_a_dockerfile_that_exists(self, services: Services, name: str) -> None:
         build = services[name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).is_file()
         assert build.get("args", {}).get("SERVICE") == name
+        assert services[name]["image"] == f"crm-backbone/{name}:dev"
 
-    def test_waits_for_a_healthy_database_and_broker(
-        self, services: dict[str, Any], name: str
-    ) -> None:
+    def test_waits_for_every_database_and_broker_node(self, services: Services, name: str) -> None:
         depends_on = services[name]["depends_on"]
-        for infra in ("mongodb", "rabbitmq"):
-            assert depends_on[infra] == {"condition": "service_healthy"}
+        for node in (*brokers(services), *databases(services)):
+            assert depends_on[node] == {"condition": "service_healthy"}, node
+        for job in (n for n, s in services.items() if one_shot(s)):
+            assert depends_on[job] == {"condition": "service_completed_successfully"}, job
 
-    def test_receives_the_connection_settings(self, services: dict[str, Any], name: str) -> None:
+    def test_receives_the_connection_settings(self, services: Services, name: str) -> None:
         assert set(APP_ENV) <= set(services[name]["environment"])
 
-    def test_healthcheck_probes_the_health_endpoint(
-        self, services: dict[str, Any], name: str
-    ) -> None:
+    def test_is_pointed_at_every_broker_node(self, services: Services, name: str) -> None:
+        urls = services[name]["environment"]["RABBITMQ_URL"].split(",")
+        hosts = {urlsplit(url).hostname for url in urls}
+        assert hosts == {hostname(n, s) for n, s in brokers(services).items()}
+        for url in urls:
+            parts = urlsplit(url)
+            assert parts.scheme == "amqp"
+            assert parts.port == 5672
+
+    def test_uses_the_brokers_user(self, services: Services, name: str) -> None:
+        for broker in brokers(services).values():
+            env = broker["environment"]
+            for url in services[name]["environment"]["RABBITMQ_URL"].split(","):
+                parts = urlsplit(url)
+                assert (parts.username, parts.password) == (
+                    env["RABBITMQ_DEFAULT_USER"],
+                    env["RABBITMQ_DEFAULT_PASS"],
+                )
+
+    def test_is_pointed_at_every_database_node(self, services: Services, name: str) -> None:
+        url = urlsplit(services[name]["environment"]["MONGODB_URL"])
+        assert url.scheme == "mongodb"
+        hosts = {h.partition(":")[0] for h in url.netloc.rpartition("@")[2].split(",")}
+        assert hosts == {hostname(n, s) for n, s in databases(services).items()}
+
+    def test_healthcheck_probes_the_health_endpoint(self, services: Services, name: str) -> None:
         assert "http://localhost:8000/health" in " ".join(services[name]["healthcheck"]["test"])
 
-    def test_runs_its_own_faststream_app_on_port_8000(
-        self, services: dict[str, Any], name: str
-    ) -> None:
-        command = services[name]["command"]
-        assert command[:3] == ["faststream", "run", f"services.{name}.main:app"]
-        assert command[-4:] == ["--host", ALL_INTERFACES, "--port", "8000"]
+    def test_runs_its_own_faststream_app_on_port_8000(self, services: Services, name: str) -> None:
+        run = command(services[name])
+        assert run[:3] == ["faststream", "run", f"services.{name}.main:app"]
+        assert run[-4:] == ["--host", ALL_INTERFACES, "--port", "8000"]
+        assert {p.target for p in ports_of(services, name)} <= {8000}
 
     def test_command_module_exists(self, name: str) -> None:
         module = ROOT / "services" / name / "main.py"
@@ -86,49 +257,48 @@ class TestAppServices:
             pytest.skip(f"services/{name}/main.py is not written yet")
         assert re.search(r"\bapp\s*=", module.read_text()), "main.py defines no `app`"
 
+    def test_gets_the_secret_keys(self, services: Services, name: str) -> None:
+        assert set(SECRET_KEYS) <= set(services[name]["environment"])
+
 
 class TestScaling:
-    def test_portal_is_published_on_8002(self, services: dict[str, Any]) -> None:
-        assert "8002" in host_ports(services["identity"])
+    def test_portal_is_published_on_8002(self, services: Services) -> None:
+        assert [(p.low, p.high) for p in ports_of(services, "identity")] == [(8002, 8002)]
 
     def test_notification_runs_replicas_that_serve_the_unsubscribe_links(
-        self, services: dict[str, Any]
+        self, services: Services
     ) -> None:
         notification = services["notification"]
         assert notification["deploy"]["replicas"] >= 2
-        [published] = host_ports(notification)
-        first = published.split("-")[0]
-        assert notification["environment"]["NOTIFICATION_PUBLIC_URL"].endswith(f":{first}")
+        [port] = ports_of(services, "notification")
+        public = urlsplit(notification["environment"]["NOTIFICATION_PUBLIC_URL"])
+        assert public.port == port.low
 
     def test_a_replicated_service_publishes_a_port_range_with_room_for_each_replica(
-        self, services: dict[str, Any]
+        self, services: Services
     ) -> None:
-        for service in services.values():
+        for name, service in services.items():
             replicas = service.get("deploy", {}).get("replicas", 1)
-            for published in host_ports(service) if replicas > 1 else ():
-                low, _, high = published.partition("-")
-                assert high, f"{published}: replicas cannot share one host port"
-                assert int(high) - int(low) + 1 >= replicas
-
-    def test_every_service_gets_the_secret_keys(self, services: dict[str, Any]) -> None:
-        for name in ("crm", "identity", "notification", "mailsync"):
-            env = services[name]["environment"]
-            assert {"MAILBOX_SECRET_KEY", "NOTIFICATION_LINK_KEY", "INVITATION_TOKEN_KEY"} <= set(
-                env
-            )
+            for port in ports_of(services, name):
+                assert port.high - port.low + 1 >= replicas, f"{name}: replicas share a port"
 
 
 class TestVolumes:
-    def test_database_and_broker_data_live_in_named_volumes(
-        self, compose: dict[str, Any], services: dict[str, Any]
+    def test_each_database_and_broker_node_keeps_its_data_in_its_own_volume(
+        self, compose: dict[str, Any], services: Services
     ) -> None:
         declared = set(compose["volumes"])
-        for name, target in (("mongodb", "/data/db"), ("rabbitmq", "/var/lib/rabbitmq")):
-            sources = [v.split(":")[0] for v in services[name]["volumes"] if v.endswith(target)]
-            assert sources, f"{name} keeps no data in {target}"
-            assert set(sources) <= declared
+        sources = []
+        nodes = [(n, s, "/data/db") for n, s in databases(services).items()]
+        nodes += [(n, s, "/var/lib/rabbitmq") for n, s in brokers(services).items()]
+        for name, service, target in nodes:
+            found = [v.split(":")[0] for v in service["volumes"] if v.split(":")[1] == target]
+            assert len(found) == 1, f"{name} keeps no data in {target}"
+            assert found[0] in declared
+            sources += found
+        assert len(sources) == len(set(sources)), "two nodes share a data volume"
 
-    def test_bind_mounted_config_exists(self, services: dict[str, Any]) -> None:
+    def test_bind_mounted_files_exist(self, services: Services) -> None:
         for svc in services.values():
             for volume in svc.get("volumes", []):
                 source = volume.split(":")[0]
@@ -138,3 +308,108 @@ class TestVolumes:
     def test_imap_test_user_is_configured(self) -> None:
         users = (ROOT / "deploy/compose/dovecot/users").read_text()
         assert users.startswith("sync@firm.test:{PLAIN}sync-secret:")
+
+
+# The cluster file -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Services:
+    found: Services = load(CLUSTER)["services"]
+    return found
+
+
+def mounted(service: dict[str, Any], target_prefix: str) -> Iterator[Path]:
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if target.startswith(target_prefix) and source.startswith("./"):
+            yield ROOT / source
+
+
+class TestClusterFile:
+    def test_says_it_is_standalone_and_is_its_own_project(self) -> None:
+        header = (ROOT / CLUSTER).read_text().splitlines()[0]
+        assert "STANDALONE" in header
+        assert load(CLUSTER)["name"] != load(BASE)["name"], "it would share the base's volumes"
+
+    def test_same_app_services_as_the_base_file(self, cluster: Services) -> None:
+        base = load(BASE)["services"]
+        for name in (*APP_SERVICES, *MAIL_SERVICES):
+            for key in ("image", "build", "command", "ports", "deploy"):
+                assert cluster[name].get(key) == base[name].get(key), (name, key)
+            if name in APP_SERVICES:
+                env = dict(cluster[name]["environment"])
+                base_env = dict(base[name]["environment"])
+                for url in ("RABBITMQ_URL", "MONGODB_URL"):
+                    env.pop(url), base_env.pop(url)
+                assert env == base_env, name
+
+
+def conf_settings(path: Path) -> dict[str, str]:
+    """A rabbitmq.conf file's `key = value` lines."""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    pairs = [line.partition("=") for line in lines if not line.startswith("#")]
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+class TestRabbitmqCluster:
+    def test_nodes_share_one_erlang_cookie(self, cluster: Services) -> None:
+        cookies = {s["environment"]["RABBITMQ_ERLANG_COOKIE"] for s in brokers(cluster).values()}
+        assert len(cookies) == 1
+        assert len(cookies.pop()) >= 20
+
+    def test_nodes_have_stable_distinct_hostnames(self, cluster: Services) -> None:
+        names = [s.get("hostname") for s in brokers(cluster).values()]
+        assert None not in names
+        assert len(set(names)) == 3
+
+    def test_classic_peer_discovery_lists_every_node(self, cluster: Services) -> None:
+        for name, broker in brokers(cluster).items():
+            [config] = list(mounted(broker, "/etc/rabbitmq/conf.d/"))
+            settings = conf_settings(config)
+            assert settings["cluster_formation.peer_discovery_backend"] == "classic_config"
+            listed = {v for k, v in settings.items() if k.startswith("cluster_formation.classic_")}
+            expected = {f"rabbit@{s['hostname']}" for s in brokers(cluster).values()}
+            assert listed == expected, name
+            assert settings["quorum_queue.initial_cluster_size"] == "3"
+
+    def test_a_node_is_healthy_only_with_the_whole_cluster(self, cluster: Services) -> None:
+        for broker in brokers(cluster).values():
+            assert "await_online_nodes 3" in " ".join(broker["healthcheck"]["test"])
+
+
+class TestReplicaSet:
+    REPLICA_SET = "rs0"
+
+    def test_members_run_mongod_in_one_replica_set(self, cluster: Services) -> None:
+        for name, member in databases(cluster).items():
+            run = command(member)
+            assert run[run.index("--replSet") + 1] == self.REPLICA_SET, name
+            assert "--bind_ip_all" in run, name
+
+    def test_an_init_job_initiates_it_with_every_member(self, cluster: Services) -> None:
+        [init] = [s for s in cluster.values() if one_shot(s)]
+        members = databases(cluster)
+        assert init["depends_on"] == {m: {"condition": "service_healthy"} for m in members}
+        assert command(init)[0] == "mongosh"
+        [script] = list(mounted(init, "/init/"))
+        assert str(script.relative_to(ROOT)) == "deploy/compose/mongodb/replica-set.js"
+        assert any(p.endswith(script.name) for p in command(init))
+        text = script.read_text()
+        assert "rs.initiate(" in text
+        assert re.search(rf'_id:\s*"{self.REPLICA_SET}"', text)
+        hosts = set(re.findall(r'host:\s*"([^"]+)"', text))
+        assert hosts == {f"{hostname(n, s)}:27017" for n, s in members.items()}
+
+    def test_services_use_majority_retryable_writes_on_the_set(self, cluster: Services) -> None:
+        for name in APP_SERVICES:
+            query = parse_qs(urlsplit(cluster[name]["environment"]["MONGODB_URL"]).query)
+            assert query == {
+                "replicaSet": [self.REPLICA_SET],
+                "w": ["majority"],
+                "retryWrites": ["true"],
+            }, name
+
+    def test_members_publish_distinct_loopback_ports(self, cluster: Services) -> None:
+        ports = [p for n in databases(cluster) for p in ports_of(cluster, n)]
+        assert sorted(p.low for p in ports) == [27017, 27018, 27019]
