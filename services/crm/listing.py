@@ -33,6 +33,7 @@ from services.crm.domain import Account
 from services.crm.repository import AccountRepository, NotStored, account_from
 from shared.contracts.crm import AccountSort, ListAccounts
 from shared.storage.aggregates import ConcurrentUpdate
+from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, find_in_firm
 
 REVISION = "access_revision"
@@ -112,9 +113,19 @@ def access_from(doc: Document) -> Access:
     )
 
 
+@dataclass(frozen=True)
+class _Fact:
+    token: object
+    entry: AccessEntry
+    fact: str
+    grant_id: str
+    version: int
+
+
 class AccountListing:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db[AccountRepository.collection_name]
+        self._coalescer: Coalescer[tuple[str, str], _Fact, set[object]] = Coalescer(self._apply_now)
 
     async def ensure_indexes(self) -> None:
         for sort_field in _SORT_FIELD.values():
@@ -149,22 +160,42 @@ class AccountListing:
     ) -> bool:
         """Apply one identity fact to one (address, email); False when stale or unknown.
 
-        Raises :class:`ConcurrentUpdate` when other facts about the account kept winning
-        (the message is retried later).
+        Facts about one account arriving at the same moment (an InvitationIssued for
+        each of its addresses in a bulk update) share one write (``shared.storage.coalesce``).
+        Raises :class:`ConcurrentUpdate` when other writers kept winning (the message is
+        retried later).
         """
+        fact_in = _Fact(object(), entry, fact, grant_id, version)
+        applied = await self._coalescer.submit((firm_id, account_id), [fact_in])
+        return fact_in.token in applied
+
+    async def _apply_now(self, account: tuple[str, str], facts: list[_Fact]) -> set[object]:
+        """Apply the facts in order to what is stored, in one conditional write; returns
+        the tokens of those that changed something."""
+        firm_id, account_id = account
         for attempt in range(ATTEMPTS):
             doc = await find_in_firm(
                 self.collection, account_id, firm_id, {"access": 1, REVISION: 1}
             )
             if doc is None:
-                return False
+                return set()
             current = access_from(doc)
-            known = current.entry(entry.address_id, entry.email) or entry
-            updated = known.apply(fact, grant_id, version)
-            if updated is None:
-                return False
-            if await self._store_access(firm_id, account_id, doc.get(REVISION), current, updated):
-                return True
+            entries = {e.key: e for e in current.entries}
+            applied: set[object] = set()
+            changed: dict[str, AccessEntry] = {}
+            for f in facts:
+                key = access.entry_key(f.entry.address_id, f.entry.email)
+                updated = entries.get(key, f.entry).apply(f.fact, f.grant_id, f.version)
+                if updated is not None:
+                    entries[key] = changed[key] = updated
+                    applied.add(f.token)
+            if not changed:
+                return applied
+            stored = await self._store_access(
+                firm_id, account_id, doc.get(REVISION), list(entries.values()), changed
+            )
+            if stored:
+                return applied
             await asyncio.sleep(0.002 * 2**attempt * (0.5 + random.random()))  # noqa: S311
         raise ConcurrentUpdate(account_id)
 
@@ -184,21 +215,21 @@ class AccountListing:
         firm_id: str,
         account_id: str,
         revision: int | None,
-        current: Access,
-        updated: AccessEntry,
+        entries: list[AccessEntry],
+        changed: dict[str, AccessEntry],
     ) -> bool:
-        """Write the entry and the derived columns unless the entries changed since read.
+        """Write the changed entries and the derived columns unless the entries changed
+        since read.
 
         A conditional single-document update: ``{_id, access_revision: as read}`` matches
         and applies whole (raising the revision), or matches nothing (False).
         """
-        others = [e for e in current.entries if e.key != updated.key]
-        status = access.login_status([*others, updated])
+        status = access.login_status(entries)
         result = await self.collection.update_one(
             {"_id": account_id, "firm_id": firm_id, REVISION: revision},
             {
                 "$set": {
-                    f"access.{updated.key}": _entry_doc(updated),
+                    **{f"access.{key}": _entry_doc(e) for key, e in changed.items()},
                     "login_status": status,
                     "login_rank": access.STATUS_RANK[status],
                 },

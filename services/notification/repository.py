@@ -44,6 +44,7 @@ from services.notification.domain import (
     TimeZoneSet,
 )
 from shared.storage.aggregates import ConcurrentUpdate
+from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, find_in_firm
 from shared.storage.projections import keep_newest
 
@@ -146,6 +147,9 @@ class RecipientRepository:
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db[self.collection_name]
+        self._coalescer: Coalescer[tuple[str, str], tuple[str, Fact], list[Recipient]] = Coalescer(
+            self._record_now
+        )
 
     async def ensure_indexes(self) -> None:
         """Nothing beyond ``_id``: an account's document is read by its id and firm."""
@@ -167,7 +171,17 @@ class RecipientRepository:
         self, firm_id: str, account_id: str, facts: Sequence[tuple[str, Fact]]
     ) -> list[Recipient]:
         """Record facts of several addresses of one account in one conditional write
-        (none when nothing is newer); returns the account's recipients after it."""
+        (none when nothing is newer); returns the account's recipients after it.
+
+        Facts recorded for the same account at the same moment (the LoginToggled of each
+        of its addresses in a bulk update) share that one write (``shared.storage.coalesce``).
+        """
+        return await self._coalescer.submit((firm_id, account_id), facts)
+
+    async def _record_now(
+        self, account: tuple[str, str], facts: list[tuple[str, Fact]]
+    ) -> list[Recipient]:
+        firm_id, account_id = account
         for attempt in range(self.ATTEMPTS):
             doc = await self._read(firm_id, account_id)
             addresses: list[Document] = doc["addresses"] if doc else []

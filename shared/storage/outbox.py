@@ -40,6 +40,8 @@ PENDING = "outbox_pending"
 PENDING_FILTER: Document = {PENDING: True}
 BATCH = 64
 """Documents one relay worker publishes and acknowledges together."""
+BATCH_WINDOW_SECONDS = 0.01
+"""How long a worker waits for more documents before a batch (fewer, larger acks)."""
 
 Prepare = Callable[[Document], Document]
 """Completes an envelope just before it is published (e.g. with a derived secret)."""
@@ -176,7 +178,10 @@ class OutboxRelay:
 
     async def _work_forever(self) -> None:
         while True:
-            collection, ids = self._take_batch(await self._queue.get())
+            first = await self._queue.get()  # stays in _queued: a notify meanwhile is a no-op
+            if self._queue.qsize() < BATCH:
+                await asyncio.sleep(BATCH_WINDOW_SECONDS)
+            collection, ids = self._take_batch(first)
             keys = {(collection, doc_id) for doc_id in ids}
             self._in_flight |= keys
             failed = False

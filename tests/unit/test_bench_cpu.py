@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,11 @@ def test_the_local_processes_are_found_by_their_pid_files(tmp_path: Path) -> Non
         [sys.executable, "-c", "import time; time.sleep(10)", "crm.embedded.Main", "--port", "2"]
     )
     try:
+        cmdline = Path(f"/proc/{fake_db.pid}/cmdline")
+        for _ in range(200):  # right after the fork the child still shows our command line
+            if b"crm.embedded.Main" in cmdline.read_bytes():
+                break
+            time.sleep(0.01)
         (tmp_path / "mongodb").mkdir()
         (tmp_path / "mongodb" / "mongodb.pid").write_text(f"{fake_db.pid}\n")
         same_port = _infra("amqp://h:5672/", "mongodb://127.0.0.1:2/")
