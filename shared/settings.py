@@ -20,7 +20,7 @@ class ServiceSettings(BaseSettings):
         description="Prepended to the service's database name (tests use it to isolate runs).",
     )
     log_level: str = "INFO"
-    outbox_sweep_seconds: float = Field(default=2.0, gt=0)
+    outbox_sweep_seconds: float = Field(default=10.0, gt=0)
     prefetch_count: int = Field(
         default=50, ge=1, description="Unacknowledged messages a process handles at once."
     )

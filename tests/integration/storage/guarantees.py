@@ -134,6 +134,29 @@ class StorageGuarantees:
 
             assert sum(await asyncio.gather(*(insert(i) for i in range(CLIENTS)))) == 1
 
+    async def test_a_filter_on_the_id_and_other_fields_matches_only_what_it_names(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        # The embedded server looks such filters up by the _id index (deploy/mongo-server).
+        docs = db["docs"]
+        await docs.insert_many(
+            [{"_id": f"d{i}", "firm_id": f"f{i % 2}", "n": i} for i in range(10)]
+        )
+        assert await docs.count_documents({"_id": "d1", "firm_id": "f1"}) == 1
+        assert await docs.count_documents({"_id": "d1", "firm_id": "f0"}) == 0
+        assert await docs.count_documents({"_id": "nope", "firm_id": "f1"}) == 0
+        in_firm = {"_id": {"$in": ["d1", "d2", "d3", "nope"]}, "firm_id": "f1"}
+        assert sorted([d["_id"] async for d in docs.find(in_firm)]) == ["d1", "d3"]
+        ranged = {"_id": {"$gte": "d5"}, "firm_id": "f0"}
+        assert sorted([d["_id"] async for d in docs.find(ranged)]) == ["d6", "d8"]
+        stale = await docs.update_one({"_id": "d4", "n": 5}, {"$set": {"n": 0}})
+        assert stale.matched_count == 0
+        fresh = await docs.update_one({"_id": "d4", "n": 4}, {"$set": {"n": 0}})
+        assert fresh.matched_count == 1
+        assert (
+            await docs.delete_many({"_id": {"$in": ["d6", "d7"]}, "firm_id": "f0"})
+        ).deleted_count == 1
+
     # ------------------------------------------------------------ aggregates and the outbox
 
     async def test_a_stale_version_is_refused(self, db: AsyncDatabase[Document]) -> None:

@@ -10,6 +10,7 @@ import java.util.concurrent.CountDownLatch;
 
 import org.h2.mvstore.MVStore;
 
+import de.bwaldvogel.mongo.MongoDatabase;
 import de.bwaldvogel.mongo.MongoServer;
 import de.bwaldvogel.mongo.MongoVersion;
 import de.bwaldvogel.mongo.backend.h2.H2Backend;
@@ -41,6 +42,7 @@ public final class Main {
         "dropindexes", "dropdatabase", "renamecollection");
 
     static final int WORKER_THREADS = 32;
+    static final int CACHE_MB = 32;
 
     static final MongoVersion MONGO_5_0_WIRE_13 = new MongoVersion() {
         @Override
@@ -108,13 +110,21 @@ public final class Main {
         }
     }
 
-    /** The H2 backend; a write command is acknowledged only once the store is committed. */
+    /**
+     * The H2 backend; a write command is acknowledged only once the store is committed,
+     * and filters that name an {@code _id} use the {@code _id} index ({@link IdLookup}).
+     */
     static final class DurableH2Backend extends H2Backend {
         private final GroupCommit groupCommit;
 
         DurableH2Backend(MVStore store, boolean commitEachWrite) {
             super(store);
             this.groupCommit = commitEachWrite ? new GroupCommit(store) : null;
+        }
+
+        @Override
+        protected MongoDatabase openOrCreateDatabase(String databaseName) {
+            return new IdLookup.Database(databaseName, getMvStore(), getCursorRegistry());
         }
 
         @Override
@@ -154,7 +164,7 @@ public final class Main {
         }
         Files.createDirectories(data.toAbsolutePath().getParent());
 
-        MVStore store = new MVStore.Builder().fileName(data.toString()).compress().open();
+        MVStore store = new MVStore.Builder().fileName(data.toString()).cacheSize(CACHE_MB).open();
         DurableH2Backend backend = new DurableH2Backend(store, commitEachWrite);
         backend.version(MONGO_5_0_WIRE_13);
         MongoServer server = new MongoServer(backend);

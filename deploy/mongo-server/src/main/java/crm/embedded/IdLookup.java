@@ -1,0 +1,120 @@
+package crm.embedded;
+
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+
+import org.h2.mvstore.MVMap;
+import org.h2.mvstore.MVStore;
+
+import de.bwaldvogel.mongo.MongoCollection;
+import de.bwaldvogel.mongo.MongoDatabase;
+import de.bwaldvogel.mongo.backend.CollectionOptions;
+import de.bwaldvogel.mongo.backend.CursorRegistry;
+import de.bwaldvogel.mongo.backend.Index;
+import de.bwaldvogel.mongo.backend.QueryResult;
+import de.bwaldvogel.mongo.backend.h2.H2Collection;
+import de.bwaldvogel.mongo.backend.h2.H2Database;
+import de.bwaldvogel.mongo.bson.Document;
+
+/**
+ * Finds documents by their {@code _id} index when a filter names {@code _id} and more.
+ *
+ * <p>mongo-java-server uses an index only when a filter's fields are exactly the index's
+ * fields, so {@code {_id: x, version: 7}} (every conditional write of an aggregate) and
+ * {@code {_id: x, firm_id: f}} scanned the whole collection. Here a filter whose
+ * {@code _id} is a value or an {@code $in} of values looks those documents up by the
+ * {@code _id} index and applies the whole filter to them: the same result, found in
+ * constant time. Everything else is left to the library.
+ */
+final class IdLookup {
+
+    private static final String ID = "_id";
+    // The H2 backend's map names (package-private constants of H2Database).
+    private static final String DATABASES_PREFIX = "databases.";
+    private static final String META_PREFIX = "meta.";
+
+    private IdLookup() {
+    }
+
+    static final class Database extends H2Database {
+        // H2Database's constructor already opens collections, before a field of this class
+        // could be set: the store comes from here (one store per process).
+        private static volatile MVStore store;
+
+        Database(String databaseName, MVStore mvStore, CursorRegistry cursorRegistry) {
+            super(databaseName, remember(mvStore), cursorRegistry);
+        }
+
+        private static MVStore remember(MVStore mvStore) {
+            store = mvStore;
+            return mvStore;
+        }
+
+        @Override
+        protected MongoCollection<Object> openOrCreateCollection(String collectionName, CollectionOptions options) {
+            String fullName = getFullCollectionNamespace(collectionName);
+            MVMap<Object, Document> dataMap = store.openMap(DATABASES_PREFIX + fullName);
+            MVMap<String, Object> metaMap = store.openMap(META_PREFIX + fullName);
+            return new Collection_(this, collectionName, options, dataMap, metaMap, cursorRegistry);
+        }
+    }
+
+    static final class Collection_ extends H2Collection {
+
+        Collection_(MongoDatabase database, String collectionName, CollectionOptions options,
+                    MVMap<Object, Document> dataMap, MVMap<String, Object> metaMap, CursorRegistry cursorRegistry) {
+            super(database, collectionName, options, dataMap, metaMap, cursorRegistry);
+        }
+
+        @Override
+        protected QueryResult queryDocuments(Document query, Document orderBy, int numberToSkip, int limit,
+                                             int batchSize, Document fieldSelector) {
+            List<Object> ids = query.size() > 1 ? idsNamedBy(query.get(ID)) : null;
+            Index<Object> idIndex = ids == null ? null : idIndex();
+            if (idIndex == null) {
+                return super.queryDocuments(query, orderBy, numberToSkip, limit, batchSize, fieldSelector);
+            }
+            List<Object> positions = new ArrayList<>();
+            for (Object id : ids) {
+                for (Object position : idIndex.getPositions(new Document(ID, id))) {
+                    positions.add(position);
+                }
+            }
+            return matchDocuments(query, positions, orderBy, numberToSkip, limit, batchSize, fieldSelector);
+        }
+
+        private Index<Object> idIndex() {
+            for (Index<Object> index : getIndexes()) {
+                if (index.isUnique() && index.getKeys().size() == 1 && ID.equals(index.getKeys().get(0).getKey())) {
+                    return index;
+                }
+            }
+            return null;
+        }
+
+        /** The ids a filter's {@code _id} condition names: a value, or the values of an $in; else null. */
+        private static List<Object> idsNamedBy(Object condition) {
+            if (condition == null) {
+                return null;
+            }
+            if (!(condition instanceof Document document)) {
+                return List.of(condition);
+            }
+            if (document.size() == 1 && document.get("$in") instanceof Collection<?> values) {
+                for (Object value : values) {
+                    if (value == null || value instanceof Document) {
+                        return null; // leave null and sub-document semantics to the library
+                    }
+                }
+                return new ArrayList<>(values);
+            }
+            for (String key : document.keySet()) {
+                if (key.startsWith("$")) {
+                    return null; // another operator ($gt, $ne, ...): the library's scan
+                }
+            }
+            return null; // an embedded document as the id: leave it to the library
+        }
+    }
+}
