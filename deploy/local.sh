@@ -58,7 +58,7 @@ SMTP_DIR="$LOCAL/smtp"
 DOVECOT_DIR="$LOCAL/dovecot"
 MONGO_SRC="$ROOT/deploy/mongo-server"
 MONGO_BUILD="$BIN/mongo-server" # the launcher jar and its libraries
-MONGO_HEAP="${LOCAL_MONGO_HEAP:-448m}"
+MONGO_HEAP="${LOCAL_MONGO_HEAP:-384m}"
 
 COMPONENTS=(rabbitmq mongodb smtp imap)
 

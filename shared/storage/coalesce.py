@@ -20,7 +20,9 @@ K = TypeVar("K", bound=Hashable)
 I = TypeVar("I")  # noqa: E741 - an item of a batch
 R = TypeVar("R")
 
-WINDOW_SECONDS = 0.005
+WINDOW_SECONDS = 0.03
+"""Long enough for the events of one aggregate, published one confirm after another,
+to meet; short next to the time an email takes to reach a person."""
 
 
 def _future() -> asyncio.Future[R]:

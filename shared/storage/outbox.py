@@ -3,8 +3,8 @@
 A state change and its events are one single-document write: the events go under
 ``outbox.<event_id>`` of the aggregate's own document, and its ``outbox_pending`` flag
 is set (see ``shared.storage.aggregates``). The relay finds pending documents by an
-indexed query on that flag, publishes their events with publisher confirms in
-``aggregate_version`` order, then acknowledges a whole batch of documents in one
+indexed query on that flag, publishes their events with publisher confirms (issued in
+``aggregate_version`` order), then acknowledges a whole batch of documents in one
 ``bulk_write``.
 
 Guarantee relied on: a single-document write is atomic. The acknowledgement of a
@@ -155,10 +155,16 @@ class OutboxRelay:
         )
         if not pending and not doc.get(PENDING):
             return None
-        for envelope in pending:
-            prepare = self._prepare.get(envelope["type"])
-            await self._publisher.publish(prepare(envelope) if prepare else envelope)
+        # Issued in version order and confirmed together: waiting for each confirm in
+        # turn spread one aggregate's events over seconds under load, so consumers could
+        # not coalesce them. The broker keeps a channel's order; should a retry reorder
+        # them, consumers apply the aggregate_version rule anyway.
+        await asyncio.gather(*(self._publisher.publish(self._prepared(e)) for e in pending))
         return _Published(doc["_id"], doc.get("version"), tuple(e["event_id"] for e in pending))
+
+    def _prepared(self, envelope: Document) -> Document:
+        prepare = self._prepare.get(envelope["type"])
+        return prepare(envelope) if prepare else envelope
 
     def _take_batch(self, first: tuple[str, Any]) -> tuple[str, list[Any]]:
         """``first`` and more queued documents of the same collection, up to ``BATCH``."""
