@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -52,10 +53,18 @@ from shared.storage.projections import keep_newest
 
 
 class FirmRepository:
-    """One document per firm, holding its newest FirmRegistered."""
+    """One document per firm, holding its newest FirmRegistered.
+
+    Every email reads its firm (name, copy address); a firm changes rarely, so reads are
+    kept for ``CACHE_SECONDS`` in this process (a change recorded by another replica
+    shows here at most that late).
+    """
+
+    CACHE_SECONDS = 5.0
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["firms"]
+        self._cache: dict[str, tuple[float, Firm | None]] = {}
 
     async def ensure_indexes(self) -> None:
         """Nothing beyond ``_id``: a firm is read by its id."""
@@ -69,12 +78,19 @@ class FirmRepository:
             "copy_emails_to": firm.copy_emails_to,
         }
         await keep_newest(self.collection, firm.id, version, fields)
+        self._cache.pop(firm.id, None)
 
     async def get(self, firm_id: str) -> Firm | None:
+        cached = self._cache.get(firm_id)
+        if cached is not None and time.monotonic() - cached[0] < self.CACHE_SECONDS:
+            return cached[1]
         doc = await find_in_firm(self.collection, firm_id, firm_id)
-        if doc is None:
-            return None
-        return Firm(doc["firm_id"], doc["name"], doc["time_zone"], doc.get("copy_emails_to"))
+        firm = None
+        if doc is not None:
+            firm = Firm(doc["firm_id"], doc["name"], doc["time_zone"], doc.get("copy_emails_to"))
+        if firm is not None:  # an unknown firm is looked up again next time
+            self._cache[firm_id] = (time.monotonic(), firm)
+        return firm
 
 
 # --- recipients ------------------------------------------------------------------------
