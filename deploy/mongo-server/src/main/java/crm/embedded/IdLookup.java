@@ -18,14 +18,15 @@ import de.bwaldvogel.mongo.backend.h2.H2Database;
 import de.bwaldvogel.mongo.bson.Document;
 
 /**
- * Finds documents by their {@code _id} index when a filter names {@code _id} and more.
+ * Finds the documents a filter names by {@code _id} directly, whatever else it names.
  *
  * <p>mongo-java-server uses an index only when a filter's fields are exactly the index's
  * fields, so {@code {_id: x, version: 7}} (every conditional write of an aggregate) and
  * {@code {_id: x, firm_id: f}} scanned the whole collection. Here a filter whose
- * {@code _id} is a value or an {@code $in} of values looks those documents up by the
- * {@code _id} index and applies the whole filter to them: the same result, found in
- * constant time. Everything else is left to the library.
+ * {@code _id} is a value or an {@code $in} of values looks those documents up (string ids
+ * straight in the data map, where the H2 backend keys documents by their _id; other ids
+ * through the _id index) and applies the whole filter to them: the same result, without
+ * a scan. Everything else is left to the library.
  */
 final class IdLookup {
 
@@ -70,18 +71,44 @@ final class IdLookup {
         @Override
         protected QueryResult queryDocuments(Document query, Document orderBy, int numberToSkip, int limit,
                                              int batchSize, Document fieldSelector) {
-            List<Object> ids = query.size() > 1 ? idsNamedBy(query.get(ID)) : null;
-            Index<Object> idIndex = ids == null ? null : idIndex();
-            if (idIndex == null) {
+            List<Object> ids = idsNamedBy(query.get(ID));
+            if (ids == null || (query.size() == 1 && !allStrings(ids))) {
+                if (!(query.size() == 1 && query.containsKey(ID))) {
+                    ScanLog.record(getCollectionName(), query); // no _id: may be a scan
+                }
                 return super.queryDocuments(query, orderBy, numberToSkip, limit, batchSize, fieldSelector);
             }
             List<Object> positions = new ArrayList<>();
-            for (Object id : ids) {
-                for (Object position : idIndex.getPositions(new Document(ID, id))) {
-                    positions.add(position);
+            if (allStrings(ids)) {
+                // The H2 backend stores a document under its _id itself: a string id is
+                // found straight in the data map (the _id index compares its keys by
+                // serializing them, which grew costly with the size of the collection).
+                for (Object id : ids) {
+                    if (getDocument(id) != null) {
+                        positions.add(id);
+                    }
+                }
+            } else {
+                Index<Object> idIndex = idIndex();
+                if (idIndex == null) {
+                    return super.queryDocuments(query, orderBy, numberToSkip, limit, batchSize, fieldSelector);
+                }
+                for (Object id : ids) {
+                    for (Object position : idIndex.getPositions(new Document(ID, id))) {
+                        positions.add(position);
+                    }
                 }
             }
             return matchDocuments(query, positions, orderBy, numberToSkip, limit, batchSize, fieldSelector);
+        }
+
+        private static boolean allStrings(List<Object> ids) {
+            for (Object id : ids) {
+                if (!(id instanceof String)) {
+                    return false;
+                }
+            }
+            return true;
         }
 
         private Index<Object> idIndex() {

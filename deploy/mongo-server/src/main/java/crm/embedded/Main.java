@@ -129,6 +129,12 @@ public final class Main {
 
         @Override
         public Document handleCommand(Channel channel, String database, String command, Document query) {
+            if (command.equalsIgnoreCase("hello")) {
+                // MongoDB 5.0's name for isMaster, which the library answers under the old name only.
+                Document reply = super.handleCommand(channel, database, "isMaster", query);
+                reply.put("isWritablePrimary", Boolean.TRUE);
+                return reply;
+            }
             Document reply = super.handleCommand(channel, database, command, query);
             if (groupCommit != null && WRITE_COMMANDS.contains(command.toLowerCase(Locale.ROOT))) {
                 groupCommit.awaitCommitted();
