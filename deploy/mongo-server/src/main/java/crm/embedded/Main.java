@@ -42,7 +42,7 @@ public final class Main {
         "dropindexes", "dropdatabase", "renamecollection");
 
     static final int WORKER_THREADS = 32;
-    static final int CACHE_MB = 32;
+    static final int CACHE_MB = Integer.getInteger("crm.cacheMb", 32);
 
     static final MongoVersion MONGO_5_0_WIRE_13 = new MongoVersion() {
         @Override
