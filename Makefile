@@ -9,7 +9,7 @@ SERVICES := crm identity notification mailsync
 DOCKER_ENGINE := $(shell docker info >/dev/null 2>&1 && echo yes)
 LOCAL_ENV = eval "$$(deploy/local.sh env)"
 
-.PHONY: help venv lock lint format typecheck test test-faults test-fast check schemas docs up down demo status logs bench clean
+.PHONY: help venv lock lint format typecheck test test-faults test-fast check schemas docs up down demo status logs bench clean dist validate-asyncapi
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -59,8 +59,18 @@ check: lint typecheck test  ## everything CI runs
 schemas: venv  ## regenerate the committed JSON Schemas (refuses incompatible changes)
 	$(BIN)/python -m shared.contracts.schemas
 
+# Building the apps needs identity's banner public key: any key will do for documents.
 docs: venv  ## regenerate the committed AsyncAPI documents under docs/asyncapi
-	$(BIN)/python -m shared.contracts.asyncapi
+	BANNER_LINK_PUBLIC_KEY="$$(NOTIFICATION_LINK_KEY="$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+		$(BIN)/python -m services.notification.links)" $(BIN)/python -m shared.contracts.asyncapi
+
+dist: venv  ## build the contracts wheel: dist/crm_backbone_contracts-<contract version>-py3-none-any.whl
+	$(BIN)/python contracts/build.py dist
+
+# The official AsyncAPI parser, pinned in tools/asyncapi/package-lock.json (npm ci: exactly that).
+validate-asyncapi:  ## validate docs/asyncapi/*.yaml with the official AsyncAPI parser (Node 18+)
+	cd tools/asyncapi && SCARF_ANALYTICS=false npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	cd tools/asyncapi && node validate.mjs ../../docs/asyncapi/*.yaml
 
 ifeq ($(DOCKER_ENGINE),yes)
 up:  ## start infrastructure and the four services (docker compose, or local processes)

@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from bench.procfs import tree_peak_kb
+from services.notification.links import banner_public_key
 from tests.infra import ROOT, Infra, free_port, wait_for_port
 from tests.services import SERVICES
 
@@ -90,6 +91,7 @@ def _healthy(port: int) -> bool:
 
 def _environment(infra: Infra, catcher: Catcher, ports: dict[str, int]) -> dict[str, str]:
     """As in tests/services.py, with the counting catcher as the SMTP server."""
+    link_key = os.urandom(32).hex()
     return {
         **os.environ,
         **infra.service_env(),
@@ -97,7 +99,9 @@ def _environment(infra: Infra, catcher: Catcher, ports: dict[str, int]) -> dict[
         "PORTAL_BASE_URL": f"http://127.0.0.1:{ports['identity']}",
         "INVITATION_TOKEN_KEY": os.urandom(32).hex(),
         "NOTIFICATION_PUBLIC_URL": f"http://127.0.0.1:{ports['notification']}",
-        "NOTIFICATION_LINK_KEY": os.urandom(32).hex(),
+        "NOTIFICATION_LINK_KEY": link_key,
+        "BANNER_LINK_PUBLIC_KEY": banner_public_key(link_key.encode()),
+        "FORWARDED_ALLOW_IPS": "",  # no proxy in front: X-Forwarded-For is never trusted
         "MAILBOX_SECRET_KEY": Fernet.generate_key().decode(),
         "PYTHONPATH": str(ROOT),
     }

@@ -54,7 +54,14 @@ start_one() {
     source "$SECRETS"
     export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://127.0.0.1:8002}"
     export NOTIFICATION_PUBLIC_URL="${NOTIFICATION_PUBLIC_URL:-http://127.0.0.1:8003}"
+    # uvicorn takes X-Forwarded-For only from these proxies: none unless you set some.
+    export FORWARDED_ALLOW_IPS="${FORWARDED_ALLOW_IPS:-}"
     cd "$ROOT"
+    if [[ "$name" == identity ]]; then
+      # identity checks activation banner links with notification's public key.
+      BANNER_LINK_PUBLIC_KEY="$("$ROOT/.venv/bin/python" -m services.notification.links)"
+      export BANNER_LINK_PUBLIC_KEY
+    fi
     exec "$ROOT/.venv/bin/faststream" run "services.$name.main:app" \
       --host 127.0.0.1 --port "$port" --access-log false
   ) >>"$LOG/$name.log" 2>&1 &

@@ -1,4 +1,9 @@
-"""Plain ASGI endpoints every service serves: ``/health`` and ``/metrics``."""
+"""Plain ASGI endpoints every service serves: ``/health``, ``/metrics`` and its AsyncAPI document.
+
+``/docs/asyncapi`` is a static page (``shared.contracts.asyncapi_html``): no script, nothing
+fetched from elsewhere, under a Content-Security-Policy that allows only its own style;
+``/docs/asyncapi.yaml`` and ``/docs/asyncapi.json`` are the document itself.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from shared.contracts.asyncapi import to_yaml
+from shared.contracts.asyncapi_html import CONTENT_SECURITY_POLICY, render
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -48,6 +56,39 @@ def health_endpoint(probes: Mapping[str, Probe], timeout: float = 2.0) -> ASGIAp
         await respond(send, 200 if healthy else 503, body.encode(), "application/json")
 
     return app
+
+
+def asyncapi_endpoints(document: Callable[[], Mapping[str, Any]]) -> list[tuple[str, ASGIApp]]:
+    """The page, the YAML and the JSON of the document ``document()`` builds (once, lazily)."""
+    built: dict[str, bytes] = {}
+
+    def rendered(form: str) -> bytes:
+        if not built:
+            doc = document()
+            built["html"] = render(doc).encode()
+            built["yaml"] = to_yaml(dict(doc)).encode()
+            built["json"] = json.dumps(doc, indent=2, sort_keys=True).encode()
+        return built[form]
+
+    def endpoint(form: str, content_type: str) -> ASGIApp:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            await respond(send, 200, rendered(form), content_type, DOCS_HEADERS)
+
+        return app
+
+    return [
+        ("/docs/asyncapi", endpoint("html", "text/html; charset=utf-8")),
+        ("/docs/asyncapi.yaml", endpoint("yaml", "application/yaml; charset=utf-8")),
+        ("/docs/asyncapi.json", endpoint("json", "application/json")),
+    ]
+
+
+DOCS_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
 
 
 def metrics_endpoint(registry: CollectorRegistry) -> ASGIApp:

@@ -8,18 +8,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from faststream.asgi import AsgiFastStream, AsyncAPIRoute
+from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
-from faststream.specification import AsyncAPI
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.contracts.asyncapi import ServiceContracts, document_of, register
 from shared.contracts.envelope import EventPayload
-from shared.http import ASGIApp, health_endpoint, metrics_endpoint
+from shared.http import ASGIApp, asyncapi_endpoints, health_endpoint, metrics_endpoint
 from shared.logging import configure_logging, get_logger
+from shared.messaging.cluster import rabbit_broker
 from shared.messaging.commands import CommandHandlers
 from shared.messaging.events import EventPublisher, EventSubscriptions, declare_dead_letters
 from shared.messaging.middleware import DeadLetterPolicy
@@ -70,7 +71,8 @@ def build_runtime(
 ) -> Runtime:
     configure_logging(name, settings.log_level)
     registry = CollectorRegistry()
-    broker = RabbitBroker(
+    # One address or a cluster's nodes; reconnects to any live node (shared/messaging/cluster.py).
+    broker = rabbit_broker(
         settings.rabbitmq_url.get_secret_value(),
         default_channel=Channel(prefetch_count=settings.prefetch_count),
         middlewares=[
@@ -105,6 +107,16 @@ def build_app(
 ) -> AsgiFastStream:
     """The ASGI app ``faststream run`` serves: broker, /health, /metrics, /docs/asyncapi."""
     log = get_logger(runtime.name)
+    contracts = register(
+        ServiceContracts(
+            name=runtime.name,
+            description=description,
+            publishes=tuple(runtime.publisher.published),
+            consumes=tuple(runtime.events.consumed),
+            handles=tuple(runtime.commands.handled),
+            sends=(*runtime.commands.sent, *runtime.publisher.sent),
+        )
+    )
 
     async def ping_database() -> object:
         return await runtime.db.command("ping")
@@ -138,17 +150,10 @@ def build_app(
         asgi_routes=[
             ("/health", health_endpoint({"broker": ping_broker, "database": ping_database})),
             ("/metrics", metrics_endpoint(runtime.registry)),
+            # Static, offline, no "try it out" (any HTTP caller could publish with it).
+            *asyncapi_endpoints(lambda: document_of(contracts)),
             *routes,
         ],
-        specification=AsyncAPI(
-            runtime.broker,
-            title=f"{runtime.name} service",
-            version="1.0.0",
-            description=description,
-            schema_version="3.0.0",
-        ),
-        # No "try it out": it would let any HTTP caller (the portal is public) publish.
-        asyncapi_path=AsyncAPIRoute("/docs/asyncapi", try_it_out_path=None),
         after_startup=[after_startup],
         on_shutdown=[on_shutdown],
         after_shutdown=[after_shutdown],

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.messaging.cluster import broker_addresses
 
 
 class ServiceSettings(BaseSettings):
     """Connection settings common to all services; each service subclasses it."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+    # Errors never echo the input: RABBITMQ_URL and MONGODB_URL carry passwords.
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", hide_input_in_errors=True)
 
-    rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    rabbitmq_url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+        description=(
+            "One broker (or a load balancer in front of a cluster), or every node of a "
+            "RabbitMQ cluster comma-separated, e.g. amqp://u:p@rabbit-1:5672/vh,"
+            "amqp://u:p@rabbit-2:5672/vh: the nodes differ only in host and port, and a "
+            "service reconnects to any live one (shared/messaging/cluster.py). With "
+            "several nodes, add ?heartbeat=10 to each so a node cut off by the network is "
+            "noticed in about 30 s instead of 3 minutes."
+        ),
+    )
     mongodb_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
     database_prefix: str = Field(
         default="",
@@ -26,6 +39,12 @@ class ServiceSettings(BaseSettings):
     )
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     portal_base_url: str = "http://127.0.0.1:8002"
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _broker_addresses_usable(cls, value: SecretStr) -> SecretStr:
+        broker_addresses(value.get_secret_value())  # raises naming the address and the reason
+        return value
 
     def database_name(self, service: str) -> str:
         return f"{self.database_prefix}{service}"

@@ -30,6 +30,8 @@ from typing import Any
 
 from pymongo import MongoClient
 
+from shared.messaging.topology import policy_arguments
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_SH = ROOT / "deploy" / "local.sh"
 
@@ -128,6 +130,7 @@ def _local_broker_and_database(mongodb_url: str | None = None) -> Iterator[tuple
     vhost = f"test-{uuid.uuid4().hex[:8]}"
     _local("rabbitmqctl", "add_vhost", vhost)
     _local("rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    _local("rabbitmqctl", *policy_arguments(vhost))  # integration.events' alternate exchange
     try:
         mongo = mongodb_url or "mongodb://127.0.0.1:27017/"
         yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}", mongo, "local"
@@ -145,6 +148,7 @@ def _containers() -> Iterator[tuple[str, str, str]]:
         MongoDbContainer("mongo:8") as mongo,
     ):
         host, port = rabbit.get_container_host_ip(), rabbit.get_exposed_port(5672)
+        rabbit.exec(["rabbitmqctl", *policy_arguments("/")])
         yield f"amqp://guest:guest@{host}:{port}/", mongo.get_connection_url(), "testcontainers"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from services.notification.links import banner_public_key
 from tests.infra import ROOT, Infra, free_port
 
 SERVICES = ("crm", "identity", "notification", "mailsync")
@@ -94,13 +95,16 @@ def run_services(
     logs.mkdir(parents=True, exist_ok=True)
     ports = {s: free_port() for s in SERVICES}
     running = RunningServices(ports, logs)
+    link_key = os.urandom(32).hex()
     running.env = {
         **os.environ,
         **infra.service_env(),
         "PORTAL_BASE_URL": running.portal,
         "INVITATION_TOKEN_KEY": os.urandom(32).hex(),
         "NOTIFICATION_PUBLIC_URL": running.url("notification"),
-        "NOTIFICATION_LINK_KEY": os.urandom(32).hex(),
+        "NOTIFICATION_LINK_KEY": link_key,
+        "BANNER_LINK_PUBLIC_KEY": banner_public_key(link_key.encode()),
+        "FORWARDED_ALLOW_IPS": "",  # no proxy in front: X-Forwarded-For is never trusted
         "MAILBOX_SECRET_KEY": Fernet.generate_key().decode(),
         "OUTBOX_SWEEP_SECONDS": "0.5",
         "PYTHONPATH": str(ROOT),

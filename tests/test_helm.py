@@ -119,14 +119,16 @@ def common_routes() -> frozenset[str]:
     tree = _parse(ROOT / "shared/runtime.py")
     [build_app] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_app"]
     routes = set(_route_tuples(build_app))
-    for call in ast.walk(build_app):
-        if (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Name)
-            and call.func.id == "AsyncAPIRoute"
-            and isinstance(call.args[0], ast.Constant)
-        ):
-            routes.add(str(call.args[0].value))
+    # The AsyncAPI page and files come from shared/http.py's asyncapi_endpoints().
+    http = _parse(ROOT / "shared/http.py")
+    [docs] = [
+        n for n in http.body if isinstance(n, ast.FunctionDef) and n.name == "asyncapi_endpoints"
+    ]
+    if any(
+        isinstance(call, ast.Call) and getattr(call.func, "id", None) == "asyncapi_endpoints"
+        for call in ast.walk(build_app)
+    ):
+        routes |= set(_route_tuples(docs))
     return frozenset(routes)
 
 

@@ -1,27 +1,35 @@
 """Portal login, sessions and the account picker.
 
 Failures are generic: the portal never tells whether an address exists, and it runs
-the password hash for unknown addresses too. Which accounts a session may open is
-read from the grants on every request, so turning Login off takes effect at once.
+the password hash for unknown addresses too. Attempts are throttled per address *from
+one client* and per client (``throttle.py``), so a stranger cannot lock anyone out;
+password checks queue at one gate per process (``hashing.py``). Which accounts a
+session may open is read from the grants on every request, so turning Login off takes
+effect at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.identity.hashing import Busy, PasswordHashing
 from services.identity.projections import AccountNames
 from services.identity.repository import GrantRepository, Users
 from services.identity.retry import ATTEMPTS, back_off
-from services.identity.sessions import LoginAttempts, LoginLimits, Session, Sessions
+from services.identity.sessions import Session, Sessions
+from services.identity.throttle import (
+    LoginAttempts,
+    LoginLimits,
+    Throttled,
+    address_key,
+    client_key,
+)
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import UserLoggedIn
 from shared.logging import get_logger
@@ -108,7 +116,7 @@ class PortalAccess:
         sessions: Sessions,
         attempts: LoginAttempts,
         logins: LoginRecords,
-        passwords: PasswordHasher,
+        passwords: PasswordHashing,
         limits: LoginLimits | None = None,
         clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
@@ -125,25 +133,39 @@ class PortalAccess:
 
     async def warm_up(self) -> None:
         """Hash the decoy once at start-up, so the first unknown address is not faster."""
-        self._decoy = await asyncio.to_thread(self.passwords.hash, "decoy password")
+        self._decoy = await self.passwords.hash("decoy password")
 
     async def log_in(self, firm_id: str, email: str, password: str, client_ip: str) -> str:
-        """Returns a new session id; refuses with the same words whatever went wrong."""
+        """Returns a new session id; refuses with the same words whatever went wrong.
+
+        Raises :class:`LoginRefused` for a wrong address or password,
+        :class:`~services.identity.throttle.Throttled` when this client tried this
+        address (or any address) too often, and :class:`~services.identity.hashing.Busy`
+        when too many password checks are waiting.
+        """
         now = self.clock()
         await self._forget_old(now)
-        address_key, client_key = f"{firm_id}:{email.casefold()}", f"ip:{client_ip}"
-        by_address = await self.attempts.record(address_key, self.limits.per_address, now)
-        by_client = await self.attempts.record(client_key, self.limits.per_client, now)
-        if (
-            by_address.count > self.limits.per_address.attempts
-            or by_client.count > self.limits.per_client.attempts
-        ):
-            raise LoginRefused("Too many attempts. Wait a few minutes and try again.")
+        by_address = address_key(firm_id, email, client_ip)
+        on_address = await self.attempts.admit(by_address, self.limits.per_address, now)
+        try:
+            from_client = await self.attempts.admit(
+                client_key(client_ip), self.limits.per_client, now
+            )
+        except Throttled:
+            await self.attempts.withdraw(on_address)
+            raise
         user = await self.users.find(firm_id, email) if email and firm_id else None
-        if not await self._verify(user, password) or user is None:
+        try:
+            right = await self._verify(user, password)
+        except Busy:  # the password was not checked: the attempt does not count
+            await self.attempts.withdraw(on_address)
+            await self.attempts.withdraw(from_client)
+            raise
+        if not right or user is None:
             raise LoginRefused("The address or the password is not right.")
-        await self.attempts.forget(address_key)
-        await self.attempts.withdraw(by_client)
+        await self.attempts.forget(by_address)
+        await self.attempts.withdraw(from_client)
+        await self._rehash_if_outdated(user, password)
         session_id = await self.sessions.open(firm_id, str(user["_id"]), user["email"], now)
         session = await self.sessions.find(session_id, now)
         if session is not None:
@@ -151,6 +173,22 @@ class PortalAccess:
             await self.logins.record(session, tuple(sorted(accounts)), now)
         log.info("portal login", user_id=str(user["_id"]))
         return session_id
+
+    async def _rehash_if_outdated(self, user: Document, password: str) -> None:
+        """After a good password, store a new hash when the argon2 parameters changed.
+
+        The password is only known at login, so this is the one moment to move a hash
+        to stronger parameters. Best effort: a busy portal or a lost race keeps the old
+        (still valid) hash, and the next login tries again.
+        """
+        if not self.passwords.needs_rehash(user["password_hash"]):
+            return
+        try:
+            fresh = await self.passwords.hash(password)
+        except Busy:
+            return
+        if await self.users.replace_password_hash(user["_id"], user["password_hash"], fresh):
+            log.info("password hash upgraded", user_id=str(user["_id"]))
 
     async def _forget_old(self, now: datetime) -> None:
         """Drop counters of past windows and expired sessions (no TTL indexes: in code)."""
@@ -200,13 +238,7 @@ class PortalAccess:
         password = password[:1024]
         if user is None:
             if self._decoy is None:
-                self._decoy = await asyncio.to_thread(self.passwords.hash, "decoy password")
-            await asyncio.to_thread(self._check, self._decoy, password)
+                self._decoy = await self.passwords.hash("decoy password")
+            await self.passwords.verify(self._decoy, password)
             return False
-        return await asyncio.to_thread(self._check, user["password_hash"], password)
-
-    def _check(self, password_hash: str, password: str) -> bool:
-        try:
-            return bool(self.passwords.verify(password_hash, password))
-        except (VerificationError, InvalidHashError):
-            return False
+        return await self.passwords.verify(user["password_hash"], password)

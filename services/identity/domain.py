@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from services.identity.invitation import (
     EndReason,
@@ -31,6 +32,8 @@ __all__ = [
     "AccessRemoved",
     "EmailChange",
     "EndReason",
+    "FreshLinkRefusal",
+    "FreshLinkRefused",
     "Grant",
     "GrantEvent",
     "Invitation",
@@ -91,6 +94,25 @@ class AccessRemoved:
 
 
 GrantEvent = InvitationSent | InvitationEnded | AccessActivated | AccessRemoved
+
+
+class FreshLinkRefusal(StrEnum):
+    """Why a person's own request for a fresh activation link was not granted."""
+
+    NO_ACCESS = "no_access"  # Login off, or an old email of the address
+    ACTIVATED = "activated"
+    WITHDRAWN = "withdrawn"  # staff cancelled the invitation
+    TOO_SOON = "too_soon"
+    DAILY_LIMIT = "daily_limit"
+
+
+class FreshLinkRefused(Exception):
+    """A typed refusal; ``retry_at`` says when asking again can succeed (None: it cannot)."""
+
+    def __init__(self, reason: FreshLinkRefusal, retry_at: datetime | None = None) -> None:
+        super().__init__(f"fresh link refused: {reason.value}")
+        self.reason = reason
+        self.retry_at = retry_at
 
 
 @dataclass(frozen=True)
@@ -200,18 +222,40 @@ class Grant:
         return True
 
     def cancel_invitation(self) -> bool:
-        """The link stops working; Login stays on and the address shows as not invited."""
+        """The link stops working; Login stays on and the address shows as not invited.
+
+        The invitation is *withdrawn*: the person cannot ask for a fresh link until staff
+        invite again.
+        """
         return self._end_invitation(EndReason.CANCELLED)
 
-    def reissue(self, invite: InvitationFactory, at: datetime, min_interval: timedelta) -> bool:
-        """Send a fresh link when the person asks for one (e.g. from an activation banner)."""
-        if not self.awaiting_activation:
-            return False
-        last = self.invitation
-        if last is not None and at - last.issued_at < min_interval:
-            return False
+    def request_fresh_link(
+        self, invite: InvitationFactory, at: datetime, min_interval: timedelta
+    ) -> bool:
+        """Send a fresh link the person asked for (from an activation banner).
+
+        Raises :class:`FreshLinkRefused` saying why not and, where waiting helps, when
+        the person may ask again.
+        """
+        self.check_fresh_link(at, min_interval)
         self._issue(invite(SELF_REQUESTED, None))
         return True
+
+    def check_fresh_link(self, at: datetime, min_interval: timedelta) -> None:
+        """Whether the person may ask for a fresh link now (:class:`FreshLinkRefused` if not).
+
+        A staff cancellation wins: the person cannot undo it by asking, until staff
+        invite again (which replaces the withdrawn invitation).
+        """
+        if self.activated:
+            raise FreshLinkRefused(FreshLinkRefusal.ACTIVATED)
+        if not self.awaiting_activation:
+            raise FreshLinkRefused(FreshLinkRefusal.NO_ACCESS)
+        last = self.invitation
+        if last is not None and last.state is InvitationState.WITHDRAWN:
+            raise FreshLinkRefused(FreshLinkRefusal.WITHDRAWN)
+        if last is not None and at - last.issued_at < min_interval:
+            raise FreshLinkRefused(FreshLinkRefusal.TOO_SOON, last.issued_at + min_interval)
 
     def accept(self, token_hash: str, user_id: str, at: datetime) -> None:
         invitation = self.invitation
@@ -231,8 +275,9 @@ class Grant:
     def _change_email(self, new_email: str, actor: str, invite: InvitationFactory) -> None:
         self.retired.add(self.email.casefold())
         self.retired.discard(new_email.casefold())
-        was_invited = self.invitation is not None and self.invitation.state is not (
-            InvitationState.CANCELLED
+        was_invited = self.invitation is not None and self.invitation.state in (
+            InvitationState.LIVE,
+            InvitationState.ACCEPTED,
         )
         self._end_invitation(EndReason.ADDRESS_CHANGED)
         if self.user_id is not None:
@@ -275,6 +320,8 @@ class Grant:
         invitation = self.invitation
         if invitation is None or invitation.state is not InvitationState.LIVE:
             return False
-        self.invitation = replace(invitation, state=InvitationState.CANCELLED)
+        withdrawn = reason is EndReason.CANCELLED
+        ended = InvitationState.WITHDRAWN if withdrawn else InvitationState.CANCELLED
+        self.invitation = replace(invitation, state=ended)
         self.events.append(InvitationEnded(invitation, self.email, reason))
         return True

@@ -24,6 +24,9 @@ class InvitationState(StrEnum):
     LIVE = "live"
     ACCEPTED = "accepted"
     CANCELLED = "cancelled"
+    """Ended by the system: replaced, Login off, the address changed."""
+    WITHDRAWN = "withdrawn"
+    """Cancelled by staff: the person cannot ask for a fresh link until staff invite again."""
 
 
 class EndReason(StrEnum):

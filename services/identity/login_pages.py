@@ -12,7 +12,8 @@ import secrets
 from urllib.parse import urlencode
 
 from services.identity.access import LoginRefused, NoAccess, PortalAccess, PortalView
-from services.identity.sessions import SESSION_LIFETIME
+from services.identity.hashing import Busy
+from services.identity.throttle import Throttled
 from services.identity.web import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -24,12 +25,15 @@ from services.identity.web import (
     page,
     query,
     redirect,
+    retry_after,
     session_cookie,
+    when,
 )
 from shared.http import ASGIApp, Receive, Scope, Send
 
 MAX_FIELD = 1024
 EXPIRED_FORM = "This form has expired. Please try again."
+BUSY = "The portal is busy right now. Please try again in a few seconds."
 
 
 def _login_url(firm_id: str) -> str:
@@ -37,12 +41,15 @@ def _login_url(firm_id: str) -> str:
 
 
 def login_page(access: PortalAccess, *, secure_cookies: bool) -> ASGIApp:
-    async def show(send: Send, status: int = 200, **context: str) -> None:
+    async def show(
+        send: Send, status: int = 200, headers: dict[str, str] | None = None, **context: str
+    ) -> None:
         token = secrets.token_urlsafe(32)
         cookie_header = {"set-cookie": login_csrf_cookie(token, secure=secure_cookies)}
         await page(
-            send, "login.html.j2", status, cookie_header, title="Log in", csrf=token, **context
-        )
+            send, "login.html.j2", status, {**cookie_header, **(headers or {})},
+            title="Log in", csrf=token, **context,
+        )  # fmt: skip
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -57,7 +64,15 @@ def login_page(access: PortalAccess, *, secure_cookies: bool) -> ASGIApp:
             session_id = await access.log_in(firm, email, password, client_ip(scope))
         except LoginRefused as refused:
             return await show(send, 401, firm=firm, email=email, error=str(refused))
-        max_age = int(SESSION_LIFETIME.total_seconds())
+        except Throttled as throttled:
+            now = access.clock()
+            error = f"Too many attempts. Try again after {when(throttled.retry_at)}."
+            wait = retry_after(throttled.retry_at, now)
+            return await show(send, 429, wait, firm=firm, email=email, error=error)
+        except Busy as busy:
+            wait = {"retry-after": str(busy.retry_after)}
+            return await show(send, 429, wait, firm=firm, email=email, error=BUSY)
+        max_age = int(access.sessions.lifetime.total_seconds())
         return await redirect(
             send,
             "/portal",

@@ -2,48 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from argon2 import PasswordHasher
 from faststream.asgi import AsgiFastStream
 from pydantic import Field, SecretStr
 
-from services.identity.access import LoginRecords, PortalAccess
-from services.identity.activation import Activation
+from services.identity.access import LoginRecords
+from services.identity.courier import invitation_courier
 from services.identity.entrypoints import register_commands, register_events
-from services.identity.login_pages import (
-    choose_account_page,
-    login_page,
-    logout_page,
-    portal_page,
-)
-from services.identity.portal import activation_page, request_link_page
+from services.identity.portal_app import build_portal
 from services.identity.projections import AccountNames, InvalidAddresses
-from services.identity.repository import FirmSettings, GrantRepository, UsedTokens, Users
+from services.identity.repository import FirmSettings, GrantRepository, Users
 from services.identity.service import GrantUpdates, IdentityService
-from services.identity.sessions import Limit, LoginAttempts, LoginLimits, Sessions
+from services.identity.settings import PortalSettings
 from services.identity.staff import InvitationCommands
-from services.identity.tokens import InvitationTokens, link_completer
+from services.identity.tokens import InvitationTokens
 from shared.contracts import events
+from shared.contracts.notification import DeliverInvitation
 from shared.runtime import Runtime, build_app, build_runtime
-from shared.settings import ServiceSettings
 
 
-class IdentitySettings(ServiceSettings):
+class IdentitySettings(PortalSettings):
     invitation_token_key: SecretStr = Field(
         default=SecretStr("development-only-key-change-me-0123456789"),
         description="At least 32 bytes; invitation links derive from it. Set it in production.",
     )
-    login_attempts_per_address: int = Field(default=5, ge=1)
-    login_attempts_per_client: int = Field(default=30, ge=1)
-    login_window_minutes: int = Field(default=15, ge=1)
-
-    def login_limits(self) -> LoginLimits:
-        window = timedelta(minutes=self.login_window_minutes)
-        return LoginLimits(
-            per_address=Limit(self.login_attempts_per_address, window),
-            per_client=Limit(self.login_attempts_per_client, window),
-        )
 
 
 PUBLISHES = (
@@ -61,27 +42,18 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
     db = runtime.db
     tokens = InvitationTokens(settings.invitation_token_key.get_secret_value().encode())
     relay = runtime.with_outbox(
-        [db[GrantRepository.collection_name], db[LoginRecords.collection_name]],
-        prepare={
-            events.InvitationIssued.event_type: link_completer(tokens, settings.portal_base_url)
-        },
+        [db[GrantRepository.collection_name], db[LoginRecords.collection_name]]
     )
-    passwords = PasswordHasher()  # argon2id, above OWASP's minimum parameters
+    # The link goes to notification alone, point to point, as the fact is published.
+    runtime.publisher.accompany(
+        events.InvitationIssued,
+        DeliverInvitation,
+        invitation_courier(runtime.broker, tokens, settings.portal_base_url),
+    )
     updates = GrantUpdates(GrantRepository(db, relay), FirmSettings(db), tokens)
     names, invalid, users = AccountNames(db), InvalidAddresses(db), Users(db)
     service = IdentityService(updates, names, invalid)
-    activation = Activation(updates, users, UsedTokens(db), passwords)
-    sessions, attempts = Sessions(db), LoginAttempts(db)
-    access = PortalAccess(
-        users,
-        updates.grants,
-        names,
-        sessions,
-        attempts,
-        LoginRecords(db, relay),
-        passwords,
-        settings.login_limits(),
-    )
+    portal = build_portal(db, settings, updates, users, names, relay)
     register_events(runtime.events, service)
     register_commands(runtime.commands, InvitationCommands(updates, names, invalid))
     runtime.startup += [
@@ -89,21 +61,18 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
         users.ensure_indexes,
         names.ensure_indexes,
         invalid.ensure_indexes,
-        sessions.ensure_indexes,
-        attempts.ensure_indexes,
-        access.warm_up,
+        *portal.startup,
     ]
-    secure = settings.portal_base_url.startswith("https://")
     app = build_app(
         runtime,
         description="Portal users, credentials, invitations, account access grants and sessions.",
         routes=[
-            ("/activate", activation_page(activation)),
-            ("/activation/request", request_link_page(service)),
-            ("/login", login_page(access, secure_cookies=secure)),
-            ("/logout", logout_page(access, secure_cookies=secure)),
-            ("/portal", portal_page(access)),
-            ("/portal/account", choose_account_page(access)),
+            ("/activate", portal.activate),
+            ("/activation/request", portal.request_link),
+            ("/login", portal.login),
+            ("/logout", portal.logout),
+            ("/portal", portal.home),
+            ("/portal/account", portal.choose_account),
         ],
     )
     return runtime, app

@@ -28,7 +28,11 @@ class AccountNames:
         await keep_newest(self.collection, f"{firm_id}:{account_id}", version, fields)
 
     async def names(self, firm_id: str, account_ids: Iterable[str]) -> dict[str, str]:
-        query = {"firm_id": firm_id, "account_id": {"$in": list(account_ids)}}
+        """The names of these accounts that are known, looked up by ``_id``."""
+        ids = [f"{firm_id}:{account_id}" for account_id in set(account_ids)]
+        if not ids:
+            return {}
+        query = {"firm_id": firm_id, "_id": {"$in": ids}}
         cursor = self.collection.find(query, {"account_id": 1, "name": 1})
         return {doc["account_id"]: doc["name"] async for doc in cursor}
 
@@ -62,7 +66,15 @@ class InvalidAddresses:
         )
 
     async def among(self, firm_id: str, emails: Iterable[str]) -> set[str]:
-        """The casefolded addresses of ``emails`` that are known to be invalid."""
-        query = {"firm_id": firm_id, "email_key": {"$in": [e.casefold() for e in emails]}}
+        """The casefolded addresses of ``emails`` that are known to be invalid (by ``_id``)."""
+        ids = list({self._key(firm_id, email) for email in emails})
+        if not ids:
+            return set()
+        query = {"firm_id": firm_id, "_id": {"$in": ids}}
         cursor = self.collection.find(query, {"email_key": 1})
+        return {doc["email_key"] async for doc in cursor}
+
+    async def of_firm(self, firm_id: str) -> set[str]:
+        """Every casefolded address of the firm known to be invalid (a short list)."""
+        cursor = self.collection.find({"firm_id": firm_id}, {"email_key": 1})
         return {doc["email_key"] async for doc in cursor}

@@ -36,7 +36,6 @@ from shared.contracts.events import (
     NotificationFailed,
 )
 
-FRESH_LINK_INTERVAL = timedelta(minutes=1)
 Clock = Callable[[], datetime]
 Change = Callable[[Grant], bool]
 """Changes a grant in place; False when there was nothing to change."""
@@ -230,17 +229,6 @@ class IdentityService:
         )
         targets += [Target(g.id) for g in old_emails]
         await self.updates.update_many(firm_id, targets, unlink, event)
-
-    async def request_fresh_link(self, firm_id: str, account_id: str, address_id: str) -> None:
-        """Issue a new link if this address has Login on and is not activated yet."""
-        invite = await self.updates.invitations(firm_id)
-
-        def change(grant: Grant) -> bool:
-            return grant.reissue(invite, self.updates.clock(), FRESH_LINK_INTERVAL)
-
-        await self.updates.update(
-            firm_id, Target(grant_id(firm_id, account_id, address_id)), change
-        )
 
     async def _grant_for_email(
         self, firm_id: str, account_id: str, address_id: str, email: str

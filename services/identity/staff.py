@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from services.identity.domain import Grant, grant_id
 from services.identity.projections import AccountNames, InvalidAddresses
+from services.identity.repository import AddressPage
 from services.identity.service import Change, GrantUpdates, Target
 from shared.contracts import identity as cmd
 from shared.contracts.errors import NotFound, UnknownFirm
@@ -50,19 +52,41 @@ class InvitationCommands:
         return cmd.InvitationsCancelled(cancelled=done, skipped=skipped)
 
     async def pending(self, c: cmd.ListPendingActivations) -> cmd.PendingActivations:
+        """One page of addresses awaiting activation; the database groups, sorts and counts."""
         await self._require_firm(c.firm_id)
-        grants = await self.grants.awaiting_activation(c.firm_id)
-        names = await self.names.names(c.firm_id, {g.account_id for g in grants})
-        invalid = await self.invalid.among(c.firm_id, {g.email for g in grants})
-        by_address: dict[str, list[Grant]] = defaultdict(list)
-        for grant in grants:
-            by_address[grant.address_id].append(grant)
-        rows = [_row(group, names, invalid) for group in by_address.values()]
-        rows = [r for r in rows if _matches(r, c.filter)]
-        rows.sort(key=_sort_key(c.sort), reverse=c.descending)
-        return cmd.PendingActivations(
-            total=len(rows), items=tuple(rows[c.offset : c.offset + c.limit])
+        page = AddressPage(
+            by_email=c.sort is cmd.PendingSort.EMAIL,
+            descending=c.descending,
+            offset=c.offset,
+            limit=c.limit,
         )
+        if c.filter is cmd.PendingFilter.INVALID:
+            total, groups, invalid = await self._invalid_page(c.firm_id, page)
+            names = await self.names.names(c.firm_id, {g.account_id for g in _all(groups)})
+        else:
+            page = replace(page, invited=_INVITED[c.filter])
+            total, groups = await asyncio.gather(
+                self.grants.awaiting_count(c.firm_id, page.invited),
+                self.grants.awaiting_page(c.firm_id, page),
+            )
+            names, invalid = await asyncio.gather(
+                self.names.names(c.firm_id, {g.account_id for g in _all(groups)}),
+                self.invalid.among(c.firm_id, {g.email for g in _all(groups)}),
+            )
+        return cmd.PendingActivations(
+            total=total, items=tuple(_row(group, names, invalid) for group in groups)
+        )
+
+    async def _invalid_page(
+        self, firm_id: str, page: AddressPage
+    ) -> tuple[int, list[list[Grant]], set[str]]:
+        """The addresses with a bounced email: found from the firm's (few) bounced emails."""
+        invalid = await self.invalid.of_firm(firm_id)
+        addresses = await self.grants.awaiting_addresses_with(firm_id, invalid)
+        if not addresses:
+            return 0, [], invalid
+        groups = await self.grants.awaiting_page(firm_id, replace(page, among=addresses))
+        return len(addresses), groups, invalid
 
     # --- selection -----------------------------------------------------------------------
 
@@ -117,6 +141,15 @@ class InvitationCommands:
 
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
+_INVITED = {
+    cmd.PendingFilter.ALL: None,
+    cmd.PendingFilter.INVITED: True,
+    cmd.PendingFilter.NOT_INVITED: False,
+}
+
+
+def _all(groups: list[list[Grant]]) -> list[Grant]:
+    return [grant for group in groups for grant in group]
 
 
 def _ids(grant: Grant) -> dict[str, str]:
@@ -124,6 +157,7 @@ def _ids(grant: Grant) -> dict[str, str]:
 
 
 def _row(group: list[Grant], names: dict[str, str], invalid: set[str]) -> cmd.PendingActivation:
+    """One address's row; its first grant is the one whose email the list sorted by."""
     accounts = tuple(
         cmd.PendingAccount(
             account_id=g.account_id,
@@ -146,21 +180,3 @@ def _row(group: list[Grant], names: dict[str, str], invalid: set[str]) -> cmd.Pe
         invited_by=newest.invited_by if newest else None,
         invalid=any(g.email.casefold() in invalid for g in group),
     )
-
-
-def _matches(row: cmd.PendingActivation, wanted: cmd.PendingFilter) -> bool:
-    match wanted:
-        case cmd.PendingFilter.INVITED:
-            return row.sent_at is not None
-        case cmd.PendingFilter.NOT_INVITED:
-            return row.sent_at is None
-        case cmd.PendingFilter.INVALID:
-            return row.invalid
-    return True
-
-
-def _sort_key(sort: cmd.PendingSort) -> Callable[[cmd.PendingActivation], tuple[str, ...]]:
-    if sort is cmd.PendingSort.EMAIL:
-        return lambda r: (r.email.casefold(), r.address_id)
-    # Never-sent rows sort as the oldest; ties by address.
-    return lambda r: (r.sent_at.isoformat() if r.sent_at else "", r.email.casefold())

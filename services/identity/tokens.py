@@ -3,8 +3,8 @@
 ``token = base64url(HMAC-SHA256(key, invitation_id))`` carries 256 bits that nobody
 without the key can compute; the database stores only ``sha256(token)``. Deriving
 the token (rather than storing it until the email goes out) lets the outbox relay
-re-publish an InvitationIssued after a crash with the very same link, and keeps
-the link out of the database entirely.
+hand the very same link to notification again after a crash (``courier.py``), and
+keeps the link out of the database entirely.
 """
 
 from __future__ import annotations
@@ -12,10 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Callable
-from typing import Any
-
-Document = dict[str, Any]
 
 
 class InvitationTokens:
@@ -34,18 +30,3 @@ class InvitationTokens:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def link_completer(
-    tokens: InvitationTokens, portal_base_url: str
-) -> Callable[[Document], Document]:
-    """Outbox hook: put the activation link into an InvitationIssued as it is published."""
-    base = portal_base_url.rstrip("/")
-
-    def complete(envelope: Document) -> Document:
-        payload = dict(envelope["payload"])
-        token = tokens.token_for(payload["invitation_id"])
-        payload["activation_url"] = f"{base}/activate?token={token}"
-        return {**envelope, "payload": payload}
-
-    return complete

@@ -28,7 +28,6 @@ def _payload(grant: Grant, event: GrantEvent) -> EventPayload:
             contact_id=grant.contact_id,
             address_id=grant.address_id,
             email=event.email,
-            activation_url="",  # derived as it is published: see tokens.link_completer
             expires_at=i.expires_at,
             personal_message=i.personal_message,
             invited_by=i.invited_by,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
+import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ SESSION_COOKIE = "portal_session"
 LOGIN_CSRF_COOKIE = "portal_login_csrf"
 """Before there is a session, the login form's CSRF token is double-submitted: this
 cookie and the form field must match, which another site cannot arrange."""
+REQUEST_CSRF_COOKIE = "portal_request_csrf"
+"""The same, for the form that asks for a fresh activation link."""
 SECURITY_HEADERS = {
     "cache-control": "no-store",
     "referrer-policy": "no-referrer",  # an activation page URL carries the invitation token
@@ -88,6 +93,26 @@ def session_cookie(value: str, *, secure: bool, max_age: int) -> str:
 
 def login_csrf_cookie(value: str, *, secure: bool) -> str:
     return _cookie(LOGIN_CSRF_COOKIE, value, secure=secure, max_age=3600, same_site="Strict")
+
+
+def request_csrf_cookie(value: str, *, secure: bool) -> str:
+    return _cookie(REQUEST_CSRF_COOKIE, value, secure=secure, max_age=3600, same_site="Strict")
+
+
+def csrf_matches(scope: Scope, cookie_name: str, submitted: str) -> bool:
+    """The double-submitted token: the cookie is there and the form field equals it."""
+    expected = cookie(scope, cookie_name)
+    return bool(expected) and hmac.compare_digest(expected.encode(), submitted.encode())
+
+
+def retry_after(at: datetime, now: datetime) -> dict[str, str]:
+    """A Retry-After header (whole seconds, at least one) for a 429 answer."""
+    return {"retry-after": str(max(1, math.ceil((at - now).total_seconds())))}
+
+
+def when(at: datetime) -> str:
+    """A moment for people: "14:05 UTC on 23 November 2026"."""
+    return at.astimezone(UTC).strftime("%H:%M UTC on %-d %B %Y")
 
 
 def _cookie(name: str, value: str, *, secure: bool, max_age: int, same_site: str) -> str:

@@ -18,6 +18,7 @@ from datetime import datetime
 from services.notification.delivery import Cause, Deliverer
 from services.notification.digest import DigestLine, DigestWeek, due_week, zone_of
 from services.notification.domain import (
+    BannerLinks,
     Delivery,
     Firm,
     Recipient,
@@ -55,7 +56,7 @@ class Digests:
         renderer: Renderer,
         links: UnsubscribeLinks,
         *,
-        portal_base_url: str,
+        banners: BannerLinks,
         clock: Clock,
     ) -> None:
         self.firms = firms
@@ -64,7 +65,7 @@ class Digests:
         self.deliverer = deliverer
         self.renderer = renderer
         self.links = links
-        self.portal_base_url = portal_base_url
+        self.banners = banners
         self.clock = clock
 
     async def questions_updated(self, envelope: Envelope[TransactionQuestionsUpdated]) -> None:
@@ -121,7 +122,7 @@ class Digests:
             firm_name=firm_name,
             questions=account.questions,
             time_zone=zone,
-            banner_url=banner_url(recipient, self.portal_base_url),
+            banner_url=banner_url(recipient, self.banners),
             unsubscribe_url=self.links.url(unsubscribe_target(recipient, DIGEST_KIND.category)),
         )
         cause = Cause(account.firm_id, account.correlation_id, account.event_id)

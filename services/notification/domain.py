@@ -13,8 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar
-from urllib.parse import urlencode
+from typing import ClassVar, Protocol
 
 
 class Activation(StrEnum):
@@ -217,16 +216,18 @@ def recipients_of(recipients: Iterable[Recipient], category: str) -> list[Recipi
     return list(chosen.values())
 
 
-def activation_request_url(portal_base_url: str, key: RecipientKey) -> str:
-    """The portal page where the person asks for a fresh activation link (no secret in it)."""
-    query = urlencode({"firm": key.firm_id, "account": key.account_id, "address": key.address_id})
-    return f"{portal_base_url.rstrip('/')}/activation/request?{query}"
+class BannerLinks(Protocol):
+    """Makes the signed link of an activation banner (``links.ActivationBannerLinks``)."""
+
+    def url(self, firm_id: str, account_id: str, address_id: str, email: str) -> str: ...
 
 
-def banner_url(recipient: Recipient, portal_base_url: str) -> str | None:
+def banner_url(recipient: Recipient, links: BannerLinks) -> str | None:
+    """The banner's link, bound to this address and its email; None: no banner."""
     if not recipient.needs_activation_banner:
         return None
-    return activation_request_url(portal_base_url, recipient.key)
+    key = recipient.key
+    return links.url(key.firm_id, key.account_id, key.address_id, recipient.email)
 
 
 def invitation_is_current(recipient: Recipient | None, version: int) -> bool:

@@ -31,11 +31,16 @@ from shared.contracts.events import (
 from shared.messaging.commands import CommandHandlers
 from shared.messaging.events import EventSubscriptions
 
-REQUESTED_BY_ANY_SERVICE = "*.notification.requested"
-QUESTIONS_FROM_ANY_SERVICE = "*.transactions.questions_updated"
+REQUESTED_BY_ANY_SERVICE = "#.notification.requested"
+"""Any source prefix, however many words (or none): ``invoices.``, ``billing.invoices.``."""
+QUESTIONS_FROM_ANY_SERVICE = "#.transactions.questions_updated"
+RETIRED_BINDINGS = ("*.notification.requested", "*.transactions.questions_updated")
+"""Earlier bindings, which took a one-word prefix only (the rest reached no queue)."""
 
 
 def register_handlers(events: EventSubscriptions, service: NotificationService) -> None:
+    events.retire(*RETIRED_BINDINGS)
+
     @events.handle(FirmRegistered)
     async def on_firm_registered(envelope: Envelope[FirmRegistered]) -> None:
         """Remember the firm's name, time zone and where it wants copies of client emails."""
@@ -78,7 +83,7 @@ def register_handlers(events: EventSubscriptions, service: NotificationService) 
 
     @events.handle(InvitationIssued)
     async def on_invitation_issued(envelope: Envelope[InvitationIssued]) -> None:
-        """Email the invitation, once, and mark the address pending activation."""
+        """Mark the address pending activation (the email goes out on DeliverInvitation)."""
         await service.invitation_issued(envelope)
 
     @events.handle(UserActivated)
@@ -88,8 +93,16 @@ def register_handlers(events: EventSubscriptions, service: NotificationService) 
 
     @events.handle(NotificationRequested, routing_key=REQUESTED_BY_ANY_SERVICE)
     async def on_notification_requested(envelope: Envelope[NotificationRequested]) -> None:
-        """Email a system notification of a known kind to the addresses that want its category."""
+        """Email a system notification of a known kind to the addresses that want its category;
+        a request that reaches nobody is answered with NotificationRejected."""
         await service.notification_requested(envelope)
+
+
+def register_invitation_commands(commands: CommandHandlers, service: NotificationService) -> None:
+    @commands.handle(cmd.DeliverInvitation)
+    async def deliver_invitation(command: cmd.DeliverInvitation) -> None:
+        """Email the invitation with its activation link, once (one way: no reply)."""
+        await service.deliver_invitation(command)
 
 
 def register_digest_handlers(events: EventSubscriptions, digests: Digests) -> None:

@@ -1,8 +1,9 @@
 """The notification kinds platform services may ask for, and what each one needs.
 
 Pure Python. Every kind SPEC lists under the nine categories has an entry: its
-category, the ``template_data`` fields it reads (required or optional, each typed)
-and its subject line. A request naming an unknown kind, a kind of another category,
+category and the ``template_data`` fields it reads (required or optional, each typed),
+from the contract's table (``shared.contracts.kinds``, which the request's JSON Schema
+states too), and its subject line. A request naming an unknown kind, a kind of another category,
 or missing or ill-typed data is refused with :class:`NotificationRefused` naming the
 field, before anything is sent. Unknown extra fields are ignored (a newer sender may
 add some), and only the fields declared here reach a template.
@@ -13,11 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from enum import StrEnum
 from typing import Any
 
-MAX_TEXT = 500
-MAX_URL = 2000
+from shared.contracts.kinds import MAX_TEXT, MAX_URL, REQUESTABLE, DataField, FieldType
 
 
 class NotificationRefused(ValueError):
@@ -27,20 +26,6 @@ class NotificationRefused(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
-
-
-class FieldType(StrEnum):
-    TEXT = "text"  # a string (or a number, shown as written), at most 500 characters
-    URL = "url"  # an http(s) link, shown as a button
-    DATE = "date"  # an ISO date, YYYY-MM-DD
-
-
-@dataclass(frozen=True)
-class DataField:
-    name: str
-    type: FieldType = FieldType.TEXT
-    required: bool = True
-    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,157 +43,42 @@ class Kind:
         return self.subject.format_map(data)
 
 
-def _link(description: str = "Where to open it in the portal") -> DataField:
-    return DataField("link", FieldType.URL, required=False, description=description)
-
-
-def _due() -> DataField:
-    return DataField("due_date", FieldType.DATE, required=False, description="When it is due")
-
-
-_DOCUMENT = DataField("document", description="The document's name")
-_PROPOSAL = DataField("proposal", description="The proposal's title")
-_ORGANIZER = DataField("organizer", description="The organizer's title (e.g. 2025 tax organizer)")
-_REQUEST = DataField("request", description="What the firm asks for")
-_INVOICE = DataField("invoice", description="The invoice number")
-_AMOUNT = DataField("amount", description="The amount with its currency, as it should read")
-
-KINDS: Mapping[str, Kind] = {
-    kind.name: kind
-    for kind in (
-        Kind(
-            "document_uploaded",
-            "documents.uploads",
-            "New document: {document}",
-            (_DOCUMENT, DataField("uploaded_by", required=False), _link()),
-        ),
-        Kind(
-            "signature_requested",
-            "documents.signatures",
-            "Please sign {document}",
-            (_DOCUMENT, _due(), _link()),
-        ),
-        Kind(
-            "signature_reminder",
-            "documents.signatures",
-            "Reminder: please sign {document}",
-            (_DOCUMENT, _due(), _link()),
-        ),
-        Kind(
-            "approval_requested",
-            "documents.approvals",
-            "Please approve {document}",
-            (_DOCUMENT, _due(), _link()),
-        ),
-        Kind(
-            "approval_reminder",
-            "documents.approvals",
-            "Reminder: please approve {document}",
-            (_DOCUMENT, _due(), _link()),
-        ),
-        Kind(
-            "message_received",
-            "messages_and_tasks",
-            "New message from {sender}",
-            (
-                DataField("sender", description="Who wrote it"),
-                DataField("subject", required=False),
-                DataField("snippet", required=False, description="The start of the message"),
-                _link(),
-            ),
-        ),
-        Kind(
-            "chat_reply",
-            "messages_and_tasks",
-            "{sender} replied in your chat",
-            (
-                DataField("sender", description="Who replied"),
-                DataField("snippet", required=False, description="The start of the reply"),
-                _link(),
-            ),
-        ),
-        Kind(
-            "task_assigned",
-            "messages_and_tasks",
-            "New task: {task}",
-            (DataField("task", description="What the client is asked to do"), _due(), _link()),
-        ),
-        Kind(
-            "proposal_requested",
-            "proposals",
-            "Your proposal is ready: {proposal}",
-            (_PROPOSAL, _due(), _link()),
-        ),
-        Kind(
-            "proposal_reminder",
-            "proposals",
-            "Reminder: your proposal {proposal} awaits you",
-            (_PROPOSAL, _due(), _link()),
-        ),
-        Kind(
-            "organizer_requested",
-            "organizers",
-            "Please fill in {organizer}",
-            (_ORGANIZER, _due(), _link()),
-        ),
-        Kind(
-            "organizer_reminder",
-            "organizers",
-            "Reminder: please fill in {organizer}",
-            (_ORGANIZER, _due(), _link()),
-        ),
-        Kind(
-            "invoice_issued",
-            "invoices_and_payments",
-            "New invoice {invoice}: {amount}",
-            (_INVOICE, _AMOUNT, DataField("due", FieldType.DATE, required=False), _link()),
-        ),
-        Kind(
-            "invoice_reminder",
-            "invoices_and_payments",
-            "Reminder: invoice {invoice} ({amount}) is due",
-            (_INVOICE, _AMOUNT, DataField("due", FieldType.DATE, required=False), _link()),
-        ),
-        Kind(
-            "payment_confirmed",
-            "invoices_and_payments",
-            "Payment received: {amount}",
-            (
-                _AMOUNT,
-                DataField("invoice", required=False),
-                DataField("paid_on", FieldType.DATE, required=False),
-                _link(),
-            ),
-        ),
-        Kind(
-            "refund_issued",
-            "invoices_and_payments",
-            "Refund issued: {amount}",
-            (_AMOUNT, DataField("invoice", required=False), DataField("reason", required=False)),
-        ),
-        Kind(
-            "client_request",
-            "client_requests",
-            "New request: {request}",
-            (_REQUEST, _due(), _link()),
-        ),
-        Kind(
-            "client_request_reminder",
-            "client_requests",
-            "Reminder: {request}",
-            (_REQUEST, _due(), _link()),
-        ),
-        Kind(
-            "transactions_digest",
-            "transactions",
-            "Transactions waiting for your answer",
-            (),
-            requestable=False,
-        ),
-    )
+SUBJECTS: Mapping[str, str] = {
+    "document_uploaded": "New document: {document}",
+    "signature_requested": "Please sign {document}",
+    "signature_reminder": "Reminder: please sign {document}",
+    "approval_requested": "Please approve {document}",
+    "approval_reminder": "Reminder: please approve {document}",
+    "message_received": "New message from {sender}",
+    "chat_reply": "{sender} replied in your chat",
+    "task_assigned": "New task: {task}",
+    "proposal_requested": "Your proposal is ready: {proposal}",
+    "proposal_reminder": "Reminder: your proposal {proposal} awaits you",
+    "organizer_requested": "Please fill in {organizer}",
+    "organizer_reminder": "Reminder: please fill in {organizer}",
+    "invoice_issued": "New invoice {invoice}: {amount}",
+    "invoice_reminder": "Reminder: invoice {invoice} ({amount}) is due",
+    "payment_confirmed": "Payment received: {amount}",
+    "refund_issued": "Refund issued: {amount}",
+    "client_request": "New request: {request}",
+    "client_request_reminder": "Reminder: {request}",
 }
 
-DIGEST_KIND = KINDS["transactions_digest"]
+DIGEST_KIND = Kind(
+    "transactions_digest",
+    "transactions",
+    "Transactions waiting for your answer",
+    (),
+    requestable=False,
+)
+
+KINDS: Mapping[str, Kind] = {
+    **{
+        rule.name: Kind(rule.name, rule.category.value, SUBJECTS[rule.name], rule.fields)
+        for rule in REQUESTABLE.values()
+    },
+    DIGEST_KIND.name: DIGEST_KIND,
+}
 
 
 def kind_for(name: str, category: str) -> Kind:

@@ -20,10 +20,12 @@ from services.notification.entrypoints import (
     register_digest_handlers,
     register_handlers,
     register_inbox_handlers,
+    register_invitation_commands,
 )
 from services.notification.inbox import Inbox, InboxRepository
-from services.notification.links import UnsubscribeLinks
+from services.notification.links import ActivationBannerLinks, UnsubscribeLinks
 from services.notification.mailer import Mailer, SmtpConfig
+from services.notification.rejections import Rejections
 from services.notification.rendering import Renderer
 from services.notification.repository import (
     FirmRepository,
@@ -34,13 +36,13 @@ from services.notification.service import NotificationService
 from services.notification.settings import NotificationSettings
 from services.notification.unsubscribe import unsubscribe_page
 from shared.contracts import events
-from shared.contracts.crm import SettingChanged
+from shared.contracts.crm import SettingChanged, UnsubscribeCategory
 from shared.messaging.commands import send_command
 from shared.runtime import Runtime, build_app, build_runtime
 from shared.settings import ServiceSettings
 
 SERVICE = "notification"
-PUBLISHES = (events.NotificationDelivered, events.NotificationFailed)
+PUBLISHES = (events.NotificationDelivered, events.NotificationFailed, events.NotificationRejected)
 
 
 def smtp_config(settings: NotificationSettings) -> SmtpConfig:
@@ -69,7 +71,11 @@ def bootstrap(
     runtime = build_runtime(SERVICE, config, PUBLISHES)
     db = runtime.db
     relay = runtime.with_outbox(
-        [db[DeliveryRepository.collection_name], db[Bounces.collection_name]]
+        [
+            db[DeliveryRepository.collection_name],
+            db[Bounces.collection_name],
+            db[Rejections.collection_name],
+        ]
     )
     firms, recipients = FirmRepository(db), RecipientRepository(db)
     questions, inbox_items = QuestionRepository(db), InboxRepository(db)
@@ -84,17 +90,21 @@ def bootstrap(
     links = UnsubscribeLinks(
         config.notification_link_key.get_secret_value().encode(), config.notification_public_url
     )
-    portal = config.portal_base_url
-    service = NotificationService(
-        firms, recipients, deliverer, renderer, links, portal_base_url=portal
+    banners = ActivationBannerLinks(
+        config.notification_link_key.get_secret_value().encode(), config.portal_base_url
     )
+    service = NotificationService(
+        firms, recipients, deliverer, renderer, links, banners=banners,
+        rejections=Rejections(db, relay),
+    )  # fmt: skip
     digests = Digests(
         firms, recipients, questions, deliverer, renderer, links,
-        portal_base_url=portal, clock=clock,
+        banners=banners, clock=clock,
     )  # fmt: skip
     scheduler = DigestScheduler(digests, config.digest_check_seconds)
     inbox = Inbox(inbox_items)
     register_handlers(runtime.events, service)
+    register_invitation_commands(runtime.commands, service)
     register_digest_handlers(runtime.events, digests)
     register_inbox_handlers(runtime.events, inbox)
     register_commands(
@@ -108,6 +118,7 @@ def bootstrap(
         scheduler.start,
     ]
     runtime.shutdown += [scheduler.stop, deliverer.drain, mailer.close]
+    runtime.commands.sends(UnsubscribeCategory, SettingChanged)  # from the unsubscribe page
     to_crm = partial(
         send_command,
         runtime.broker,

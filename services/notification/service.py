@@ -15,6 +15,7 @@ from services.notification.domain import (
     Activation,
     ActivationSet,
     AddressSeen,
+    BannerLinks,
     Delivery,
     EmailSeen,
     Fact,
@@ -37,6 +38,7 @@ from services.notification.domain import (
 )
 from services.notification.kinds import Kind, NotificationRefused, kind_for, template_values
 from services.notification.links import UnsubscribeLinks, UnsubscribeTarget
+from services.notification.rejections import Rejections
 from services.notification.rendering import RenderedMail, Renderer
 from services.notification.repository import FirmRepository, RecipientRepository
 from shared.contracts.envelope import Envelope
@@ -53,8 +55,10 @@ from shared.contracts.events import (
     NotificationPreferencesChanged,
     NotificationRequested,
     NotifyToggled,
+    RejectionReason,
     UserActivated,
 )
+from shared.contracts.notification import DeliverInvitation
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -88,14 +92,16 @@ class NotificationService:
         renderer: Renderer,
         links: UnsubscribeLinks,
         *,
-        portal_base_url: str,
+        banners: BannerLinks,
+        rejections: Rejections,
     ) -> None:
         self.firms = firms
         self.recipients = recipients
         self.deliverer = deliverer
         self.renderer = renderer
         self.links = links
-        self.portal_base_url = portal_base_url
+        self.banners = banners
+        self.rejections = rejections
 
     # --- projection ----------------------------------------------------------------------
 
@@ -166,7 +172,20 @@ class NotificationService:
     # --- invitations ---------------------------------------------------------------------
 
     async def invitation_issued(self, envelope: Envelope[InvitationIssued]) -> None:
-        """Send the invitation (its link is used here only: never stored, never logged)."""
+        """The fact: the address awaits activation (its email comes with DeliverInvitation)."""
+        p = envelope.payload
+        key = RecipientKey(envelope.firm_id, p.account_id, p.address_id)
+        await self.recipients.record(
+            key, ActivationSet(envelope.aggregate_version, Activation.PENDING)
+        )
+
+    async def deliver_invitation(self, command: DeliverInvitation) -> None:
+        """Send the invitation (its link is used here only: never stored, never logged).
+
+        The command carries the InvitationIssued fact, which is applied here too: whichever
+        of the two arrives first, the projection ends the same.
+        """
+        envelope, link = command.invitation, command.activation_url.get_secret_value()
         p = envelope.payload
         key = RecipientKey(envelope.firm_id, p.account_id, p.address_id)
         version = envelope.aggregate_version
@@ -184,23 +203,29 @@ class NotificationService:
             p.email,
             INVITATION_KIND,
         )
-        await self.deliverer.deliver(delivery, self._invitation(p, firm), _cause(envelope))
+        mail = self._invitation(p, firm, link)
+        await self.deliverer.deliver(delivery, mail, _cause(envelope))
         if firm is not None and firm.copy_emails_to:
             copy = _firm_copy(
                 delivery.key, envelope.firm_id, p.account_id, firm.copy_emails_to, INVITATION_KIND
             )
-            mail = self._invitation(p, firm, copy_for=p.email)
+            mail = self._invitation(p, firm, None, copy_for=p.email)
             await self.deliverer.deliver(copy, mail, _cause(envelope))
 
     def _invitation(
-        self, p: InvitationIssued, firm: Firm | None, *, copy_for: str | None = None
+        self,
+        p: InvitationIssued,
+        firm: Firm | None,
+        link: str | None,
+        *,
+        copy_for: str | None = None,
     ) -> RenderedMail:
         return self.renderer.invitation(
             firm_name=firm.name if firm else None,
             time_zone=firm.time_zone if firm else "UTC",
             personal_message=p.personal_message,
             # The firm's copy must not carry the secret link: staff could activate with it.
-            activation_url=None if copy_for else p.activation_url,
+            activation_url=None if copy_for else link,
             expires_at=p.expires_at,
             copy_for=copy_for,
         )
@@ -210,21 +235,31 @@ class NotificationService:
     async def notification_requested(self, envelope: Envelope[NotificationRequested]) -> None:
         """Fan out to the account's addresses that want this category, plus the firm's copy.
 
-        An unknown kind, a kind of another category or bad template data is refused
-        before anything is sent (the event is dead-lettered with the reason).
+        A request that reaches nobody is answered with NotificationRejected (correlated to
+        it): an unknown kind, a kind of another category or bad template data (refused
+        before anything is sent, and dead-lettered with the reason as well), an account
+        this firm has no address of, or no address with Notify on for the category.
         """
         p = envelope.payload
         try:
             kind = kind_for(p.kind, p.category.value)
             values = template_values(kind, p.template_data)
         except NotificationRefused as refused:
+            reason = (
+                RejectionReason.BAD_TEMPLATE_DATA
+                if refused.field.startswith("template_data")
+                else RejectionReason.UNKNOWN_KIND
+            )
+            await self.rejections.reject(envelope, reason, refused.reason, refused.field)
             raise InvalidNotification.from_refusal(refused) from None
+        known = await self.recipients.of_account(envelope.firm_id, p.account_id)
+        chosen = recipients_of(known, p.category.value)
+        if not chosen:
+            await self._reject_unaddressed(envelope, bool(known))
+            return
         firm = await self.firms.get(envelope.firm_id)
         if firm is None:
             log.warning("firm not known yet; sending without its name or copy")
-        chosen = recipients_of(
-            await self.recipients.of_account(envelope.firm_id, p.account_id), p.category.value
-        )
         log.info(
             "notification fan-out", kind=p.kind, category=p.category.value, recipients=len(chosen)
         )
@@ -233,6 +268,25 @@ class NotificationService:
         if chosen and firm is not None and firm.copy_emails_to:
             sends.append(self._copy_to_firm(request, firm, firm.copy_emails_to, chosen))
         await _all_then_raise(sends)
+
+    async def _reject_unaddressed(
+        self, envelope: Envelope[NotificationRequested], account_known: bool
+    ) -> None:
+        p = envelope.payload
+        if account_known:
+            await self.rejections.reject(
+                envelope,
+                RejectionReason.NO_RECIPIENT,
+                f"no address of account {p.account_id} has Notify on for {p.category.value}",
+                "category",
+            )
+        else:
+            await self.rejections.reject(
+                envelope,
+                RejectionReason.UNKNOWN_ACCOUNT,
+                f"firm {envelope.firm_id} has no address of account {p.account_id}",
+                "account_id",
+            )
 
     def _render(
         self,
@@ -249,7 +303,7 @@ class NotificationService:
             category=category,
             kind=request.kind.name,
             template_data=request.values,
-            banner_url=banner_url(recipient, self.portal_base_url) if recipient else None,
+            banner_url=banner_url(recipient, self.banners) if recipient else None,
             copy_for=copy_for,
             subject=request.kind.subject_for(request.values),
             unsubscribe_url=(

@@ -20,6 +20,7 @@ from shared.cli.bulk import register as register_bulk_commands
 from shared.cli.client import Client, connect
 from shared.cli.common import Actor, Firm, Url, console
 from shared.cli.common import run as _run
+from shared.cli.dead_letters import Selection
 from shared.cli.demo import run_demo
 from shared.cli.identity import register as register_identity_commands
 from shared.contracts import crm as cmd
@@ -380,32 +381,62 @@ async def request_notification(
     console.print(f"published NotificationRequested {envelope.event_id}")
 
 
+MessageIds = Annotated[
+    list[str] | None, typer.Option("--message-id", help="Only this message (repeatable).")
+]
+OfFirm = Annotated[str | None, typer.Option("--firm", help="Only this firm's letters.")]
+Reason = Annotated[str | None, typer.Option("--reason", help="Only reasons containing this.")]
+SERVICE_HELP = "crm, identity, notification, mailsync, or unroutable (the exchange's leftovers)"
+
+
 @dead_letters.command("list")
 @_run
-async def list_dead_letters(service: str, limit: int = 100, url: Url = None) -> None:
+async def list_dead_letters(
+    service: Annotated[str, typer.Argument(help=SERVICE_HELP)],
+    limit: int = 100,
+    message_id: MessageIds = None,
+    firm: OfFirm = None,
+    reason: Reason = None,
+    url: Url = None,
+) -> None:
     """Show a service's dead letters with their reasons (they stay in the queue)."""
-    await _dead_letters(url, service, replay=False, limit=limit)
+    selection = Selection(tuple(message_id or ()), firm, reason)
+    await _dead_letters(url, service, replay=False, limit=limit, selection=selection)
 
 
 @dead_letters.command("replay")
 @_run
-async def replay_dead_letters(service: str, limit: int = 100, url: Url = None) -> None:
-    """Send a service's dead letters back to the queue they failed in (after a fix)."""
-    await _dead_letters(url, service, replay=True, limit=limit)
+async def replay_dead_letters(
+    service: Annotated[str, typer.Argument(help=SERVICE_HELP)],
+    limit: int = 100,
+    message_id: MessageIds = None,
+    firm: OfFirm = None,
+    reason: Reason = None,
+    url: Url = None,
+) -> None:
+    """Send the selected dead letters back to the queue they failed in (after a fix)."""
+    selection = Selection(tuple(message_id or ()), firm, reason)
+    await _dead_letters(url, service, replay=True, limit=limit, selection=selection)
 
 
-async def _dead_letters(url: str | None, service: str, *, replay: bool, limit: int) -> None:
+async def _dead_letters(
+    url: str | None, service: str, *, replay: bool, limit: int, selection: Selection
+) -> None:
     async with connect(url) as client:
-        letters = await client.dead_letters(service, replay=replay, limit=limit)
-    table = Table(
-        "queue",
-        "type",
-        "message id",
-        "reason",
-        title=f"{len(letters)} dead letters {'replayed' if replay else ''}",
-    )
-    for letter in letters:
-        table.add_row(letter.queue, letter.message_type, letter.message_id, letter.reason)
+        found = await client.dead_letter_pass(
+            service, replay=replay, limit=limit, selection=selection
+        )
+    if replay:
+        title = f"{found.replayed} dead letters replayed (of {found.in_queue} in the queue)"
+    else:
+        title = f"{len(found.letters)} dead letters (of {found.in_queue} in the queue)"
+    table = Table("queue", "type", "message id", "firm", "reason", title=title)
+    for letter in found.letters:
+        note = f" [yellow]({letter.note})[/yellow]" if letter.note else ""
+        table.add_row(
+            letter.queue, letter.message_type, letter.message_id, letter.firm_id,
+            letter.reason + note,
+        )  # fmt: skip
     console.print(table)
 
 

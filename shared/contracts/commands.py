@@ -2,11 +2,16 @@
 
 A command is refused with an :class:`~shared.contracts.errors.ErrorReply` naming the
 field and the reason; unknown fields are refused too (``extra="forbid"``).
+
+Commands are versioned like events (docs/contracts.md): ``schema_version`` is
+``MAJOR.MINOR``, sent in the AMQP header ``schema_version``; a service answers a major it
+does not read with ``unsupported_schema_version`` (no header: the first major).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +23,9 @@ class Command(BaseModel):
 
     service: ClassVar[str]
     """The service that handles this command; it is sent to ``<service>.commands``."""
+    schema_version: ClassVar[str] = "1.0"
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    """Fields that must never be logged, stored or left in a dead-letter queue."""
 
     firm_id: FirmId
     actor: StaffId = Field(default="system", description="The staff member or tool acting.")
@@ -25,6 +33,10 @@ class Command(BaseModel):
     @classmethod
     def command_name(cls) -> str:
         return cls.__name__
+
+    @classmethod
+    def major_version(cls) -> int:
+        return int(cls.schema_version.split(".", 1)[0])
 
 
 class Accepted(BaseModel):
@@ -37,3 +49,24 @@ class Accepted(BaseModel):
 
 def command_queue(service: str) -> str:
     return f"{service}.commands"
+
+
+JsonSchema = dict[str, Any]
+
+
+def implies(field: str, value: Any, then_field: str, then_value: Any) -> JsonSchema:
+    """A schema rule: when ``field`` is ``value``, ``then_field`` must be ``then_value``."""
+    return {
+        "if": {"properties": {field: {"const": value}}, "required": [field]},
+        "then": {"properties": {then_field: {"const": then_value}}, "required": [then_field]},
+    }
+
+
+def stated_rules(*rules: JsonSchema) -> Callable[[JsonSchema], None]:
+    """``json_schema_extra`` stating what a model's validators check across fields, so a
+    message the JSON Schema accepts is one the model accepts."""
+
+    def extra(schema: JsonSchema) -> None:
+        schema.setdefault("allOf", []).extend(rules)
+
+    return extra

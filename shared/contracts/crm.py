@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.contracts.categories import NotificationCategory
-from shared.contracts.commands import Accepted, Command
+from shared.contracts.commands import Accepted, Command, implies, stated_rules
 from shared.contracts.events import AccountType, BulkUpdateError, SettingAction
 from shared.contracts.types import (
     AccountId,
@@ -81,6 +81,10 @@ class ContactCreatedReply(Accepted):
 
 
 class _SettingsFields(_Input):
+    model_config = ConfigDict(
+        json_schema_extra=stated_rules(implies("send_invitation", True, "login", True))
+    )
+
     login: bool = False
     send_invitation: bool = False
     personal_message: PersonalMessage | None = None
@@ -121,6 +125,8 @@ class NewLinkedContact(_Input):
 
 
 class CreateAccount(CrmCommand):
+    schema_version = "1.1"  # its schema states the settings' rule (contract 2.0.0)
+
     name: Name
     account_type: AccountType
     tags: tuple[Tag, ...] = Field(default=(), max_length=50)
@@ -142,6 +148,8 @@ class AccountCreatedReply(Accepted):
 
 
 class LinkContact(CrmCommand):
+    schema_version = "1.1"  # its schema states the settings' rule (contract 2.0.0)
+
     account_id: AccountId
     contact_id: ContactId
     settings: tuple[SettingsInput, ...] = Field(default=(), max_length=20)
@@ -173,6 +181,8 @@ class AccountSettingsInput(_SettingsFields):
 
 class AddAddress(CrmCommand):
     """Add an address to a contact; it gets settings on every account the contact is on."""
+
+    schema_version = "1.1"  # its schema states the settings' rule (contract 2.0.0)
 
     contact_id: ContactId
     email: Email
@@ -213,6 +223,11 @@ class _AddressCommand(CrmCommand):
 
 
 class ToggleLogin(_AddressCommand):
+    model_config = ConfigDict(
+        json_schema_extra=stated_rules(implies("send_invitation", True, "enabled", True))
+    )
+    schema_version = "1.1"
+
     send_invitation: bool = False
     personal_message: PersonalMessage | None = None
 
@@ -468,6 +483,46 @@ class BulkFilter(StrEnum):
 
 MAX_BULK_ACCOUNT_IDS = 2_000
 """Larger selections use a filter: the command (and its event) must stay under 256 KiB."""
+_CHANGES = ("enable", "disable")
+_BULK_RULES = (
+    {
+        "oneOf": [
+            {
+                "properties": {"account_ids": {"minItems": 1}, "filter": {"const": None}},
+                "required": ["account_ids"],
+            },
+            {
+                "properties": {"account_ids": {"maxItems": 0}, "filter": {"type": "string"}},
+                "required": ["filter"],
+            },
+        ]
+    },
+    implies("send_invitations", True, "login", "enable"),
+    {
+        "if": {
+            "properties": {"personal_message": {"type": "string", "minLength": 1}},
+            "required": ["personal_message"],
+        },
+        "then": {
+            "properties": {"send_invitations": {"const": True}},
+            "required": ["send_invitations"],
+        },
+    },
+    {
+        "if": {
+            "properties": {"notify_categories": {"type": "array"}},
+            "required": ["notify_categories"],
+        },
+        "then": {"properties": {"notify": {"const": "enable"}}, "required": ["notify"]},
+    },
+    {
+        "anyOf": [
+            {"properties": {action: {"enum": list(_CHANGES)}}, "required": [action]}
+            for action in ("login", "notify", "email_sync", "signatory")
+        ]
+    },
+)
+"""What ``RequestBulkUpdate._consistent`` checks, stated in its schema."""
 
 
 class RequestBulkUpdate(CrmCommand):
@@ -479,6 +534,9 @@ class RequestBulkUpdate(CrmCommand):
     (the requester's Inbox+ report) ends it. Sending the same ``job_id`` twice starts one
     job.
     """
+
+    model_config = ConfigDict(json_schema_extra=stated_rules(*_BULK_RULES))
+    schema_version = "1.1"
 
     job_id: Identifier | None = Field(
         default=None, description="Optional idempotency key; generated when empty."

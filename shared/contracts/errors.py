@@ -68,6 +68,12 @@ class Conflict(DomainError):
     code = ErrorCode.CONFLICT
 
 
+class UnsupportedVersion(DomainError):
+    """A message of a major schema version this consumer does not read."""
+
+    code = ErrorCode.UNSUPPORTED_SCHEMA_VERSION
+
+
 class StillChanging(Conflict):
     """A record kept changing under every retry of a conditional write; nothing was changed.
 

@@ -8,14 +8,17 @@ regenerates them and refuses an incompatible change without a new major version.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from shared.contracts.categories import NotificationCategory
-from shared.contracts.envelope import ContractModel, EventPayload
+from shared.contracts.envelope import ContractModel, EventPayload, Upcaster
+from shared.contracts.kinds import REQUEST_CATEGORIES, REQUESTABLE, kind_branch
 from shared.contracts.types import (
     AccountId,
     AddressId,
@@ -59,7 +62,7 @@ class FirmRegistered(EventPayload):
 
     name: Name
     invitation_expiry_days: int = Field(ge=1, le=90)
-    time_zone: str
+    time_zone: str = Field(description="An IANA time zone name.", examples=["Europe/Stockholm"])
     copy_emails_to: Email | None = None
 
 
@@ -266,22 +269,31 @@ class BulkUpdateCompleted(EventPayload):
 # --- identity --------------------------------------------------------------------------
 
 
-class InvitationIssued(EventPayload):
-    """An invitation was issued; ``activation_url`` is secret and single use.
+def _without_activation_url(payload: dict[str, Any]) -> dict[str, Any]:
+    """1.x → 2.0: the link is no longer part of the fact (it goes to notification alone)."""
+    payload.pop("activation_url", None)
+    return payload
 
-    Consumers must not store or log the link. A newer InvitationIssued for the same
-    (account, address) makes every earlier link dead.
+
+class InvitationIssued(EventPayload):
+    """An invitation was issued to an address: a fact, without its link.
+
+    A newer InvitationIssued for the same (account, address) makes every earlier link dead.
+    The activation link itself travels point to point to the notification service only
+    (the DeliverInvitation command); 2.0 removed ``activation_url`` from this event, and a
+    1.x event is read by dropping it.
     """
 
     event_type = "InvitationIssued"
     routing_key = "identity.invitation.issued"
+    schema_version = "2.0"
+    upcasters: ClassVar[Mapping[int, Upcaster]] = {1: _without_activation_url}
 
     invitation_id: Identifier
     account_id: AccountId
     contact_id: ContactId
     address_id: AddressId
     email: Email
-    activation_url: str = Field(max_length=2000)
     expires_at: datetime
     personal_message: PersonalMessage | None = None
     invited_by: StaffId
@@ -345,20 +357,75 @@ class UserActivated(EventPayload):
 # --- notification ----------------------------------------------------------------------
 
 
+def _per_kind_rules(schema: dict[str, Any]) -> None:
+    """The schema states what the notification service checks: one branch per kind."""
+    properties = schema["properties"]
+    properties["category"] = {
+        "enum": [c.value for c in REQUEST_CATEGORIES],
+        "type": "string",
+        "title": "Category",
+        "description": "The notification category; `transactions` cannot be requested.",
+    }
+    properties["kind"] = {
+        "enum": sorted(REQUESTABLE),
+        "type": "string",
+        "title": "Kind",
+        "description": "Decides the category, the template and the template_data.",
+    }
+    schema["oneOf"] = [kind_branch(rule) for rule in REQUESTABLE.values()]
+
+
 class NotificationRequested(EventPayload):
     """Any platform service asks for a system notification to an account's recipients.
 
-    Publish it on the integration exchange with routing key
-    ``<your-service>.notification.requested``.
+    Publish it on the integration exchange with a routing key ending in
+    ``.notification.requested`` (``<your-service>.notification.requested``). Each kind
+    belongs to one category and names its ``template_data``; a request the notification
+    service cannot send is answered with NotificationRejected.
     """
+
+    model_config = ConfigDict(json_schema_extra=_per_kind_rules)
 
     event_type = "NotificationRequested"
     routing_key = "platform.notification.requested"
+    routing_pattern = "#.notification.requested"
+    schema_version = "1.1"
 
     account_id: AccountId
     category: NotificationCategory
     kind: str = Field(min_length=1, max_length=80, pattern=r"^[a-z0-9_.]+$")
     template_data: dict[str, Any] = Field(default_factory=dict)
+
+
+class RejectionReason(StrEnum):
+    UNKNOWN_ACCOUNT = "unknown_account"
+    """No address of this account is known in this firm (or it is another firm's)."""
+    NO_RECIPIENT = "no_recipient_with_category"
+    """The account is known, but none of its addresses has Notify on with this category."""
+    UNKNOWN_KIND = "unknown_kind"
+    """The kind is not one of the category's requestable kinds."""
+    BAD_TEMPLATE_DATA = "bad_template_data"
+    """A field the kind requires is missing, or a field has the wrong type."""
+
+
+class NotificationRejected(EventPayload):
+    """A NotificationRequested was not sent to anybody, and why.
+
+    Correlated to the request: ``correlation_id`` is the request's, ``causation_id`` and
+    ``request_event_id`` are its ``event_id``. Published once per request.
+    """
+
+    event_type = "NotificationRejected"
+    routing_key = "notification.request.rejected"
+    schema_version = "1.0"
+
+    request_event_id: uuid.UUID
+    account_id: AccountId
+    category: NotificationCategory
+    kind: str = Field(max_length=80)
+    reason: RejectionReason
+    field: str | None = Field(default=None, max_length=200, description="The field at fault.")
+    detail: str = Field(max_length=1000)
 
 
 class NotificationDelivered(EventPayload):
@@ -397,11 +464,12 @@ class TransactionQuestionsUpdated(EventPayload):
 
     A full state transfer: the newest ``aggregate_version`` of the account wins, and an
     empty list means nothing is waiting. Feeds the weekly transactions digest. Publish
-    with routing key ``<your-service>.transactions.questions_updated``.
+    with a routing key ending in ``.transactions.questions_updated``.
     """
 
     event_type = "TransactionQuestionsUpdated"
     routing_key = "platform.transactions.questions_updated"
+    routing_pattern = "#.transactions.questions_updated"
 
     account_id: AccountId
     questions: tuple[TransactionQuestion, ...] = Field(default=(), max_length=500)
@@ -477,6 +545,7 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         NotificationRequested,
         NotificationDelivered,
         NotificationFailed,
+        NotificationRejected,
         TransactionQuestionsUpdated,
         EmailReceived,
         AttachmentSaved,

@@ -45,8 +45,12 @@ class ConnectMailbox(MailsyncCommand):
 
     The login is tried against the server first; bad credentials, an unreachable
     server or an unknown folder are refused and nothing is stored. Connecting the same
-    (host, port, username) again replaces its settings and secret.
+    (host, port, username) again replaces its settings and secret. Send it as a request
+    (with ``reply_to``): a request is never dead-lettered, so the secret never lands in a
+    dead-letter queue, and one whose caller stopped waiting is dropped unprocessed.
     """
+
+    secret_fields = ("secret",)
 
     host: Hostname
     port: int = Field(default=993, ge=1, le=65535)

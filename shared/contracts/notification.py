@@ -1,5 +1,8 @@
 """Commands the notification service handles, and their replies.
 
+identity hands each invitation's activation link to notification here, point to point
+(DeliverInvitation): the only message that ever carries the link.
+
 Staff read their Inbox+ here: items made from BulkUpdateCompleted (for the staff
 member who asked for the bulk update) and EmailReceived (for every staff member of
 the firm). Read state is per staff member: an item one person read stays unread for
@@ -12,10 +15,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_serializer,
+    model_validator,
+)
 
-from shared.contracts.commands import Accepted, Command
-from shared.contracts.events import BulkUpdateError
+from shared.contracts.commands import Accepted, Command, stated_rules
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import BulkUpdateError, InvitationIssued
 from shared.contracts.types import AccountId, Email, Identifier, StaffId
 
 MAX_MARKED = 500
@@ -23,6 +34,32 @@ MAX_MARKED = 500
 
 class NotificationCommand(Command):
     service: ClassVar[str] = "notification"
+
+
+# --- invitations -----------------------------------------------------------------------
+
+
+class DeliverInvitation(NotificationCommand):
+    """Email this invitation with its activation link (identity → notification only).
+
+    One-way (no reply): identity's outbox sends it to ``notification.commands`` when it
+    publishes the InvitationIssued fact, with an AMQP ``expiration`` of the link's
+    remaining life. Notification sends the email once per invitation; a newer fact about
+    the address (a resend, an activation) makes it moot. If it fails for good, it is
+    dead-lettered without ``activation_url``; resend the invitation instead of replaying.
+    """
+
+    secret_fields = ("activation_url",)
+
+    invitation: Envelope[InvitationIssued] = Field(description="The fact, as published.")
+    activation_url: SecretStr = Field(
+        min_length=1, max_length=2000, description="Secret and single use: never log it."
+    )
+
+    @field_serializer("activation_url", when_used="json")
+    def _reveal_on_the_wire(self, link: SecretStr) -> str:
+        # It travels as JSON to notification only; everywhere else (repr, logs) it is masked.
+        return link.get_secret_value()
 
 
 # --- Inbox+ ----------------------------------------------------------------------------
@@ -95,6 +132,24 @@ class InboxItems(Accepted):
 class MarkInboxItemsRead(NotificationCommand):
     """Mark the listed items (or ``all`` of them) read for this staff member only."""
 
+    model_config = ConfigDict(
+        json_schema_extra=stated_rules(
+            {
+                "oneOf": [
+                    {
+                        "properties": {"all": {"const": True}, "item_ids": {"maxItems": 0}},
+                        "required": ["all"],
+                    },
+                    {
+                        "properties": {"all": {"const": False}, "item_ids": {"minItems": 1}},
+                        "required": ["item_ids"],
+                    },
+                ]
+            }
+        )
+    )
+    schema_version = "1.1"
+
     staff_id: StaffId
     item_ids: tuple[Identifier, ...] = Field(default=(), max_length=MAX_MARKED)
     all: bool = Field(default=False, description="Every item of this staff member, up to now.")
@@ -131,6 +186,7 @@ class BounceRecorded(Accepted):
 
 
 COMMANDS: tuple[type[NotificationCommand], ...] = (
+    DeliverInvitation,
     ListInboxItems,
     MarkInboxItemsRead,
     RecordBounce,

@@ -37,5 +37,6 @@ TimeZone = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$"),
     AfterValidator(_known_time_zone),
+    Field(description="An IANA time zone name.", examples=["Europe/Stockholm", "UTC"]),
 ]
 """An IANA time zone name (``Europe/Paris``, ``America/New_York``, ``UTC``)."""

@@ -1,9 +1,15 @@
-"""Commands over RabbitMQ request/reply, with typed replies and typed errors."""
+"""Commands over RabbitMQ: request/reply with typed replies and typed errors, or one way.
+
+Every command carries the headers ``command`` (its name), ``schema_version`` and
+``firm_id``. A request's ``timestamp`` and ``expiration`` tell the service when its
+caller stops waiting: after that it is dropped unprocessed, never replayed.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from faststream.middlewares import AckPolicy
@@ -25,6 +31,14 @@ def _is_command(name: str) -> Callable[[RabbitMessage], Awaitable[bool]]:
     return matches
 
 
+def command_headers(command: Command) -> dict[str, Any]:
+    return {
+        "command": command.command_name(),
+        "schema_version": command.schema_version,
+        "firm_id": command.firm_id,
+    }
+
+
 class CommandHandlers:
     """A service's command handlers, all fed by its ``<service>.commands`` queue."""
 
@@ -32,8 +46,14 @@ class CommandHandlers:
         self._broker = broker
         self._service = service
         self._subscriber: RabbitSubscriber | None = None
+        self.handled: list[tuple[type[Command], type[Any] | None]] = []
+        """(command, its reply type; None for a one-way command)."""
+        self.sent: list[tuple[type[Command], type[Any] | None]] = []
+        """Commands this service sends to others, with their reply type (None: one way)."""
 
-    def handle(self, command: type[Command]) -> Callable[[Handler], Handler]:
+    def handle(
+        self, command: type[Command], reply: type[Any] | None = None
+    ) -> Callable[[Handler], Handler]:
         if self._subscriber is None:  # a service without commands declares no queue
             self._subscriber = self._broker.subscriber(
                 commands_queue(self._service),
@@ -44,10 +64,16 @@ class CommandHandlers:
         subscriber = self._subscriber
 
         def register(func: Handler) -> Handler:
+            returns = reply or func.__annotations__.get("return")
+            self.handled.append((command, returns if isinstance(returns, type) else None))
             subscriber(filter=_is_command(command.command_name()))(func)
             return func
 
         return register
+
+    def sends(self, command: type[Command], reply: type[Any] | None = None) -> None:
+        """Record that this service sends ``command`` (``reply``: None for one way)."""
+        self.sent.append((command, reply))
 
 
 class CommandTimeout(TimeoutError):
@@ -67,9 +93,10 @@ async def send_command(
         response = await broker.request(
             command.model_dump(mode="json"),
             queue=command_queue(command.service),
-            headers={"command": command.command_name(), "firm_id": command.firm_id},
+            headers=command_headers(command),
             correlation_id=correlation_id,
             expiration=int(timeout),
+            timestamp=datetime.now(UTC),
             timeout=timeout,
             content_type="application/json",
         )
@@ -81,3 +108,32 @@ async def send_command(
     if isinstance(body, dict) and body.get("ok") is False:
         return ErrorReply.model_validate(body)
     return reply_type.model_validate(body)
+
+
+async def send_one_way(
+    broker: RabbitBroker,
+    command: Command,
+    *,
+    message_id: str,
+    correlation_id: str,
+    expires_in_seconds: float | None = None,
+) -> None:
+    """Put ``command`` on its service's queue without waiting for anything, confirmed.
+
+    The destination queue is declared first (with its own arguments), so the command
+    waits there even when the service has never run yet. ``expires_in_seconds``: after
+    that the broker drops it unread.
+    """
+    queue = commands_queue(command.service)
+    await broker.declare_queue(queue)
+    await broker.publish(
+        command.model_dump(mode="json"),
+        routing_key=queue.name,
+        headers=command_headers(command),
+        message_id=message_id,
+        correlation_id=correlation_id,
+        expiration=None if expires_in_seconds is None else max(1, int(expires_in_seconds)),
+        timestamp=datetime.now(UTC),
+        content_type="application/json",
+        persist=True,
+    )

@@ -62,14 +62,28 @@ def error_reply(exc: BaseException, *, from_handler: bool = False) -> ErrorReply
     return ErrorReply(code=ErrorCode.INTERNAL, message="internal error; nothing was changed")
 
 
-def describe(exc: BaseException, *, from_handler: bool = False) -> str:
-    """One line for a dead letter's ``x-failure-reason`` header."""
+def describe(exc: BaseException, *, from_handler: bool = False, body: bytes | None = None) -> str:
+    """One line for a dead letter's ``x-failure-reason`` header.
+
+    With ``body``: a message no handler took is "not JSON" when its body is not JSON (no
+    handler could take it whatever its type), and "unknown_type" only when it is.
+    """
     if isinstance(exc, SubscriberNotFound):
+        if body is not None and not _is_json(body):
+            return "validation_failed: body is not JSON"
         return "unknown_type: no handler for this message type"
     reply = error_reply(exc, from_handler=from_handler)
     if reply.code is ErrorCode.INTERNAL:
         return f"{type(exc).__name__}: {exc}"[:1000]
     return f"{reply.code.value}: {reply.message}"[:1000]
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return True
 
 
 def _leaves_only(reply: ErrorReply, *, strip_parameter: bool) -> ErrorReply:

@@ -1,8 +1,20 @@
-"""The MongoDB client factory (PyMongo's async API; Motor is deprecated)."""
+"""The MongoDB client factory (PyMongo's async API; Motor is deprecated).
+
+``MONGODB_URL`` for a replica set lists its members and names the set::
+
+    mongodb://user:pass@db-0:27017,db-1:27017,db-2:27017/?replicaSet=rs0&authSource=admin
+
+(or a ``mongodb+srv://`` address). The client then writes with ``w="majority"`` and
+retryable writes unless the URL chooses otherwise: an acknowledged write is on a majority
+of members, so it survives the loss of the primary, and a write interrupted by a failover
+is retried once by the driver. Without ``replicaSet`` (one server, as the embedded one)
+nothing is added: the embedded server is no replica set and the server's defaults apply.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
@@ -19,7 +31,27 @@ def create_client(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
         uuidRepresentation="standard",
         serverSelectionTimeoutMS=5_000,
         connectTimeoutMS=5_000,
+        **replica_set_options(url),
     )
+
+
+def replica_set_options(url: str) -> dict[str, Any]:
+    """Majority-acknowledged, retryable writes when ``url`` names a replica set.
+
+    A URL's own ``w`` or ``retryWrites`` is kept (PyMongo lets keyword arguments override
+    the URL, so they are only passed when the URL is silent). URI option names are
+    case-insensitive.
+    """
+    parts = urlsplit(url)
+    given = {key.lower() for key, _ in parse_qsl(parts.query)}
+    if parts.scheme != "mongodb+srv" and "replicaset" not in given:
+        return {}
+    options: dict[str, Any] = {}
+    if "w" not in given:
+        options["w"] = "majority"
+    if "retrywrites" not in given:
+        options["retryWrites"] = True
+    return options
 
 
 async def find_in_firm(

@@ -179,6 +179,20 @@ class TestPoisonMessages:
         [letter] = await dead_letters_of(client, service, message_id)
         assert letter.reason.startswith("validation_failed: body is not JSON")
 
+    @pytest.mark.parametrize("queue", ["identity.events", "crm.commands"])
+    async def test_bad_json_without_a_type_header_is_reported_as_not_json(
+        self, client: Client, services: RunningServices, queue: str
+    ) -> None:
+        message_id = uuid.uuid4().hex
+        await client.broker.publish(
+            b'{"type": "LoginToggled", broken',
+            routing_key=queue,
+            content_type="application/json",
+            message_id=message_id,
+        )
+        [letter] = await dead_letters_of(client, queue.split(".", maxsplit=1)[0], message_id)
+        assert letter.reason == "validation_failed: body is not JSON"
+
     async def test_an_unknown_schema_version_is_dead_lettered(
         self, client: Client, services: RunningServices
     ) -> None:

@@ -125,7 +125,6 @@ class Identity:
                 contact_id="con_x",
                 address_id=address_id,
                 email=email,
-                activation_url="",
                 expires_at=datetime.now(UTC) + timedelta(days=7),
                 invited_by="staff",
             ),

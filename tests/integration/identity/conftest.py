@@ -15,13 +15,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 from faststream.rabbit import RabbitQueue
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.identity.tokens import InvitationTokens
 from shared.cli.client import Client
 from shared.contracts import identity as cmd
 from shared.contracts.envelope import Envelope, EventPayload
@@ -78,9 +78,13 @@ def of(event_type: str, **payload: Any) -> Callable[[dict[str, Any]], bool]:
     return matches
 
 
+_TOKENS: list[InvitationTokens] = []
+"""The running identity's token key (``published`` sets it): InvitationIssued has no link."""
+
+
 def token_of(issued: dict[str, Any]) -> str:
-    url = str(issued["payload"]["activation_url"])
-    return parse_qs(urlparse(url).query)["token"][0]
+    """The link's token, derived as identity derives it for DeliverInvitation."""
+    return _TOKENS[-1].token_for(str(issued["payload"]["invitation_id"]))
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,7 @@ async def published(client: Client, services: RunningServices) -> AsyncIterator[
     queue = await client.broker.declare_queue(RabbitQueue(name, auto_delete=True))
     exchange = await client.broker.declare_exchange(EVENTS_EXCHANGE)
     await queue.bind(exchange, routing_key="identity.#")
+    _TOKENS.append(InvitationTokens(services.env["INVITATION_TOKEN_KEY"].encode()))
     yield Published(queue)
     await queue.delete(if_unused=False, if_empty=False)
 

@@ -42,6 +42,8 @@ from shared.contracts.events import (
     NotifyToggled,
     UserActivated,
 )
+from shared.contracts.notification import DeliverInvitation
+from shared.messaging.commands import send_one_way
 from shared.messaging.events import event_headers
 from shared.messaging.topology import EVENTS_EXCHANGE, dead_letter_queue
 from shared.runtime import Runtime
@@ -70,7 +72,12 @@ class Notification:
     def broker(self) -> RabbitBroker:
         return self.runtime.broker
 
-    async def publish(self, envelope: Envelope[Any], routing_key: str | None = None) -> None:
+    async def publish(
+        self, envelope: Envelope[Any] | Invitation, routing_key: str | None = None
+    ) -> None:
+        if isinstance(envelope, Invitation):  # as identity does: the fact, and the link apart
+            await envelope.deliver(self.broker)
+            envelope = envelope.envelope
         body = envelope.model_dump(mode="json")
         await self.publish_raw(body, routing_key or envelope.routing_key())
 
@@ -138,6 +145,40 @@ class Notification:
 class Address:
     address_id: str
     email: str
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """What identity sends for an invitation: InvitationIssued, and DeliverInvitation with the
+    link on notification's own queue."""
+
+    envelope: Envelope[Any]
+    activation_url: str
+
+    @property
+    def payload(self) -> Any:
+        return self.envelope.payload
+
+    @property
+    def event_id(self) -> uuid.UUID:
+        return self.envelope.event_id
+
+    @property
+    def aggregate_version(self) -> int:
+        return self.envelope.aggregate_version
+
+    async def deliver(self, broker: RabbitBroker) -> None:
+        command = DeliverInvitation(
+            firm_id=self.envelope.firm_id,
+            invitation=self.envelope,
+            activation_url=SecretStr(self.activation_url),
+        )
+        await send_one_way(
+            broker,
+            command,
+            message_id=uuid.uuid4().hex,
+            correlation_id=self.envelope.correlation_id,
+        )
 
 
 @dataclass
@@ -249,19 +290,19 @@ class Scenario:
 
     def invitation(
         self, address: Address, *, version: int = 1, message: str | None = None
-    ) -> Envelope[Any]:
+    ) -> Invitation:
         payload = InvitationIssued(
             invitation_id=unique("inv"),
             account_id=self.account_id,
             contact_id=self.contact_id,
             address_id=address.address_id,
             email=address.email,
-            activation_url=f"{PORTAL}/activate?token={uuid.uuid4().hex}",
             expires_at=datetime.now(UTC) + timedelta(days=7),
             personal_message=message,
             invited_by="staff_1",
         )
-        return self._wrap(payload, f"grant_{self.account_id}_{address.address_id}", version)
+        envelope = self._wrap(payload, f"grant_{self.account_id}_{address.address_id}", version)
+        return Invitation(envelope, f"{PORTAL}/activate?token={uuid.uuid4().hex}")
 
     def activated(self, address: Address, *, version: int = 2) -> Envelope[Any]:
         payload = UserActivated(

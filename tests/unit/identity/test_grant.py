@@ -7,7 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.identity.domain import (
+    SELF_REQUESTED,
     AccessActivated,
+    FreshLinkRefusal,
+    FreshLinkRefused,
     Grant,
     InvitationFactory,
     InvitationNotLive,
@@ -102,11 +105,52 @@ class TestAcceptingAnInvitation:
 
 
 class TestAskingForAFreshLink:
-    def test_only_for_login_on_and_not_activated_and_not_too_often(self) -> None:
+    def refusal(self, g: Grant, at: datetime) -> FreshLinkRefusal | None:
+        try:
+            g.request_fresh_link(factory(at), at, timedelta(minutes=5))
+        except FreshLinkRefused as refused:
+            return refused.reason
+        return None
+
+    def test_login_on_and_not_activated_gets_a_link_the_client_asked_for(self) -> None:
         g = grant()
-        assert not g.reissue(factory(), NOW, timedelta(minutes=1))  # login off
+        login(g, 1, invite=False)
+        assert self.refusal(g, NOW) is None
+        assert g.invitation is not None and g.invitation.invited_by == SELF_REQUESTED
+
+    def test_login_off_or_activated_gets_nothing(self) -> None:
+        g = grant()
+        assert self.refusal(g, NOW) is FreshLinkRefusal.NO_ACCESS
         login(g, 1)
-        assert not g.reissue(factory(NOW), NOW + timedelta(seconds=10), timedelta(minutes=1))
-        assert g.reissue(
-            factory(NOW + timedelta(minutes=2)), NOW + timedelta(minutes=2), timedelta(minutes=1)
-        )
+        assert g.invitation is not None
+        g.accept(g.invitation.token_hash, "usr-1", NOW)
+        assert self.refusal(g, NOW + timedelta(hours=1)) is FreshLinkRefusal.ACTIVATED
+
+    def test_not_again_within_the_interval_and_it_says_when(self) -> None:
+        g = grant()
+        login(g, 1)
+        with pytest.raises(FreshLinkRefused) as refused:
+            g.request_fresh_link(factory(), NOW + timedelta(minutes=1), timedelta(minutes=5))
+        assert refused.value.reason is FreshLinkRefusal.TOO_SOON
+        assert refused.value.retry_at == NOW + timedelta(minutes=5)
+        assert self.refusal(g, NOW + timedelta(minutes=5)) is None
+
+    def test_a_staff_cancellation_wins_until_staff_invite_again(self) -> None:
+        g = grant()
+        login(g, 1)
+        assert g.cancel_invitation()
+        later = NOW + timedelta(days=2)
+        assert self.refusal(g, later) is FreshLinkRefusal.WITHDRAWN
+        login(g, 2, enabled=False)  # Login off and on again without an invitation:
+        login(g, 3, invite=False)  # still withdrawn
+        assert self.refusal(g, later) is FreshLinkRefusal.WITHDRAWN
+        assert g.resend(factory(later), "staff-2", None)  # staff invite again
+        assert self.refusal(g, later + timedelta(minutes=5)) is None
+
+    def test_a_link_the_system_ended_can_be_asked_for_again(self) -> None:
+        g = grant()
+        login(g, 1)
+        login(g, 2, enabled=False)
+        login(g, 3, invite=False)
+        assert g.invitation is not None and g.invitation.state is InvitationState.CANCELLED
+        assert self.refusal(g, NOW + timedelta(days=1)) is None

@@ -1,0 +1,166 @@
+"""A connection to a cluster goes round its nodes; the private seams it uses still exist.
+
+No broker here: aio-pika's one call that opens a transport (``Connection.connect``) is
+replaced by nodes that answer or refuse, and everything around it (aio-pika's
+reconnection loop, fail-fast, FastStream's broker) is the real code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+import pytest
+from aio_pika import RobustConnection
+from aio_pika.connection import Connection
+from aiormq.exceptions import AMQPConnectionError
+from faststream.rabbit.broker import broker as faststream_broker
+
+from shared.messaging import cluster
+from shared.messaging.cluster import ClusterConnection, connect_cluster, rabbit_broker
+
+ADDRESSES = ",".join(
+    f"amqp://crm:s3cret@127.0.0.1:{port}/crm-vhost?heartbeat=7" for port in (5001, 5002, 5003)
+)
+
+
+class Nodes:
+    """Stands in for the brokers: which ports answer, and every attempt made."""
+
+    def __init__(self, *alive: int) -> None:
+        self.alive = set(alive)
+        self.attempts: list[int] = []
+
+    async def connect(self, connection: Connection, timeout: Any = None) -> None:
+        port = connection.url.port
+        assert port is not None
+        self.attempts.append(port)
+        if port not in self.alive:
+            raise AMQPConnectionError(111, f"Connect call failed ('127.0.0.1', {port})")
+        connection.connected.set()
+
+
+@pytest.fixture
+def nodes(monkeypatch: pytest.MonkeyPatch) -> Nodes:
+    fake = Nodes(5001, 5002, 5003)
+    monkeypatch.setattr(Connection, "connect", fake.connect)
+    # The first attempt starts at a random node; here always at the first.
+    monkeypatch.setattr(cluster.random, "randrange", lambda _count: 0)
+    return fake
+
+
+async def connected(nodes: Nodes, **options: Any) -> ClusterConnection:
+    connection = await connect_cluster(ADDRESSES, reconnect_interval=0.01, **options)
+    assert isinstance(connection, ClusterConnection)
+    return connection
+
+
+class TestConnectingToACluster:
+    async def test_a_connection_goes_round_the_nodes_until_one_answers(self, nodes: Nodes) -> None:
+        nodes.alive = {5003}
+        connection = await connected(nodes)
+        try:
+            assert nodes.attempts == [5001, 5002, 5003]
+            url = connection.url
+            assert (url.host, url.port) == ("127.0.0.1", 5003)
+            # Credentials, virtual host and options come with it to every node.
+            assert (url.user, url.password, url.path) == ("crm", "s3cret", "/crm-vhost")
+            assert url.query["heartbeat"] == "7"
+        finally:
+            await connection.close()
+
+    async def test_when_no_node_answers_the_first_connection_fails_fast(self, nodes: Nodes) -> None:
+        nodes.alive = set()
+        with pytest.raises(AMQPConnectionError):
+            await connect_cluster(ADDRESSES, reconnect_interval=0.01)
+        assert nodes.attempts == [5001, 5002, 5003]
+
+    async def test_first_connections_start_at_a_random_node(
+        self, nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(cluster.random, "randrange", lambda count: count - 1)
+        connection = await connected(nodes)
+        try:
+            assert nodes.attempts == [5003]
+        finally:
+            await connection.close()
+
+
+class TestReconnecting:
+    async def test_a_lost_connection_comes_back_on_the_next_live_node(self, nodes: Nodes) -> None:
+        connection = await connected(nodes)
+        try:
+            assert connection.url.port == 5001
+            nodes.alive = {5001, 5003}  # 5002 died as well
+            nodes.attempts.clear()
+            await lose(connection)
+            # aio-pika's own reconnection loop ran the attempt: after 5001, 5002, then 5003.
+            assert nodes.attempts == [5002, 5003]
+            assert connection.url.port == 5003
+        finally:
+            await connection.close()
+
+    async def test_every_attempt_tries_each_node_once_and_the_failed_one_last(
+        self, nodes: Nodes
+    ) -> None:
+        connection = await connected(nodes)
+        try:
+            nodes.attempts.clear()
+            nodes.alive = {5001}
+            await lose(connection)
+            assert nodes.attempts == [5002, 5003, 5001]
+        finally:
+            await connection.close()
+
+
+async def lose(connection: ClusterConnection) -> None:
+    """The broker closed the connection; wait until aio-pika has connected again."""
+    closing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    closing.set_exception(ConnectionResetError("node went away"))
+    await connection._on_connection_close(closing)
+    assert not connection.connected.is_set()
+    await asyncio.wait_for(connection.connected.wait(), timeout=5)
+
+
+class TestFastStreamBroker:
+    async def test_a_broker_for_several_nodes_connects_through_the_cluster_connection(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        seen: dict[str, Any] = {}
+
+        class Stop(Exception):
+            pass
+
+        async def connect_robust(**options: Any) -> None:
+            seen.update(options)
+            raise Stop
+
+        monkeypatch.setattr(faststream_broker, "connect_robust", connect_robust)
+        broker = rabbit_broker(ADDRESSES)
+        with pytest.raises(Stop):
+            await broker.connect()
+        connection_class = seen["connection_class"]
+        assert issubclass(connection_class, ClusterConnection)
+        assert [node.port for node in connection_class.NODES] == [5001, 5002, 5003]
+        assert seen["timeout"] == cluster.CONNECT_TIMEOUT_SECONDS
+        assert seen["url"].startswith("amqp://crm:s3cret@127.0.0.1:5001/crm-vhost")
+
+    def test_a_broker_for_one_address_connects_as_before(self) -> None:
+        broker = rabbit_broker("amqp://guest:guest@127.0.0.1:5672/")
+        assert "connection_class" not in broker._connection_kwargs
+        assert broker._connection_kwargs["url"] == "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class TestPrivateSeams:
+    """What an upgrade of aio-pika or FastStream must keep for ClusterConnection to work."""
+
+    def test_aio_pika_makes_every_connection_attempt_through_connect_transport(self) -> None:
+        factory = inspect.getsource(RobustConnection._RobustConnection__connection_factory)  # type: ignore[attr-defined]
+        assert "await self.__connect_transport()" in factory
+        attempt = inspect.getsource(RobustConnection._RobustConnection__connect_transport)  # type: ignore[attr-defined]
+        assert "Connection.connect(self" in attempt
+
+    def test_faststream_builds_its_connection_from_its_connection_kwargs(self) -> None:
+        source = inspect.getsource(faststream_broker.RabbitBroker._connect)
+        assert "connect_robust(**self._connection_kwargs)" in source
