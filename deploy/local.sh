@@ -31,6 +31,8 @@
 # (the fault-injection tests start one) takes LOCAL_DIR for its state and
 # LOCAL_AMQP_PORT, LOCAL_DIST_PORT, LOCAL_MONGO_PORT, LOCAL_SMTP_PORT,
 # LOCAL_IMAP_PORT and LOCAL_RABBIT_NODE (node name) so it shares nothing.
+# LOCAL_MONGO_HEAP (384m) and LOCAL_MONGO_CACHE_MB (48) size the embedded database;
+# LOCAL_MONGO_SCAN_LOG=1 makes it print, every 10 s, the filters it may have scanned for.
 set -euo pipefail
 set +m # background jobs must stay in our process group so setsid never forks
 
@@ -59,6 +61,7 @@ DOVECOT_DIR="$LOCAL/dovecot"
 MONGO_SRC="$ROOT/deploy/mongo-server"
 MONGO_BUILD="$BIN/mongo-server" # the launcher jar and its libraries
 MONGO_HEAP="${LOCAL_MONGO_HEAP:-384m}"
+MONGO_CACHE_MB="${LOCAL_MONGO_CACHE_MB:-48}" # the H2 store's page cache, inside the heap
 
 COMPONENTS=(rabbitmq mongodb smtp imap)
 
@@ -343,6 +346,10 @@ up_rabbitmq() {
   fi
   await rabbitmq "$RABBIT_DIR/server.pid" rabbit_ready \
     "$RABBIT_DIR/log/startup.log" "$RABBIT_DIR/log/$RABBIT_NODE.log"
+  # integration.events keeps what no queue is bound for (docs/contracts.md): a policy, idempotent.
+  rabbit_cli rabbitmqctl -q set_policy -p / --apply-to exchanges integration-events-alternate-exchange \
+    '^integration\.events$' '{"alternate-exchange":"integration.unroutable"}' >/dev/null ||
+    warn "could not set the alternate-exchange policy of integration.events"
   log "rabbitmq ready: amqp://guest:guest@$HOST:$AMQP_PORT/"
 }
 
@@ -392,8 +399,10 @@ up_mongodb() {
     log "starting the embedded mongodb on $HOST:$MONGO_PORT (H2 store in $MONGO_DIR/data)"
     # Serial GC and a fixed heap keep the JVM within about 512 MB on a small machine.
     spawn "$MONGO_DIR/mongodb.pid" "$MONGO_DIR/mongodb.log" \
-      java "-Xmx$MONGO_HEAP" -XX:+UseSerialGC -Xss512k \
-      -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+      java "-Xmx$MONGO_HEAP" "-Dcrm.cacheMb=$MONGO_CACHE_MB" -XX:+UseSerialGC -Xss512k -XX:MaxDirectMemorySize=64m \
+      -XX:ReservedCodeCacheSize=64m -XX:MaxMetaspaceSize=96m -Dio.netty.allocator.numDirectArenas=2 \
+      -Dorg.slf4j.simpleLogger.defaultLogLevel=warn "-Dcrm.scanlog=${LOCAL_MONGO_SCAN_LOG:-0}" \
+      -Dorg.slf4j.simpleLogger.log.de.bwaldvogel.mongo.backend.AbstractMongoDatabase=error \
       -cp "$MONGO_BUILD/embedded-mongo.jar:$MONGO_BUILD/lib/*" crm.embedded.Main \
       --host "$HOST" --port "$MONGO_PORT" --data "$MONGO_DIR/data/store.mv"
   fi
