@@ -42,7 +42,14 @@ UNROUTABLE_EXCHANGE = RabbitExchange(
 )
 UNROUTABLE = "unroutable"
 """The name ``crmctl dead-letters`` knows the unroutable queue by."""
-UNROUTABLE_QUEUE = RabbitQueue("integration.unroutable", queue_type=QueueType.QUORUM)
+UNROUTABLE_MAX_LENGTH = 100_000
+UNROUTABLE_QUEUE = RabbitQueue(
+    "integration.unroutable",
+    queue_type=QueueType.QUORUM,
+    # An event nobody subscribes to yet (NotificationDelivered, say) lands here on every
+    # publish: keep the newest, so the queue stays bounded while it serves as evidence.
+    arguments={"x-max-length": UNROUTABLE_MAX_LENGTH, "x-overflow": "drop-head"},
+)
 ALTERNATE_EXCHANGE_POLICY = "integration-events-alternate-exchange"
 DELIVERY_LIMIT = 10
 """Deliveries of one message before the broker dead-letters it (quorum queues count them)."""
