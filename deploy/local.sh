@@ -18,7 +18,21 @@
 #                             `up` starts it again
 #   deploy/local.sh env       export lines: eval "$(deploy/local.sh env)"
 #   deploy/local.sh rabbitmqctl|rabbitmq-diagnostics|rabbitmq-queues ARGS...
-#                             run a RabbitMQ CLI against the local node
+#                             run a RabbitMQ CLI against the local node (in a cluster:
+#                             the first running node, or LOCAL_RABBIT_CLI_NODE=N)
+#
+# A RabbitMQ cluster instead of the single node (details in the rabbitmq section):
+#
+#   LOCAL_RABBIT_NODES=3 deploy/local.sh up rabbitmq
+#                             three clustered nodes on loopback, AMQP 5672-5674; later
+#                             commands remember the cluster until `down rabbitmq`. `env`
+#                             prints RABBITMQ_URL with every node, comma-separated
+#   deploy/local.sh up|down|restart|kill rabbitmq-N
+#                             one node of the cluster (`status` shows each)
+#   deploy/local.sh partition|heal rabbitmq-N
+#                             cut one node off the network, from its peers and its
+#                             clients, or reconnect it (a cluster started with
+#                             LOCAL_RABBIT_NETNS=1: each node in a network namespace)
 #
 # Ports: AMQP 5672, MongoDB wire 27017, SMTP 1025, IMAP 10143 (plus Erlang's
 # epmd 4369 and distribution 25672, loopback only). Every command is
@@ -30,7 +44,8 @@
 # the ports instead of failing; .ci/run sets it). A second, private instance
 # (the fault-injection tests start one) takes LOCAL_DIR for its state and
 # LOCAL_AMQP_PORT, LOCAL_DIST_PORT, LOCAL_MONGO_PORT, LOCAL_SMTP_PORT,
-# LOCAL_IMAP_PORT and LOCAL_RABBIT_NODE (node name) so it shares nothing.
+# LOCAL_IMAP_PORT and LOCAL_RABBIT_NODE (node name) so it shares nothing; with a
+# cluster, the ports are the first node's and the next nodes take the ones after.
 # LOCAL_MONGO_HEAP (384m) and LOCAL_MONGO_CACHE_MB (48) size the embedded database;
 # LOCAL_MONGO_SCAN_LOG=1 makes it print, every 10 s, the filters it may have scanned for.
 set -euo pipefail
@@ -49,12 +64,10 @@ ERL_DIST_PORT="${LOCAL_DIST_PORT:-25672}"
 MONGO_PORT="${LOCAL_MONGO_PORT:-27017}"
 SMTP_PORT="${LOCAL_SMTP_PORT:-1025}"
 IMAP_PORT="${LOCAL_IMAP_PORT:-10143}"
-RABBIT_NODE="${LOCAL_RABBIT_NODE:-rabbit}@localhost"
 IMAP_USER=sync@firm.test
 IMAP_PASSWORD=sync-secret
 
 RABBIT_BIN=/usr/lib/rabbitmq/bin # the real scripts, not Debian's su-to-rabbitmq wrappers
-RABBIT_DIR="$LOCAL/rabbitmq"
 MONGO_DIR="$LOCAL/mongodb"
 SMTP_DIR="$LOCAL/smtp"
 DOVECOT_DIR="$LOCAL/dovecot"
@@ -84,7 +97,8 @@ as_root() {
   fi
 }
 
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+port_open() { port_open_at "$HOST" "$1"; }
+port_open_at() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # banner_is PORT PREFIX: the server greets with a line starting with PREFIX.
 banner_is() {
@@ -281,13 +295,95 @@ cmd_install() {
 
 # ---------------------------------------------------------------- rabbitmq
 
+# One node by default. LOCAL_RABBIT_NODES=3 (5, 7: an odd count keeps a majority when
+# a node is lost) runs a cluster instead: nodes <LOCAL_RABBIT_NODE>-1..N (rabbit-1...),
+# AMQP ports LOCAL_AMQP_PORT+0.., distribution ports LOCAL_DIST_PORT+0.., data under
+# rabbitmq-cluster/node-N of the state folder, one Erlang cookie. The first `up` joins
+# them (join_cluster); quorum queues get a member on every node (quorum_cluster_size),
+# and a node cut off from the majority pauses until it sees it again (pause_minority).
+# The cluster is remembered in rabbitmq-cluster/cluster.env until `down rabbitmq`, so
+# later commands need no LOCAL_RABBIT_NODES. LOCAL_RABBIT_NETNS=1 (root) puts each node
+# in a network namespace of its own on a private bridge, $RABBIT_NET.0/24
+# (LOCAL_RABBIT_NET, default 10.231.X with X from the state folder), instead of on
+# loopback: `partition rabbitmq-N` then cuts that node off, from its peers and its clients.
+
+CLUSTER_DIR="$LOCAL/rabbitmq-cluster"
+CLUSTER_ENV="$CLUSTER_DIR/cluster.env"
+RABBIT_BASE_NAME="${LOCAL_RABBIT_NODE:-rabbit}"
+# Seconds without a word from a peer before Erlang declares it down (its default: 60). Quorum
+# queues led by a node that is cut off wait for that to elect another leader: with 15 they
+# resume in ~20 s, and the cut-off node pauses (pause_minority) as soon.
+NET_TICKTIME=15
+
+# rabbit_mode: RABBIT_NODES, RABBIT_NETNS, RABBIT_NET from the recorded cluster, else
+# from the environment. RECORDED_NODES is set when a cluster is recorded.
+rabbit_mode() {
+  local key value
+  RECORDED_NODES="" RABBIT_NETNS=0 RABBIT_NET=""
+  if [[ -s "$CLUSTER_ENV" ]]; then
+    while IFS='=' read -r key value; do
+      case "$key" in
+        NODES) RECORDED_NODES="$value" ;;
+        NETNS) RABBIT_NETNS="$value" ;;
+        NET) RABBIT_NET="$value" ;;
+      esac
+    done <"$CLUSTER_ENV"
+  fi
+  if [[ -n "$RECORDED_NODES" ]]; then
+    RABBIT_NODES="$RECORDED_NODES"
+    return
+  fi
+  RABBIT_NODES="${LOCAL_RABBIT_NODES:-1}"
+  [[ "$RABBIT_NODES" =~ ^[1357]$ ]] ||
+    die "LOCAL_RABBIT_NODES must be 1, 3, 5 or 7 (an odd count keeps a majority when a node is lost), not '$RABBIT_NODES'"
+  RABBIT_NETNS="${LOCAL_RABBIT_NETNS:-0}"
+  [[ "$RABBIT_NETNS" =~ ^[01]$ ]] || die "LOCAL_RABBIT_NETNS must be 0 or 1, not '$RABBIT_NETNS'"
+  ((RABBIT_NETNS == 0 || RABBIT_NODES > 1)) || die "LOCAL_RABBIT_NETNS=1 needs LOCAL_RABBIT_NODES=3 (or 5, 7)"
+  RABBIT_NET="${LOCAL_RABBIT_NET:-10.231.$(($(printf '%s' "$LOCAL" | cksum | cut -d' ' -f1) % 200 + 20))}"
+  [[ "$RABBIT_NET" =~ ^10\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "LOCAL_RABBIT_NET must look like 10.231.7, not '$RABBIT_NET'"
+}
+
+is_cluster() { ((RABBIT_NODES > 1)); }
+
+# select_node N: the RabbitMQ node the functions below work on (0: the single node).
+select_node() {
+  RABBIT_INDEX="$1"
+  if (($1 == 0)); then
+    RABBIT_DIR="$LOCAL/rabbitmq" RABBIT_HOME="$LOCAL/rabbitmq" RABBIT_LABEL=rabbitmq
+    RABBIT_NODE="$RABBIT_BASE_NAME@localhost" NODE_HOST="$HOST" NODE_NS=""
+    NODE_AMQP="$AMQP_PORT" NODE_DIST="$ERL_DIST_PORT"
+    return
+  fi
+  ((1 <= $1 && $1 <= RABBIT_NODES)) || die "no node rabbitmq-$1: the cluster has $RABBIT_NODES"
+  RABBIT_DIR="$CLUSTER_DIR/node-$1" RABBIT_HOME="$CLUSTER_DIR" RABBIT_LABEL="rabbitmq-$1"
+  NODE_AMQP=$((AMQP_PORT + $1 - 1)) NODE_DIST=$((ERL_DIST_PORT + $1 - 1))
+  if ((RABBIT_NETNS)); then
+    RABBIT_NODE="$RABBIT_BASE_NAME-$1@crm-n$1" NODE_HOST="$RABBIT_NET.$((10 + $1))"
+    NODE_NS="$(net_name n "$1")"
+  else
+    RABBIT_NODE="$RABBIT_BASE_NAME-$1@localhost" NODE_HOST="$HOST" NODE_NS=""
+  fi
+}
+
+# node_of ARG: the node number in "rabbitmq-N" (dies on anything else).
+node_of() {
+  [[ "${1:-}" =~ ^rabbitmq-([0-9]+)$ ]] || die "not a node name: '${1:-}' (rabbitmq-1, rabbitmq-2, ...)"
+  is_cluster || die "$1: there is no cluster here (start one with LOCAL_RABBIT_NODES=3 deploy/local.sh up rabbitmq)"
+  ((BASH_REMATCH[1] >= 1 && BASH_REMATCH[1] <= RABBIT_NODES)) || die "$1: the cluster has $RABBIT_NODES nodes"
+  printf '%s' "${BASH_REMATCH[1]}"
+}
+
+rabbit_nodes() {
+  if is_cluster; then seq 1 "$RABBIT_NODES"; else echo 0; fi
+}
+
 # Runs in a subshell (callers use `( rabbit_env; ... )`) so nothing leaks.
 rabbit_env() {
-  export HOME="$RABBIT_DIR" # .erlang.cookie lives here, shared by server and CLI
+  export HOME="$RABBIT_HOME" # .erlang.cookie lives here, shared by server and CLI
   export RABBITMQ_NODENAME="$RABBIT_NODE"
-  export RABBITMQ_NODE_IP_ADDRESS="$HOST"
-  export RABBITMQ_NODE_PORT="$AMQP_PORT"
-  export RABBITMQ_DIST_PORT="$ERL_DIST_PORT"
+  export RABBITMQ_NODE_IP_ADDRESS="$NODE_HOST"
+  export RABBITMQ_NODE_PORT="$NODE_AMQP"
+  export RABBITMQ_DIST_PORT="$NODE_DIST"
   export RABBITMQ_MNESIA_BASE="$RABBIT_DIR/mnesia"
   export RABBITMQ_LOG_BASE="$RABBIT_DIR/log"
   export RABBITMQ_CONFIG_FILE="$RABBIT_DIR/rabbitmq.conf"
@@ -296,39 +392,77 @@ rabbit_env() {
   export RABBITMQ_CONF_ENV_FILE="$RABBIT_DIR/rabbitmq-env.conf"
   export RABBITMQ_PID_FILE="$RABBIT_DIR/beam.pid"
   export ERL_EPMD_ADDRESS="$HOST"
-  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {${NODE_HOST//./,}}"
   export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+  if ((RABBIT_INDEX)); then
+    # Several nodes share two cores: no busy-waiting schedulers.
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS+=" +sbwt none +sbwtdcpu none +sbwtdio none"
+    RABBITMQ_CTL_ERL_ARGS+=" -kernel net_ticktime $NET_TICKTIME"
+  fi
+  if [[ -n "$NODE_NS" ]]; then
+    export ERL_EPMD_ADDRESS="$HOST,$NODE_HOST" # the namespace's own epmd, reached by the peers
+    export ERL_INETRC="$CLUSTER_DIR/inetrc"    # the nodes' host names (crm-n1...)
+  fi
 }
 
-rabbit_cli() { (rabbit_env && cd "$RABBIT_DIR" && "$RABBIT_BIN/$1" "${@:2}"); }
+# in_node_ns CMD...: run CMD in the selected node's network namespace, if it has one.
+in_node_ns() {
+  if [[ -n "$NODE_NS" ]]; then ip netns exec "$NODE_NS" "$@"; else "$@"; fi
+}
+
+rabbit_cli() { (rabbit_env && cd "$RABBIT_DIR" && in_node_ns "$RABBIT_BIN/$1" "${@:2}"); }
 
 rabbit_write_config() {
   mkdir -p "$RABBIT_DIR/mnesia" "$RABBIT_DIR/log"
-  cat >"$RABBIT_DIR/rabbitmq.conf" <<'EOF'
+  {
+    cat <<'EOF'
 # generated by deploy/local.sh (rewritten on every `up`)
 # listener address/port come from RABBITMQ_NODE_IP_ADDRESS/RABBITMQ_NODE_PORT
-loopback_users.guest = true
+EOF
+    if [[ -n "$NODE_NS" ]]; then
+      echo "loopback_users = none # the nodes sit on a private bridge: guest connects over it"
+    else
+      echo "loopback_users.guest = true"
+    fi
+    cat <<'EOF'
 disk_free_limit.absolute = 50MB
 log.file.level = info
 log.console = false
 EOF
+    if ((RABBIT_INDEX)); then
+      echo "cluster_partition_handling = pause_minority"
+    fi
+  } >"$RABBIT_DIR/rabbitmq.conf"
+  if ((RABBIT_INDEX)); then
+    printf '%s\n' "%% generated by deploy/local.sh: a member of each quorum queue on every node" \
+      "[{rabbit, [{quorum_cluster_size, $RABBIT_NODES}]}, {kernel, [{net_ticktime, $NET_TICKTIME}]}]." \
+      >"$RABBIT_DIR/advanced.config"
+  fi
   echo '[].' >"$RABBIT_DIR/enabled_plugins"
   : >"$RABBIT_DIR/rabbitmq-env.conf"
-  if [[ ! -s "$RABBIT_DIR/.erlang.cookie" ]]; then
-    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RABBIT_DIR/.erlang.cookie"
-    chmod 400 "$RABBIT_DIR/.erlang.cookie"
+  if [[ ! -s "$RABBIT_HOME/.erlang.cookie" ]]; then
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RABBIT_HOME/.erlang.cookie"
+    chmod 400 "$RABBIT_HOME/.erlang.cookie"
   fi
 }
 
-rabbit_running() { pid_alive "$RABBIT_DIR/server.pid" rabbitmq-server && port_open "$AMQP_PORT"; }
+rabbit_running() { pid_alive "$RABBIT_DIR/server.pid" rabbitmq-server && port_open_at "$NODE_HOST" "$NODE_AMQP"; }
 
 rabbit_ready() {
-  port_open "$AMQP_PORT" &&
+  port_open_at "$NODE_HOST" "$NODE_AMQP" &&
     rabbit_cli rabbitmq-diagnostics -q ping >/dev/null 2>&1 &&
     rabbit_cli rabbitmq-diagnostics -q check_port_connectivity >/dev/null 2>&1
 }
 
+rabbit_url() { printf 'amqp://guest:guest@%s:%s/' "$NODE_HOST" "$NODE_AMQP"; }
+
 up_rabbitmq() {
+  if is_cluster; then
+    # shellcheck disable=SC2046 # one word per node number
+    up_rabbit_cluster $(rabbit_nodes)
+    return
+  fi
+  select_node 0
   if rabbit_running; then
     log "rabbitmq already running (pid $(<"$RABBIT_DIR/server.pid"))"
     return
@@ -346,30 +480,265 @@ up_rabbitmq() {
   fi
   await rabbitmq "$RABBIT_DIR/server.pid" rabbit_ready \
     "$RABBIT_DIR/log/startup.log" "$RABBIT_DIR/log/$RABBIT_NODE.log"
-  # integration.events keeps what no queue is bound for (docs/contracts.md): a policy, idempotent.
-  rabbit_cli rabbitmqctl -q set_policy -p / --apply-to exchanges integration-events-alternate-exchange \
-    '^integration\.events$' '{"alternate-exchange":"integration.unroutable"}' >/dev/null ||
-    warn "could not set the alternate-exchange policy of integration.events"
+  set_alternate_exchange_policy
   log "rabbitmq ready: amqp://guest:guest@$HOST:$AMQP_PORT/"
 }
 
-down_rabbitmq() {
-  if pid_alive "$RABBIT_DIR/server.pid" rabbitmq-server; then
-    log "stopping rabbitmq"
-    # `shutdown` stops the node and waits for its OS process to exit.
-    rabbit_cli rabbitmqctl -q shutdown >/dev/null 2>&1 || warn "rabbitmqctl shutdown failed; sending SIGTERM"
+# integration.events keeps what no queue is bound for (docs/contracts.md): a policy, idempotent
+# (in a cluster it is the cluster's: set through the selected node).
+set_alternate_exchange_policy() {
+  rabbit_cli rabbitmqctl -q set_policy -p / --apply-to exchanges integration-events-alternate-exchange \
+    '^integration\.events$' '{"alternate-exchange":"integration.unroutable"}' >/dev/null ||
+    warn "could not set the alternate-exchange policy of integration.events"
+}
+
+up_rabbitmq_node() {
+  local n
+  n="$(node_of "rabbitmq-$1")"
+  up_rabbit_cluster "$n"
+}
+
+# up_rabbit_cluster N...: start those nodes together (a restarted cluster's nodes wait
+# for each other), then join any that is not clustered yet.
+up_rabbit_cluster() {
+  local n live started=()
+  [[ -x "$RABBIT_BIN/rabbitmq-server" ]] || die "rabbitmq-server not installed: run 'deploy/local.sh install'"
+  if [[ -n "$RECORDED_NODES" && -n "${LOCAL_RABBIT_NODES:-}" && "$LOCAL_RABBIT_NODES" != "$RECORDED_NODES" ]]; then
+    die "a $RECORDED_NODES-node cluster is set up in $LOCAL; stop it with 'deploy/local.sh down rabbitmq' first"
   fi
-  stop_pid rabbitmq "$RABBIT_DIR/server.pid" rabbitmq-server
-  stop_pid "rabbitmq (beam)" "$RABBIT_DIR/beam.pid" beam
-  # epmd outlives the node; stop it only if we started it and nobody uses it.
-  if [[ -e "$RABBIT_DIR/epmd.started-by-us" ]] && command -v epmd >/dev/null; then
+  if [[ -n "$RECORDED_NODES" && -n "${LOCAL_RABBIT_NETNS:-}" && "$LOCAL_RABBIT_NETNS" != "$RABBIT_NETNS" ]]; then
+    die "the cluster in $LOCAL has LOCAL_RABBIT_NETNS=$RABBIT_NETNS; stop it with 'deploy/local.sh down rabbitmq' first"
+  fi
+  ! pid_alive "$LOCAL/rabbitmq/server.pid" rabbitmq-server ||
+    die "the single RabbitMQ node of $LOCAL runs; stop it with 'LOCAL_RABBIT_NODES=1 deploy/local.sh down rabbitmq' first"
+  mkdir -p "$CLUSTER_DIR"
+  printf 'NODES=%s\nNETNS=%s\nNET=%s\n' "$RABBIT_NODES" "$RABBIT_NETNS" "$RABBIT_NET" >"$CLUSTER_ENV"
+  if ((RABBIT_NETNS)); then net_up; fi
+  for n in "$@"; do
+    select_node "$n"
+    if rabbit_running; then
+      log "$RABBIT_LABEL already running (pid $(<"$RABBIT_DIR/server.pid"))"
+      continue
+    fi
+    [[ ! -e "$RABBIT_DIR/cut-off" ]] || die "$RABBIT_LABEL is cut off: 'deploy/local.sh heal $RABBIT_LABEL' first"
+    if ! pid_alive "$RABBIT_DIR/server.pid" rabbitmq-server; then
+      if [[ -z "$NODE_NS" ]] && port_open "$NODE_AMQP"; then claim_port "$RABBIT_LABEL" "$NODE_AMQP" rabbitmq; fi
+      rabbit_write_config
+      [[ -n "$NODE_NS" ]] || port_open 4369 || touch "$CLUSTER_DIR/epmd.started-by-us"
+      log "starting $RABBIT_LABEL on $NODE_HOST:$NODE_AMQP (node $RABBIT_NODE)"
+      local server=("$RABBIT_BIN/rabbitmq-server")
+      [[ -z "$NODE_NS" ]] || server=(ip netns exec "$NODE_NS" "${server[@]}")
+      (rabbit_env && cd "$RABBIT_DIR" &&
+        spawn "$RABBIT_DIR/server.pid" "$RABBIT_DIR/log/startup.log" "${server[@]}")
+    fi
+    started+=("$n")
+  done
+  for n in "${started[@]}"; do
+    select_node "$n"
+    await "$RABBIT_LABEL" "$RABBIT_DIR/server.pid" rabbit_ready \
+      "$RABBIT_DIR/log/startup.log" "$RABBIT_DIR/log/$RABBIT_NODE.log"
+  done
+  cluster_join
+  for n in "$@"; do
+    select_node "$n"
+    log "$RABBIT_LABEL ready: $(rabbit_url)"
+  done
+  live="$(first_running_node)"
+  if [[ -n "$live" ]]; then
+    select_node "$live"
+    set_alternate_exchange_policy
+  fi
+}
+
+# first_running_node: the number of the first node that runs and is not cut off (or nothing).
+first_running_node() {
+  local n
+  for n in $(rabbit_nodes); do
+    select_node "$n"
+    if [[ ! -e "$RABBIT_DIR/cut-off" ]] && rabbit_running; then
+      printf '%s' "$n"
+      return
+    fi
+  done
+}
+
+# cluster_join: every running node that is not in the cluster of the first running
+# node joins it (a fresh node; one that was in the cluster rejoins by itself).
+cluster_join() {
+  local n seed seed_node out
+  seed="$(first_running_node)"
+  [[ -n "$seed" ]] || return 0
+  select_node "$seed"
+  seed_node="$RABBIT_NODE"
+  for n in $(rabbit_nodes); do
+    ((n != seed)) || continue
+    select_node "$n"
+    [[ ! -e "$RABBIT_DIR/cut-off" ]] && rabbit_running || continue
+    if rabbit_cli rabbitmqctl -q cluster_status --formatter json 2>/dev/null | grep -qF "\"$seed_node\""; then
+      continue
+    fi
+    log "$RABBIT_LABEL joins the cluster of $seed_node"
+    # (start_app reports the peers' tables it is still catching up with: shown only on failure)
+    if ! out="$({ rabbit_cli rabbitmqctl -q stop_app &&
+      rabbit_cli rabbitmqctl -q join_cluster "$seed_node" &&
+      rabbit_cli rabbitmqctl -q start_app; } 2>&1)"; then
+      printf '%s\n' "$out" >&2
+      die "$RABBIT_LABEL could not join the cluster of $seed_node (log: $RABBIT_DIR/log/$RABBIT_NODE.log)"
+    fi
+    await "$RABBIT_LABEL" "$RABBIT_DIR/server.pid" rabbit_ready "$RABBIT_DIR/log/$RABBIT_NODE.log"
+  done
+}
+
+down_rabbitmq() {
+  local n
+  if ! is_cluster; then
+    select_node 0
+    down_rabbit_node
+    stop_epmd "$RABBIT_DIR/epmd.started-by-us"
+    return
+  fi
+  for n in $(rabbit_nodes | sort -rn); do
+    select_node "$n"
+    down_rabbit_node
+  done
+  if ((RABBIT_NETNS)); then net_down; else stop_epmd "$CLUSTER_DIR/epmd.started-by-us"; fi
+  rm -f "$CLUSTER_ENV" # the data stays; the next `up` is a single node unless told otherwise
+}
+
+down_rabbitmq_node() {
+  local n
+  n="$(node_of "rabbitmq-$1")"
+  select_node "$n"
+  down_rabbit_node
+}
+
+down_rabbit_node() {
+  local limit=()
+  # A cluster node can hang in its start after a partition: give up waiting on it.
+  ((RABBIT_INDEX == 0)) || limit=(--timeout 60)
+  if pid_alive "$RABBIT_DIR/server.pid" rabbitmq-server; then
+    log "stopping $RABBIT_LABEL"
+    # `shutdown` stops the node and waits for its OS process to exit.
+    rabbit_cli rabbitmqctl -q "${limit[@]}" shutdown >/dev/null 2>&1 || warn "rabbitmqctl shutdown failed; sending SIGTERM"
+  fi
+  stop_pid "$RABBIT_LABEL" "$RABBIT_DIR/server.pid" rabbitmq-server
+  stop_pid "$RABBIT_LABEL (beam)" "$RABBIT_DIR/beam.pid" beam
+}
+
+# stop_epmd MARKER: epmd outlives the nodes; stop it only if we started it and nobody uses it.
+stop_epmd() {
+  if [[ -e "$1" ]] && command -v epmd >/dev/null; then
     local names
     names="$(ERL_EPMD_ADDRESS="$HOST" epmd -names 2>/dev/null)" || names=""
     if [[ "$names" != *$'\n'"name "* ]]; then
       ERL_EPMD_ADDRESS="$HOST" epmd -kill >/dev/null 2>&1 || true
     fi
-    rm -f "$RABBIT_DIR/epmd.started-by-us"
+    rm -f "$1"
   fi
+}
+
+# ---------------------------------------------------------------- rabbitmq: namespaces
+
+# net_name KIND [N]: bridge "crmbr<X>", namespace "crm<X>-n<N>", its veth "crm<X>-v<N>"
+# (X: the subnet's third number, so two state folders on different subnets never clash).
+net_name() {
+  local x="${RABBIT_NET##*.}"
+  case "$1" in
+    bridge) printf 'crmbr%s' "$x" ;;
+    n) printf 'crm%s-n%s' "$x" "$2" ;;
+    v) printf 'crm%s-v%s' "$x" "$2" ;;
+  esac
+}
+
+net_up() {
+  local n ns veth bridge
+  ((EUID == 0)) || die "LOCAL_RABBIT_NETNS=1: network namespaces need root"
+  command -v ip >/dev/null || die "LOCAL_RABBIT_NETNS=1 needs iproute2's 'ip'"
+  bridge="$(net_name bridge)"
+  if [[ -e "/sys/class/net/$bridge" ]]; then
+    [[ "$(cat "/sys/class/net/$bridge/ifalias" 2>/dev/null)" == "$LOCAL" ]] ||
+      die "bridge $bridge ($RABBIT_NET.0/24) belongs to another state folder; set LOCAL_RABBIT_NET to another 10.x.y"
+  else
+    ! ip -4 -o addr show | grep -qF " $RABBIT_NET." ||
+      die "$RABBIT_NET.0/24 is already in use on this machine; set LOCAL_RABBIT_NET to another 10.x.y"
+    log "network: bridge $bridge, $RABBIT_NET.0/24"
+    ip link add "$bridge" type bridge
+    ip link set "$bridge" alias "$LOCAL"
+    ip addr add "$RABBIT_NET.1/24" dev "$bridge"
+    ip link set "$bridge" up
+  fi
+  : >"$CLUSTER_DIR/inetrc.new"
+  for n in $(rabbit_nodes); do
+    printf '{host, {%s,%s}, ["crm-n%s"]}.\n' "${RABBIT_NET//./,}" "$((10 + n))" "$n" >>"$CLUSTER_DIR/inetrc.new"
+  done
+  echo '{lookup, [file, native]}.' >>"$CLUSTER_DIR/inetrc.new"
+  mv "$CLUSTER_DIR/inetrc.new" "$CLUSTER_DIR/inetrc"
+  for n in $(rabbit_nodes); do
+    ns="$(net_name n "$n")" veth="$(net_name v "$n")"
+    if [[ ! -e "/run/netns/$ns" ]]; then
+      ip netns add "$ns"
+      ip -n "$ns" link set lo up
+    fi
+    if [[ ! -e "/sys/class/net/$veth" ]]; then
+      ip link add "$veth" type veth peer name eth0 netns "$ns"
+      ip link set "$veth" master "$bridge"
+      ip -n "$ns" addr add "$RABBIT_NET.$((10 + n))/24" dev eth0
+      ip -n "$ns" link set eth0 up
+    fi
+    [[ -e "$CLUSTER_DIR/node-$n/cut-off" ]] || ip link set "$veth" up
+  done
+}
+
+net_down() {
+  local n ns pid bridge
+  for n in $(rabbit_nodes); do
+    ns="$(net_name n "$n")"
+    rm -f "$CLUSTER_DIR/node-$n/cut-off"
+    [[ -e "/run/netns/$ns" ]] || continue
+    # What is left in our namespace (its epmd) was started by us, for this node.
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null || true; done
+    ip netns del "$ns"
+    ip link del "$(net_name v "$n")" 2>/dev/null || true # else it goes with the namespace, later
+  done
+  bridge="$(net_name bridge)"
+  if [[ -e "/sys/class/net/$bridge" && "$(cat "/sys/class/net/$bridge/ifalias" 2>/dev/null)" == "$LOCAL" ]]; then
+    ip link del "$bridge"
+  fi
+}
+
+# cmd_partition rabbitmq-N / cmd_heal rabbitmq-N: take its link off the bridge, or back.
+cmd_partition() {
+  local n
+  n="$(node_of "${1:-}")"
+  ((RABBIT_NETNS)) || die "partition: the cluster runs on loopback; start it with LOCAL_RABBIT_NETNS=1 (root)"
+  select_node "$n"
+  touch "$RABBIT_DIR/cut-off"
+  ip link set "$(net_name v "$n")" down
+  log "$RABBIT_LABEL cut off ($NODE_HOST unreachable from its peers and its clients)"
+}
+
+cmd_heal() {
+  local n
+  n="$(node_of "${1:-}")"
+  ((RABBIT_NETNS)) || die "heal: the cluster runs on loopback; nothing is cut off"
+  select_node "$n"
+  ip link set "$(net_name v "$n")" up
+  rm -f "$RABBIT_DIR/cut-off"
+  log "$RABBIT_LABEL reconnected; waiting for it to rejoin"
+  # A paused node (pause_minority) starts again once it sees the majority. RabbitMQ 3.10
+  # on Erlang 25 (Debian's) can hang in that start, in global:sync (seen in about half of
+  # our tries after a cut of 30 s): a node not back within a minute is restarted.
+  local deadline=$((SECONDS + 60))
+  until rabbit_ready; do
+    if ((SECONDS >= deadline)); then
+      warn "$RABBIT_LABEL did not rejoin within 60 s after the cut; restarting it (SIGKILL, start)"
+      (kill_pid "$RABBIT_LABEL" "$RABBIT_DIR/beam.pid" beam) || true
+      up_rabbit_cluster "$n"
+      return
+    fi
+    sleep 1
+  done
+  log "$RABBIT_LABEL is back in the cluster"
 }
 
 # ---------------------------------------------------------------- mongodb (embedded)
@@ -584,30 +953,60 @@ cmd_restart() {
   for c in "$@"; do
     case "$c" in
       rabbitmq | mongodb | smtp | imap) ;;
-      *) die "restart: unknown component '$c' (one of: ${COMPONENTS[*]})" ;;
+      rabbitmq-[0-9]*) node_of "$c" >/dev/null || exit 1 ;;
+      *) die "restart: unknown component '$c' (one of: ${COMPONENTS[*]}, or rabbitmq-N of a cluster)" ;;
     esac
     bash "$SELF" __down "$c" && bash "$SELF" __up "$c" || die "restart of $c failed"
   done
 }
 
-# cmd_kill COMPONENT: SIGKILL its process (a crash, for the fault tests).
+# cmd_kill COMPONENT: SIGKILL its process (a crash, for the fault tests); `rabbitmq`
+# in a cluster kills every node, `rabbitmq-N` one of them.
 cmd_kill() {
-  local pidfile pattern
+  local n killed=0
   case "${1:-}" in
-    mongodb) pidfile="$MONGO_DIR/mongodb.pid" pattern=crm.embedded.Main ;;
-    rabbitmq) pidfile="$RABBIT_DIR/beam.pid" pattern=beam ;;
-    smtp) pidfile="$SMTP_DIR/smtp.pid" pattern=smtp_catcher ;;
-    *) die "kill: one of mongodb, rabbitmq, smtp" ;;
+    mongodb) kill_pid mongodb "$MONGO_DIR/mongodb.pid" crm.embedded.Main ;;
+    rabbitmq)
+      if ! is_cluster; then
+        kill_pid rabbitmq "$RABBIT_DIR/beam.pid" beam
+        return
+      fi
+      for n in $(rabbit_nodes); do
+        select_node "$n"
+        pid_alive "$RABBIT_DIR/beam.pid" beam || continue
+        (kill_pid "$RABBIT_LABEL" "$RABBIT_DIR/beam.pid" beam) && killed=1
+      done
+      ((killed)) || die "kill: no node of the cluster is running"
+      ;;
+    rabbitmq-[0-9]*)
+      n="$(node_of "$1")"
+      select_node "$n"
+      kill_pid "$RABBIT_LABEL" "$RABBIT_DIR/beam.pid" beam
+      ;;
+    smtp) kill_pid smtp "$SMTP_DIR/smtp.pid" smtp_catcher ;;
+    *) die "kill: one of mongodb, rabbitmq, rabbitmq-N (a node of a cluster), smtp" ;;
   esac
-  pid_alive "$pidfile" "$pattern" || die "kill: $1 is not running"
-  log "killing $1 (pid $(<"$pidfile"), SIGKILL)"
+}
+
+kill_pid() {
+  local name="$1" pidfile="$2" pattern="$3"
+  pid_alive "$pidfile" "$pattern" || die "kill: $name is not running"
+  log "killing $name (pid $(<"$pidfile"), SIGKILL)"
   kill -KILL "$(<"$pidfile")"
   while pid_alive "$pidfile" "$pattern"; do sleep 0.1; done
 }
 
 cmd_status() {
-  local rc=0
-  status_line rabbitmq rabbit_running "$RABBIT_DIR/server.pid" "amqp://$HOST:$AMQP_PORT/" || rc=3
+  local rc=0 n
+  for n in $(rabbit_nodes); do
+    select_node "$n"
+    if [[ -e "$RABBIT_DIR/cut-off" ]] && pid_alive "$RABBIT_DIR/server.pid" rabbitmq-server; then
+      printf '%-9s cut off  pid %-8s amqp://%s:%s/\n' "$RABBIT_LABEL" "$(<"$RABBIT_DIR/server.pid")" "$NODE_HOST" "$NODE_AMQP"
+      rc=3
+    else
+      status_line "$RABBIT_LABEL" rabbit_running "$RABBIT_DIR/server.pid" "amqp://$NODE_HOST:$NODE_AMQP/" || rc=3
+    fi
+  done
   status_line mongodb mongo_running "$MONGO_DIR/mongodb.pid" "mongodb://$HOST:$MONGO_PORT/" || rc=3
   status_line smtp smtp_running "$SMTP_DIR/smtp.pid" "smtp://$HOST:$SMTP_PORT" || rc=3
   status_line imap imap_running "$DOVECOT_DIR/dovecot.pid" "imap://$HOST:$IMAP_PORT" || rc=3
@@ -625,11 +1024,18 @@ status_line() {
 }
 
 cmd_env() {
-  local name value
+  local name value n urls=()
+  for n in $(rabbit_nodes); do
+    select_node "$n"
+    urls+=("$(rabbit_url)")
+  done
   while IFS='=' read -r name value; do
     printf 'export %s=%q\n' "$name" "$value"
   done <<EOF
-RABBITMQ_URL=amqp://guest:guest@$HOST:$AMQP_PORT/
+RABBITMQ_URL=$(
+    IFS=,
+    echo "${urls[*]}"
+  )
 MONGODB_URL=mongodb://$HOST:$MONGO_PORT/
 SMTP_HOST=$HOST
 SMTP_PORT=$SMTP_PORT
@@ -646,8 +1052,22 @@ usage() {
   exit 2
 }
 
+# cli_node: the node a CLI passthrough talks to in a cluster: LOCAL_RABBIT_CLI_NODE, else
+# the first node that runs and is not cut off.
+cli_node() {
+  local n
+  if [[ -n "${LOCAL_RABBIT_CLI_NODE:-}" ]]; then
+    node_of "rabbitmq-$LOCAL_RABBIT_CLI_NODE"
+    return
+  fi
+  n="$(first_running_node)"
+  printf '%s' "${n:-1}"
+}
+
 main() {
-  local cmd="${1:-}"
+  local cmd="${1:-}" n
+  rabbit_mode
+  select_node 0
   case "$cmd" in
     install) cmd_install ;;
     up) cmd_up "${@:2}" ;;
@@ -656,12 +1076,19 @@ main() {
     restart) cmd_restart "${@:2}" ;;
     kill) cmd_kill "${@:2}" ;;
     env) cmd_env ;;
+    partition) cmd_partition "${@:2}" ;;
+    heal) cmd_heal "${@:2}" ;;
     rabbitmqctl | rabbitmq-diagnostics | rabbitmq-queues | rabbitmq-plugins)
+      if is_cluster; then
+        n="$(cli_node)"
+        select_node "$n"
+      fi
       rabbit_cli "$cmd" "${@:2}"
       ;;
     __up | __down)
       case "${2:-}" in
         rabbitmq | mongodb | smtp | imap) "${cmd#__}_$2" ;;
+        rabbitmq-[0-9]*) "${cmd#__}_rabbitmq_node" "${2#rabbitmq-}" ;;
         *) usage ;;
       esac
       ;;

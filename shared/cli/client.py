@@ -14,6 +14,7 @@ from shared.cli.dead_letters import DeadLetter, Pass, Selection, dead_letter_pas
 from shared.contracts.commands import Accepted, Command
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.contracts.errors import ErrorReply
+from shared.messaging.cluster import rabbit_broker
 from shared.messaging.commands import send_command
 from shared.messaging.events import event_headers
 from shared.messaging.topology import EVENTS_EXCHANGE
@@ -75,7 +76,7 @@ class Client:
 
 @asynccontextmanager
 async def connect(url: str | None = None, timeout: float = 15.0) -> AsyncIterator[Client]:
-    broker = RabbitBroker(url or os.environ.get("RABBITMQ_URL", DEFAULT_URL))
+    broker = rabbit_broker(url or os.environ.get("RABBITMQ_URL", DEFAULT_URL))  # one node or many
     async with broker:
         await broker.start()
         yield Client(broker, timeout)

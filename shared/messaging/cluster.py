@@ -29,9 +29,10 @@ connection attempt in the name-mangled ``RobustConnection.__connect_transport``.
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import aio_pika
 from aio_pika import RobustConnection
@@ -48,6 +49,7 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 """How long one connection attempt to one node may take before the next node is tried
 (without it, a node cut off by the network holds an attempt for minutes of SYN retries)."""
 _SCHEMES = {"amqp": 5672, "amqps": 5671}
+T = TypeVar("T")
 
 
 class BrokerAddressError(ValueError):
@@ -191,3 +193,21 @@ async def connect_cluster(addresses: str, **options: Any) -> AbstractRobustConne
         str(nodes[0]), connection_class=cluster_connection_class(nodes), **options
     )
     return connection
+
+
+async def confirmed(publish: Awaitable[T]) -> T:
+    """Await a publish; a confirm lost with its connection raises ConnectionError.
+
+    When aiormq finds a connection stuck (no heartbeat: a node cut off by the network) it
+    closes it with a CancelledError, which every confirm still awaited on it then raises
+    although the awaiting task was never cancelled. Callers retry a ConnectionError (an
+    outbox relay worker publishes again later); a CancelledError would end their task.
+    A real cancellation of the caller still propagates.
+    """
+    try:
+        return await publish
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise ConnectionError("broker connection lost before the publish was confirmed") from None

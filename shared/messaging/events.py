@@ -24,6 +24,7 @@ from faststream.rabbit.subscriber import RabbitSubscriber
 
 from shared.contracts.commands import Command
 from shared.contracts.envelope import Envelope, EventPayload
+from shared.messaging.cluster import confirmed
 from shared.messaging.topology import (
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,
@@ -86,6 +87,10 @@ class EventPublisher:
         return [(c.command, None) for c in self.companions.values()]
 
     async def publish(self, envelope: Mapping[str, Any], routing_key: str | None = None) -> None:
+        # A confirm lost with a stuck connection is a ConnectionError, retried by the caller.
+        await confirmed(self._publish(envelope, routing_key))
+
+    async def _publish(self, envelope: Mapping[str, Any], routing_key: str | None) -> None:
         event_type = str(envelope["type"])
         companion = self.companions.get(event_type)
         if companion is not None:

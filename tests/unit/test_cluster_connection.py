@@ -15,10 +15,13 @@ import pytest
 from aio_pika import RobustConnection
 from aio_pika.connection import Connection
 from aiormq.exceptions import AMQPConnectionError
+from faststream.rabbit import RabbitBroker
 from faststream.rabbit.broker import broker as faststream_broker
 
+from shared.contracts.events import LoginToggled
 from shared.messaging import cluster
-from shared.messaging.cluster import ClusterConnection, connect_cluster, rabbit_broker
+from shared.messaging.cluster import ClusterConnection, confirmed, connect_cluster, rabbit_broker
+from shared.messaging.events import EventPublisher
 
 ADDRESSES = ",".join(
     f"amqp://crm:s3cret@127.0.0.1:{port}/crm-vhost?heartbeat=7" for port in (5001, 5002, 5003)
@@ -150,6 +153,52 @@ class TestFastStreamBroker:
         broker = rabbit_broker("amqp://guest:guest@127.0.0.1:5672/")
         assert "connection_class" not in broker._connection_kwargs
         assert broker._connection_kwargs["url"] == "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class TestConfirmsLostWithTheirConnection:
+    async def test_a_confirm_failed_by_a_stuck_connection_is_a_connection_error(self) -> None:
+        # What aiormq does to the confirms awaited on a connection without heartbeats:
+        # it fails them with the CancelledError it closed the connection with.
+        confirm: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        confirm.set_exception(asyncio.CancelledError())
+        with pytest.raises(ConnectionError, match="lost before the publish was confirmed"):
+            await confirmed(confirm)
+
+    async def test_the_outbox_relay_gets_a_connection_error_to_retry(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        publisher = EventPublisher(RabbitBroker(), [LoginToggled])
+
+        async def stuck_connection(*_: Any, **__: Any) -> None:
+            confirm: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            confirm.set_exception(asyncio.CancelledError())
+            await confirm
+
+        monkeypatch.setattr(
+            publisher._publishers[LoginToggled.event_type], "publish", stuck_connection
+        )
+        envelope = {
+            "type": LoginToggled.event_type,
+            "event_id": "e-1",
+            "correlation_id": "c-1",
+            "schema_version": "1.0",
+            "firm_id": "acme",
+        }
+        with pytest.raises(ConnectionError):
+            await publisher.publish(envelope)
+
+    async def test_cancelling_the_publishing_task_still_cancels_it(self) -> None:
+        waiting = asyncio.Event()
+
+        async def publish() -> None:
+            waiting.set()
+            await asyncio.sleep(30)
+
+        task = asyncio.create_task(confirmed(publish()))
+        await waiting.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 class TestPrivateSeams:
