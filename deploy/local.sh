@@ -732,7 +732,7 @@ cmd_heal() {
   until rabbit_ready; do
     if ((SECONDS >= deadline)); then
       warn "$RABBIT_LABEL did not rejoin within 60 s after the cut; restarting it (SIGKILL, start)"
-      (kill_pid "$RABBIT_LABEL" "$RABBIT_DIR/beam.pid" beam) || true
+      (kill_pid "$RABBIT_LABEL" "$RABBIT_DIR/beam.pid" beam "$NODE_HOST" "$NODE_AMQP") || true
       up_rabbit_cluster "$n"
       return
     fi
@@ -965,35 +965,44 @@ cmd_restart() {
 cmd_kill() {
   local n killed=0
   case "${1:-}" in
-    mongodb) kill_pid mongodb "$MONGO_DIR/mongodb.pid" crm.embedded.Main ;;
+    mongodb) kill_pid mongodb "$MONGO_DIR/mongodb.pid" crm.embedded.Main "$HOST" "$MONGO_PORT" ;;
     rabbitmq)
       if ! is_cluster; then
-        kill_pid rabbitmq "$RABBIT_DIR/beam.pid" beam
+        kill_pid rabbitmq "$RABBIT_DIR/beam.pid" beam "$NODE_HOST" "$NODE_AMQP"
         return
       fi
       for n in $(rabbit_nodes); do
         select_node "$n"
         pid_alive "$RABBIT_DIR/beam.pid" beam || continue
-        (kill_pid "$RABBIT_LABEL" "$RABBIT_DIR/beam.pid" beam) && killed=1
+        (kill_pid "$RABBIT_LABEL" "$RABBIT_DIR/beam.pid" beam "$NODE_HOST" "$NODE_AMQP") && killed=1
       done
       ((killed)) || die "kill: no node of the cluster is running"
       ;;
     rabbitmq-[0-9]*)
       n="$(node_of "$1")"
       select_node "$n"
-      kill_pid "$RABBIT_LABEL" "$RABBIT_DIR/beam.pid" beam
+      kill_pid "$RABBIT_LABEL" "$RABBIT_DIR/beam.pid" beam "$NODE_HOST" "$NODE_AMQP"
       ;;
-    smtp) kill_pid smtp "$SMTP_DIR/smtp.pid" smtp_catcher ;;
+    smtp) kill_pid smtp "$SMTP_DIR/smtp.pid" smtp_catcher "$HOST" "$SMTP_PORT" ;;
     *) die "kill: one of mongodb, rabbitmq, rabbitmq-N (a node of a cluster), smtp" ;;
   esac
 }
 
+# kill_pid NAME PIDFILE PATTERN HOST PORT: SIGKILL, then wait until the process is gone
+# and its port is free. A multi-threaded process (the JVM, the BEAM) shows as a
+# zombie while its other threads still close its sockets, so `up` right after a
+# kill would otherwise find the port held by nobody it knows.
 kill_pid() {
-  local name="$1" pidfile="$2" pattern="$3"
+  local name="$1" pidfile="$2" pattern="$3" host="$4" port="$5" i
   pid_alive "$pidfile" "$pattern" || die "kill: $name is not running"
   log "killing $name (pid $(<"$pidfile"), SIGKILL)"
   kill -KILL "$(<"$pidfile")"
   while pid_alive "$pidfile" "$pattern"; do sleep 0.1; done
+  for ((i = 0; i < 300; i++)); do
+    port_open_at "$host" "$port" || return 0
+    sleep 0.1
+  done
+  die "kill: $name's port $port is still open 30 s after SIGKILL"
 }
 
 cmd_status() {
