@@ -7,6 +7,8 @@ events in ``self.events``; the service layer translates them into integration ev
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -204,7 +206,28 @@ class Firm:
     invitation_expiry_days: int = 7
     time_zone: str = "UTC"
     copy_emails_to: str | None = None
+    slug: str | None = None
+    reply_to: str | None = None
+    logo_url: str | None = None
+    accent_color: str | None = None
     version: int = 0
+
+    def change(self, settings: dict[str, object]) -> tuple[str, ...]:
+        """Apply the given settings; the names of those whose value changed, sorted."""
+        changed = tuple(sorted(k for k, v in settings.items() if getattr(self, k) != v))
+        for name in changed:
+            setattr(self, name, settings[name])
+        return changed
+
+
+def slug_candidates(name: str, firm_id: str) -> list[str]:
+    """A firm's default slugs, in order: its name in lower-case ASCII words joined by
+    hyphens, then that with six characters of a hash of the firm id (two firms may well
+    share a name; the second is the same for every retry of one registration)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    base = "-".join(re.findall(r"[a-z0-9]+", ascii_name.lower()))[:33].strip("-") or "firm"
+    suffix = hashlib.sha256(firm_id.encode()).hexdigest()[:6]
+    return [base if len(base) >= 2 else f"firm-{base}", f"{base}-{suffix}"]
 
 
 @dataclass

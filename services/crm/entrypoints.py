@@ -38,6 +38,13 @@ def register_commands(
         """Register a firm: its name, invitation expiry and time zone."""
         return await service.register_firm(command)
 
+    @commands.handle(cmd.ChangeFirmSettings)
+    async def change_firm_settings(
+        command: cmd.ChangeFirmSettings,
+    ) -> cmd.FirmSettingsChangedReply:
+        """Change some of a firm's settings; every service holding a copy is told."""
+        return await service.change_firm_settings(command)
+
     @commands.handle(cmd.CreateAccount)
     async def create_account(
         command: cmd.CreateAccount, correlation_id: str = CorrelationId

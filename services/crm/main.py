@@ -27,6 +27,7 @@ from shared.settings import ServiceSettings
 
 PUBLISHES = (
     events.FirmRegistered,
+    events.FirmSettingsChanged,
     events.AccountCreated,
     events.ContactLinked,
     events.ContactUnlinked,

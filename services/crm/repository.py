@@ -15,6 +15,7 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from services.crm import access
 from services.crm.domain import Account, Address, BulkOutcome, Contact, Firm, Settings
@@ -65,7 +66,20 @@ class _Repository:
 
 
 class FirmRepository(_Repository):
+    """Firms, and the claim of each firm's slug.
+
+    A slug is claimed by inserting ``{_id: slug, firm_id}`` into ``firm_slugs``: ``_id`` is
+    unique, so of two firms claiming one slug exactly one insert succeeds. A claim is never
+    released (links in sent emails name it); a claim left by a registration that then
+    failed stays with that firm id, which may register again with it.
+    """
+
     collection_name = "firms"
+    _PROFILE = ("slug", "reply_to", "logo_url", "accent_color")
+
+    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay) -> None:
+        super().__init__(db, relay)
+        self.slugs: AsyncCollection[Document] = db["firm_slugs"]
 
     async def get(self, firm_id: str) -> Firm:
         doc = await self.collection.find_one({"_id": firm_id}, {"outbox": 0})
@@ -77,11 +91,21 @@ class FirmRepository(_Repository):
             invitation_expiry_days=doc["invitation_expiry_days"],
             time_zone=doc["time_zone"],
             copy_emails_to=doc.get("copy_emails_to"),
+            **{key: doc.get(key) for key in self._PROFILE},
             version=doc["version"],
         )
 
     async def exists(self, firm_id: str) -> bool:
         return await self.collection.count_documents({"_id": firm_id}, limit=1) == 1
+
+    async def claim_slug(self, slug: str, firm_id: str) -> bool:
+        """True when the slug is now this firm's (or already was); False when another's."""
+        try:
+            await self.slugs.insert_one({"_id": slug, "firm_id": firm_id})
+        except DuplicateKeyError:
+            holder = await self.slugs.find_one({"_id": slug})
+            return holder is not None and holder["firm_id"] == firm_id
+        return True
 
     async def save(self, firm: Firm, events: Events) -> None:
         state = {
@@ -89,6 +113,7 @@ class FirmRepository(_Repository):
             "invitation_expiry_days": firm.invitation_expiry_days,
             "time_zone": firm.time_zone,
             "copy_emails_to": firm.copy_emails_to,
+            **{key: getattr(firm, key) for key in self._PROFILE},
         }
         await self._write(firm.id, firm.version, state, events)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.crm import access
 from services.crm.common import Store, categories, retry_on_concurrent_update, settings_from
-from services.crm.domain import Account, Contact, DomainRuleBroken, Firm, Settings
+from services.crm.domain import Account, Contact, DomainRuleBroken, Firm, Settings, slug_candidates
 from shared.contracts import crm as cmd
 from shared.contracts.envelope import Envelope
 from shared.contracts.errors import Conflict, NotFound
-from shared.contracts.events import FirmRegistered
+from shared.contracts.events import FirmRegistered, FirmSettingsChanged
 from shared.storage.aggregates import ConcurrentUpdate
 
 ToggleCommand = cmd.ToggleLogin | cmd.ToggleNotify | cmd.ToggleEmailSync | cmd.ToggleSignatory
@@ -32,20 +34,21 @@ class CrmService:
         self.store = store
 
     async def register_firm(self, c: cmd.RegisterFirm) -> cmd.FirmRegisteredReply:
+        """The firm, under a slug no other firm has (claimed first, see FirmRepository)."""
+        slug = await self._claim_slug(c)
         firm = Firm(
             id=c.firm_id,
             name=c.name,
             invitation_expiry_days=c.invitation_expiry_days,
             time_zone=c.time_zone,
             copy_emails_to=c.copy_emails_to,
+            slug=slug,
+            reply_to=c.reply_to,
+            logo_url=c.logo_url,
+            accent_color=c.accent_color,
         )
         event = Envelope.wrap(
-            FirmRegistered(
-                name=firm.name,
-                invitation_expiry_days=firm.invitation_expiry_days,
-                time_zone=firm.time_zone,
-                copy_emails_to=firm.copy_emails_to,
-            ),
+            FirmRegistered(**_firm_settings(firm)),
             firm_id=firm.id,
             aggregate_id=firm.id,
             aggregate_version=1,
@@ -54,7 +57,31 @@ class CrmService:
             await self.store.firms.save(firm, [event])
         except ConcurrentUpdate:
             raise Conflict(f"firm {c.firm_id} already exists", field="firm_id") from None
-        return cmd.FirmRegisteredReply(firm_id=firm.id)
+        return cmd.FirmRegisteredReply(firm_id=firm.id, slug=slug)
+
+    async def _claim_slug(self, c: cmd.RegisterFirm) -> str:
+        """The slug asked for, else the name's, else the name's with a suffix of the firm id's."""
+        candidates = [c.slug] if c.slug else slug_candidates(c.name, c.firm_id)
+        for slug in candidates:
+            if await self.store.firms.claim_slug(slug, c.firm_id):
+                return slug
+        raise Conflict(f"the slug {candidates[0]!r} is another firm's; give another", field="slug")
+
+    @retry_on_concurrent_update
+    async def change_firm_settings(self, c: cmd.ChangeFirmSettings) -> cmd.FirmSettingsChangedReply:
+        """Every holder of a copy gets the whole new settings in one FirmSettingsChanged."""
+        await self.store.require_firm(c.firm_id)
+        firm = await self.store.firms.get(c.firm_id)
+        changed = firm.change(c.new_values())
+        if changed:
+            event = Envelope.wrap(
+                FirmSettingsChanged(**_firm_settings(firm), changed=changed),
+                firm_id=firm.id,
+                aggregate_id=firm.id,
+                aggregate_version=firm.version + 1,  # the version this save gives the firm
+            )
+            await self.store.firms.save(firm, [event])
+        return cmd.FirmSettingsChangedReply(firm_id=firm.id, changed=changed)
 
     async def create_account(
         self, c: cmd.CreateAccount, correlation_id: str | None = None
@@ -197,3 +224,17 @@ class CrmService:
         if changed:
             await self.store.save_account(account, correlation_id)
         return cmd.SettingChanged(changed=changed)
+
+
+def _firm_settings(firm: Firm) -> dict[str, Any]:
+    """The fields FirmRegistered and FirmSettingsChanged carry: every setting of the firm."""
+    return {
+        "name": firm.name,
+        "invitation_expiry_days": firm.invitation_expiry_days,
+        "time_zone": firm.time_zone,
+        "copy_emails_to": firm.copy_emails_to,
+        "slug": firm.slug,
+        "reply_to": firm.reply_to,
+        "logo_url": firm.logo_url,
+        "accent_color": firm.accent_color,
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,13 +12,16 @@ from shared.contracts.categories import NotificationCategory
 from shared.contracts.commands import Accepted, Command, implies, stated_rules
 from shared.contracts.events import AccountType, BulkUpdateError, SettingAction
 from shared.contracts.types import (
+    AccentColor,
     AccountId,
     AddressId,
     ContactId,
     Email,
     FirmId,
+    FirmSlug,
     Identifier,
     Label,
+    LogoUrl,
     Name,
     PersonalMessage,
     StaffId,
@@ -39,14 +42,80 @@ class _Input(BaseModel):
 
 
 class RegisterFirm(CrmCommand):
+    schema_version = "1.1"
+
     name: Name
     invitation_expiry_days: int = Field(default=7, ge=1, le=90)
-    time_zone: str = Field(default="UTC", max_length=64)
+    time_zone: TimeZone = "UTC"
     copy_emails_to: Email | None = None
+    slug: FirmSlug | None = Field(
+        default=None,
+        description="Names the firm in its portal login address (/f/<slug>/login); made from "
+        "the name when empty. Unique among firms.",
+    )
+    reply_to: Email | None = None
+    logo_url: LogoUrl | None = None
+    accent_color: AccentColor | None = None
 
 
 class FirmRegisteredReply(Accepted):
     firm_id: FirmId
+    slug: FirmSlug | None = None
+
+
+_FIRM_SETTINGS = (
+    "name",
+    "invitation_expiry_days",
+    "time_zone",
+    "copy_emails_to",
+    "reply_to",
+    "logo_url",
+    "accent_color",
+)
+Off = Literal["off"]
+
+
+class ChangeFirmSettings(CrmCommand):
+    """Change some of a firm's settings: a field left empty (null) keeps its value.
+
+    An optional setting (copies, Reply-To, logo, accent colour) is turned off with the
+    value ``"off"``. The slug is fixed at registration (links in sent emails use it).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=stated_rules(
+            {
+                "anyOf": [
+                    {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+                    for name in _FIRM_SETTINGS
+                ]
+            }
+        )
+    )
+
+    name: Name | None = None
+    invitation_expiry_days: int | None = Field(default=None, ge=1, le=90)
+    time_zone: TimeZone | None = None
+    copy_emails_to: Email | Off | None = None
+    reply_to: Email | Off | None = None
+    logo_url: LogoUrl | Off | None = None
+    accent_color: AccentColor | Off | None = None
+
+    @model_validator(mode="after")
+    def _names_a_setting(self) -> ChangeFirmSettings:
+        if all(getattr(self, name) is None for name in _FIRM_SETTINGS):
+            raise ValueError(f"name at least one setting to change: {', '.join(_FIRM_SETTINGS)}")
+        return self
+
+    def new_values(self) -> dict[str, object]:
+        """The settings this command sets; those turned off as None."""
+        given = {name: getattr(self, name) for name in _FIRM_SETTINGS}
+        return {name: None if v == "off" else v for name, v in given.items() if v is not None}
+
+
+class FirmSettingsChangedReply(Accepted):
+    firm_id: FirmId
+    changed: tuple[str, ...]
 
 
 # --- accounts and contacts -------------------------------------------------------------
@@ -596,6 +665,7 @@ class BulkUpdateProgress(Accepted):
 
 COMMANDS: tuple[type[CrmCommand], ...] = (
     RegisterFirm,
+    ChangeFirmSettings,
     CreateAccount,
     CreateContact,
     LinkContact,

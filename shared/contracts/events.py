@@ -20,12 +20,15 @@ from shared.contracts.categories import NotificationCategory
 from shared.contracts.envelope import ContractModel, EventPayload, Upcaster
 from shared.contracts.kinds import REQUEST_CATEGORIES, REQUESTABLE, kind_branch
 from shared.contracts.types import (
+    AccentColor,
     AccountId,
     AddressId,
     ContactId,
     Email,
+    FirmSlug,
     Identifier,
     Label,
+    LogoUrl,
     Name,
     PersonalMessage,
     StaffId,
@@ -56,14 +59,47 @@ class AddressSettings(ContractModel):
 # --- crm -------------------------------------------------------------------------------
 
 
-class FirmRegistered(EventPayload):
+class FirmProfile(ContractModel):
+    """What clients see of a firm: its name and look on portal pages and in emails."""
+
+    slug: FirmSlug | None = Field(
+        default=None, description="Names the firm in its portal login address, /f/<slug>/login."
+    )
+    reply_to: Email | None = Field(
+        default=None, description="Reply-To of the emails clients get; none: replies go nowhere."
+    )
+    logo_url: LogoUrl | None = None
+    accent_color: AccentColor | None = None
+
+
+class FirmRegistered(FirmProfile, EventPayload):
+    """A firm and its settings as registered; FirmSettingsChanged carries later changes."""
+
     event_type = "FirmRegistered"
     routing_key = "crm.firm.registered"
+    schema_version = "1.2"
 
     name: Name
     invitation_expiry_days: int = Field(ge=1, le=90)
     time_zone: str = Field(description="An IANA time zone name.", examples=["Europe/Stockholm"])
     copy_emails_to: Email | None = None
+
+
+class FirmSettingsChanged(FirmRegistered):
+    """Every setting of a firm after a change (a snapshot, not a difference).
+
+    A holder of a copy keeps the one of highest ``aggregate_version`` among this and
+    FirmRegistered, so the two may arrive in any order.
+    """
+
+    event_type = "FirmSettingsChanged"
+    routing_key = "crm.firm.settings_changed"
+    schema_version = "1.0"
+
+    slug: FirmSlug
+    changed: tuple[str, ...] = Field(
+        default=(), description="The names of the settings this change altered."
+    )
 
 
 class AccountCreated(EventPayload):
@@ -525,6 +561,7 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
     cls.event_type: cls
     for cls in (
         FirmRegistered,
+        FirmSettingsChanged,
         AccountCreated,
         ContactLinked,
         LoginToggled,

@@ -40,3 +40,29 @@ TimeZone = Annotated[
     Field(description="An IANA time zone name.", examples=["Europe/Stockholm", "UTC"]),
 ]
 """An IANA time zone name (``Europe/Paris``, ``America/New_York``, ``UTC``)."""
+
+
+FirmSlug = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=40, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$"),
+    Field(
+        description="The firm's name in its portal address (/f/<slug>/login): lower-case "
+        "letters, digits and single hyphens.",
+        examples=["lindqvist-partners"],
+    ),
+]
+"""The part of a per-firm portal address that names the firm (``/f/<slug>/login``)."""
+
+LogoUrl = Annotated[
+    str,
+    StringConstraints(max_length=500, pattern=r"^https://[^\s\"'<>]+$"),
+    Field(
+        description="An https:// address of the firm's logo image.",
+        examples=["https://lindqvist.example/logo.png"],
+    ),
+]
+AccentColor = Annotated[
+    str,
+    StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$"),
+    Field(description="The firm's accent colour, #RRGGBB.", examples=["#1d4ed8"]),
+]

@@ -30,6 +30,7 @@ def base(s: Scenario) -> dict[str, Body]:
     row = {"row": 2, "values": {"account_name": "A", "contact_name": "B", "email": "b@x.com"}}
     return {
         "RegisterFirm": {"firm_id": "firm-new-one", "name": "New"},
+        "ChangeFirmSettings": {"firm_id": s.firm_id, "name": "Renamed"},
         "CreateAccount": {"firm_id": s.firm_id, "name": "New", "account_type": "family"},
         "CreateContact": {
             "firm_id": s.firm_id,
@@ -92,6 +93,11 @@ def dropping(key: str) -> Callable[[Body], None]:
 CASES: list[tuple[str, Callable[[Body], None], str]] = [
     ("RegisterFirm", setting("invitation_expiry_days", 0), "invitation_expiry_days"),
     ("RegisterFirm", setting("copy_emails_to", "nobody"), "copy_emails_to"),
+    ("RegisterFirm", setting("time_zone", "Mars/Olympus"), "time_zone"),
+    ("RegisterFirm", setting("slug", "Not A Slug"), "slug"),
+    ("RegisterFirm", setting("logo_url", "javascript:alert(1)"), "logo_url"),
+    ("ChangeFirmSettings", setting("accent_color", "red"), "accent_color"),
+    ("ChangeFirmSettings", setting("invitation_expiry_days", 91), "invitation_expiry_days"),
     ("CreateAccount", setting("name", "x" * 201), "name"),
     ("CreateAccount", setting("account_type", "club"), "account_type"),
     ("CreateAccount", setting("tags", 5), "tags"),
