@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +31,17 @@ from typing import Any
 
 import aio_pika
 import pytest
-from pymongo import AsyncMongoClient
 
 from services.notification.settings import NotificationSettings
 from shared.cli.client import Client, connect
 from shared.contracts import crm as cmd
-from shared.contracts import identity as identity_cmd
 from shared.contracts.events import AccountType, SettingAction
 from shared.mailcatcher import MailCatcher
 from shared.messaging.topology import EVENTS_EXCHANGE
-from shared.storage.mongo import Document
+from tests.faults.outcome import (
+    assert_every_address_changed_once_with_one_invitation,
+    email_arrivals,
+)
 from tests.infra import LOCAL_SH, ROOT, Infra, free_port
 from tests.infra import _smtp_catcher as smtp_catcher
 from tests.integration.test_bad_input import login_toggled_body
@@ -419,63 +419,21 @@ async def test_a_bulk_update_with_invitations_survives_every_fault(
     say("all invitations caught; letting late duplicates arrive")
     await asyncio.sleep(5)
 
-    await assert_every_address_has_login_and_one_invitation(
+    await assert_every_address_changed_once_with_one_invitation(
         client, infra, firm_id, job.job_id, accounts
     )
+    assert_resends_only_after_the_notification_kill(infra, accounts)
     assert duplicator.copies >= ACCOUNTS, "every InvitationIssued should have had a copy"
     await assert_dead_letters_hold_only(client, poisons)
 
 
-async def assert_every_address_has_login_and_one_invitation(
-    client: Client, infra: Infra, firm_id: str, job_id: str, accounts: dict[str, str]
-) -> None:
-    progress = await client.call(
-        cmd.GetBulkUpdate(firm_id=firm_id, job_id=job_id), cmd.BulkUpdateProgress
-    )
-    assert (progress.accounts_done, progress.addresses_changed) == (len(accounts), len(accounts))
-    assert (progress.invitations_sent, progress.error_count) == (len(accounts), 0)
-
-    mongo: AsyncMongoClient[Document] = AsyncMongoClient(infra.mongodb_url)
-    try:
-        crm = mongo[f"{infra.database_prefix}crm"]["accounts"]
-        settings = [
-            s["login"]
-            async for doc in crm.find({"firm_id": firm_id}, {"links": 1})
-            for per_address in doc["links"].values()
-            for s in per_address.values()
-        ]
-    finally:
-        await mongo.close()
-    assert len(settings) == len(accounts)
-    assert all(settings)
-
-    invited: Counter[str] = Counter()
-    for offset in range(0, len(accounts), 500):
-        page = await client.call(
-            identity_cmd.ListPendingActivations(
-                firm_id=firm_id, filter=identity_cmd.PendingFilter.INVITED, limit=500, offset=offset
-            ),
-            identity_cmd.PendingActivations,
-        )
-        for item in page.items:
-            invited[item.email.lower()] += sum(1 for a in item.accounts if a.sent_at)
-    assert invited == Counter({email.lower(): 1 for email in accounts})
-
-    # One email per address, told apart by Message-ID: a resend carries the original
-    # one, and mail clients and providers show one message per Message-ID. SMTP has no
-    # exactly-once: a process killed after the server accepted a message and before
-    # it recorded that resends it once its lease lapses. Only the SIGKILL of the
-    # notification process may cause that: every first copy of a resent email must
-    # have arrived in the moments before it.
-    message_ids: dict[str, set[str]] = defaultdict(set)
-    arrivals: dict[str, list[float]] = defaultdict(list)
-    for caught in MailCatcher(infra.catcher_dir).all():
-        for to in caught.envelope_to:
-            message_ids[to].add(caught.header("Message-ID"))
-            arrivals[to].append(caught.path.stat().st_mtime)
-    assert set(message_ids) == {email.lower() for email in accounts}
-    assert all(len(ids) == 1 for ids in message_ids.values())
-    resent = {to: sorted(times) for to, times in arrivals.items() if len(times) > 1}
+def assert_resends_only_after_the_notification_kill(infra: Infra, accounts: dict[str, str]) -> None:
+    # SMTP has no exactly-once: a process killed after the server accepted a message and
+    # before it recorded that resends it once its lease lapses. Only the SIGKILL of the
+    # notification process may cause that: every first copy of a resent email must have
+    # arrived in the moments before it.
+    arrivals = email_arrivals(infra, accounts)
+    resent = {to: times for to, times in arrivals.items() if len(times) > 1}
     total = sum(len(times) for times in arrivals.values())
     say(f"{total} SMTP deliveries for {len(accounts)} addresses; resent: {sorted(resent)}")
     killed = KILLED_AT["notification"]

@@ -27,21 +27,21 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from shutil import which
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from shared.cli.client import Client
 from shared.contracts import crm as cmd
-from shared.contracts import identity as identity_cmd
 from shared.contracts.events import SettingAction
 from shared.mailcatcher import MailCatcher
-from shared.storage.mongo import Document
 from tests.faults.cluster_rig import NODES, PrivateCluster, cluster_client
+from tests.faults.outcome import (
+    assert_every_address_changed_once_with_one_invitation,
+    email_arrivals,
+)
 from tests.faults.test_bulk_update_under_faults import (
     EMBEDDED_MONGO,
     RABBITMQ_SERVER,
@@ -222,7 +222,9 @@ async def test_a_bulk_update_with_invitations_survives_losing_cluster_nodes(
     await assert_every_address_changed_once_with_one_invitation(
         client, infra, firm_id, job.job_id, accounts
     )
-    deliveries, resent = emails_per_address(infra, accounts)
+    arrivals = email_arrivals(infra, accounts)
+    deliveries = sum(len(times) for times in arrivals.values())
+    resent = {to: len(times) for to, times in arrivals.items() if len(times) > 1}
     await assert_no_dead_letters(client)
     whole = await asyncio.to_thread(cluster.wait_until_whole)
     assert all(q.members == NODES for q in whole), whole
@@ -236,56 +238,6 @@ async def test_a_bulk_update_with_invitations_survives_losing_cluster_nodes(
     assert plan.log.mid_bulk[0], "the SIGKILL came after the bulk had finished"
     cut = next(i for i, what in enumerate(plan.log.injected) if what.startswith("cut "))
     assert plan.log.mid_bulk[cut], "the bulk finished before the cut: raise CLUSTER_FAULT_ACCOUNTS"
-
-
-async def assert_every_address_changed_once_with_one_invitation(
-    client: Client, infra: Infra, firm_id: str, job_id: str, accounts: dict[str, str]
-) -> None:
-    progress = await client.call(
-        cmd.GetBulkUpdate(firm_id=firm_id, job_id=job_id), cmd.BulkUpdateProgress
-    )
-    assert (progress.accounts_done, progress.addresses_changed) == (len(accounts), len(accounts))
-    assert (progress.invitations_sent, progress.error_count) == (len(accounts), 0)
-
-    mongo: AsyncMongoClient[Document] = AsyncMongoClient(infra.mongodb_url)
-    try:
-        crm = mongo[f"{infra.database_prefix}crm"]["accounts"]
-        settings = [
-            s["login"]
-            async for doc in crm.find({"firm_id": firm_id}, {"links": 1})
-            for per_address in doc["links"].values()
-            for s in per_address.values()
-        ]
-    finally:
-        await mongo.close()
-    assert len(settings) == len(accounts)
-    assert all(settings)
-
-    invited: Counter[str] = Counter()
-    for offset in range(0, len(accounts), 500):
-        page = await client.call(
-            identity_cmd.ListPendingActivations(
-                firm_id=firm_id, filter=identity_cmd.PendingFilter.INVITED, limit=500, offset=offset
-            ),
-            identity_cmd.PendingActivations,
-        )
-        for item in page.items:
-            invited[item.email.lower()] += sum(1 for a in item.accounts if a.sent_at)
-    assert invited == Counter({email.lower(): 1 for email in accounts})
-
-
-def emails_per_address(infra: Infra, accounts: dict[str, str]) -> tuple[int, dict[str, int]]:
-    """One Message-ID per address (a resend would carry the same one); returns the number
-    of SMTP deliveries and the addresses that got more than one."""
-    message_ids: dict[str, set[str]] = defaultdict(set)
-    arrivals: Counter[str] = Counter()
-    for caught in MailCatcher(infra.catcher_dir).all():
-        for to in caught.envelope_to:
-            message_ids[to].add(caught.header("Message-ID"))
-            arrivals[to] += 1
-    assert set(message_ids) == {email.lower() for email in accounts}
-    assert all(len(ids) == 1 for ids in message_ids.values())
-    return arrivals.total(), {to: n for to, n in arrivals.items() if n > 1}
 
 
 async def assert_no_dead_letters(client: Client) -> None:
