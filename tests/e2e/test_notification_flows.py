@@ -14,11 +14,11 @@ from shared.contracts import crm as cmd
 from shared.contracts.categories import NotificationCategory
 from shared.contracts.crm import SettingChanged as SettingChangedReply
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import NotificationRequested
+from shared.contracts.events import AccountType, NotificationRequested
 from shared.mailcatcher import CaughtMail, MailCatcher
 from tests.e2e.test_first_path import activation_form, kind, top_of
 from tests.polling import eventually
-from tests.scenario import Scenario, account_with_contact, view
+from tests.scenario import Scenario, account_with_contact, unique_email, view
 from tests.services import RunningServices
 
 pytestmark = pytest.mark.e2e
@@ -143,3 +143,85 @@ async def _only_invoices_arrive(client: Client, s: Scenario, mail: MailCatcher, 
     await mail.wait_for(lambda m: to in m.envelope_to and f"inv-{marker}" in m.text())
     await asyncio.sleep(1.0)  # let the upload notice, handled concurrently, finish
     return not [m for m in mail.to(to) if f"upload-{marker}.pdf" in m.text()]
+
+
+async def firm_account_and_contact(client: Client) -> Scenario:
+    """A Stockholm firm, the "Smith family" account and a contact who lives in Tokyo,
+    linked with Login (an invitation goes out) and Notify on."""
+    firm_id = f"firm-{uuid.uuid4().hex[:10]}"
+    await client.call(
+        cmd.RegisterFirm(firm_id=firm_id, name="Lind Redovisning", time_zone="Europe/Stockholm"),
+        cmd.FirmRegisteredReply,
+    )
+    account = await client.call(
+        cmd.CreateAccount(firm_id=firm_id, name="Smith family", account_type=AccountType.FAMILY),
+        cmd.AccountCreatedReply,
+    )
+    contact = await client.call(
+        cmd.CreateContact(
+            firm_id=firm_id,
+            name="Ann Smith",
+            addresses=(cmd.NewAddress(email=unique_email("ann")),),
+            time_zone="Asia/Tokyo",
+        ),
+        cmd.ContactCreatedReply,
+    )
+    address = contact.addresses[0].address_id
+    await client.call(
+        cmd.LinkContact(
+            firm_id=firm_id,
+            account_id=account.account_id,
+            contact_id=contact.contact_id,
+            settings=(
+                cmd.SettingsInput(
+                    address_id=address, login=True, send_invitation=True, notify=True
+                ),
+            ),
+        ),
+        cmd.Linked,
+    )
+    return Scenario(firm_id, account.account_id, contact.contact_id, contact.addresses)
+
+
+def from_name(mail: CaughtMail) -> str:
+    return str(mail.message["From"].addresses[0].display_name)
+
+
+class TestEmailsSayWhoAndWhat:
+    async def test_from_the_firm_about_the_account_expiring_in_the_readers_zone(
+        self, client: Client, services: RunningServices, mail: MailCatcher
+    ) -> None:
+        s = await firm_account_and_contact(client)
+        to = s.address(0).email
+
+        [invitation] = await mail.wait_for(kind("invitation", to))
+        assert from_name(invitation) == "Lind Redovisning"
+        assert invitation.subject.endswith("for Smith family")
+        assert "JST (Asia/Tokyo)" in invitation.text()  # the contact's zone, not the firm's
+        assert "UTC" not in invitation.text()
+
+        first = await first_notice(client, s, mail, to)
+        assert from_name(first) == "Lind Redovisning"
+        assert "Account: Smith family" in first.text()
+        assert first.header("Reply-To") == ""
+
+        changed = await client.call(
+            cmd.ChangeFirmSettings(
+                firm_id=s.firm_id, name="Åberg & Söner", reply_to="kontor@aberg.example"
+            ),
+            cmd.FirmSettingsChangedReply,
+        )
+        assert set(changed.changed) == {"name", "reply_to"}
+
+        # Each replica reads its firm again within FirmRepository.CACHE_SECONDS.
+        for attempt in range(40):
+            document = f"after-change-{attempt}.pdf"
+            await upload_notice(client, s, document)
+            [after] = await mail.wait_for(notice(document, to))
+            if from_name(after) == "Åberg & Söner":
+                break
+            await asyncio.sleep(0.2)
+        else:
+            pytest.fail("the firm's new name never reached its emails")
+        assert after.header("Reply-To") == "kontor@aberg.example"
+        assert after.subject.startswith("Åberg & Söner: ")
