@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Browser
 
 from shared.cli.client import Client
 from shared.contracts import crm as cmd
@@ -183,13 +185,31 @@ async def firm_account_and_contact(client: Client) -> Scenario:
     return Scenario(firm_id, account.account_id, contact.contact_id, contact.addresses)
 
 
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
+"""Git-ignored (by the ``.gitignore`` written into it): pictures for people, not assertions."""
+
+
+async def screenshot_of(browser: Browser, mail: CaughtMail, name: str) -> Path:
+    """The email's HTML part as a mail client shows it, saved under ``screenshots/``."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    (SCREENSHOTS / ".gitignore").write_text("*\n")
+    page = await browser.new_page()
+    try:
+        await page.set_content(mail.html())
+        path = SCREENSHOTS / name
+        await page.screenshot(path=path, full_page=True)
+    finally:
+        await page.close()
+    return path
+
+
 def from_name(mail: CaughtMail) -> str:
     return str(mail.message["From"].addresses[0].display_name)
 
 
 class TestEmailsSayWhoAndWhat:
     async def test_from_the_firm_about_the_account_expiring_in_the_readers_zone(
-        self, client: Client, services: RunningServices, mail: MailCatcher
+        self, client: Client, services: RunningServices, mail: MailCatcher, browser: Browser
     ) -> None:
         s = await firm_account_and_contact(client)
         to = s.address(0).email
@@ -199,6 +219,7 @@ class TestEmailsSayWhoAndWhat:
         assert invitation.subject.endswith("for Smith family")
         assert "JST (Asia/Tokyo)" in invitation.text()  # the contact's zone, not the firm's
         assert "UTC" not in invitation.text()
+        await screenshot_of(browser, invitation, "invitation-email.png")
 
         first = await first_notice(client, s, mail, to)
         assert from_name(first) == "Lind Redovisning"
