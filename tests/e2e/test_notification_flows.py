@@ -16,11 +16,12 @@ from shared.contracts import crm as cmd
 from shared.contracts.categories import NotificationCategory
 from shared.contracts.crm import SettingChanged as SettingChangedReply
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import AccountType, NotificationRequested
+from shared.contracts.events import NotificationRequested
 from shared.mailcatcher import CaughtMail, MailCatcher
+from tests.e2e.smith_family import smith_family
 from tests.e2e.test_first_path import activation_form, kind, top_of
 from tests.polling import eventually
-from tests.scenario import Scenario, account_with_contact, unique_email, view
+from tests.scenario import Scenario, account_with_contact, view
 from tests.services import RunningServices
 
 pytestmark = pytest.mark.e2e
@@ -150,39 +151,14 @@ async def _only_invoices_arrive(client: Client, s: Scenario, mail: MailCatcher, 
 async def firm_account_and_contact(client: Client) -> Scenario:
     """A Stockholm firm, the "Smith family" account and a contact who lives in Tokyo,
     linked with Login (an invitation goes out) and Notify on."""
-    firm_id = f"firm-{uuid.uuid4().hex[:10]}"
-    await client.call(
-        cmd.RegisterFirm(firm_id=firm_id, name="Lind Redovisning", time_zone="Europe/Stockholm"),
-        cmd.FirmRegisteredReply,
+    return await smith_family(
+        client,
+        firm={"name": "Lind Redovisning", "time_zone": "Europe/Stockholm"},
+        contact_time_zone="Asia/Tokyo",
+        login=True,
+        send_invitation=True,
+        notify=True,
     )
-    account = await client.call(
-        cmd.CreateAccount(firm_id=firm_id, name="Smith family", account_type=AccountType.FAMILY),
-        cmd.AccountCreatedReply,
-    )
-    contact = await client.call(
-        cmd.CreateContact(
-            firm_id=firm_id,
-            name="Ann Smith",
-            addresses=(cmd.NewAddress(email=unique_email("ann")),),
-            time_zone="Asia/Tokyo",
-        ),
-        cmd.ContactCreatedReply,
-    )
-    address = contact.addresses[0].address_id
-    await client.call(
-        cmd.LinkContact(
-            firm_id=firm_id,
-            account_id=account.account_id,
-            contact_id=contact.contact_id,
-            settings=(
-                cmd.SettingsInput(
-                    address_id=address, login=True, send_invitation=True, notify=True
-                ),
-            ),
-        ),
-        cmd.Linked,
-    )
-    return Scenario(firm_id, account.account_id, contact.contact_id, contact.addresses)
 
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"

@@ -15,16 +15,15 @@ import httpx
 import pytest
 
 from shared.cli.client import Client
-from shared.contracts import crm
 from shared.contracts import mailsync as cmd
-from shared.contracts.events import AccountType
 from shared.mailcatcher import CaughtMail, MailCatcher
 from shared.storage.mongo import create_client
+from tests.e2e.smith_family import smith_family
 from tests.e2e.test_first_path import activation_form, kind
 from tests.e2e.test_mailsync_sync import TIMEOUT, into, message, on_tab
 from tests.infra import Infra
 from tests.polling import eventually
-from tests.scenario import Scenario, unique_email
+from tests.scenario import Scenario
 from tests.services import RunningServices
 
 pytestmark = pytest.mark.e2e
@@ -33,40 +32,14 @@ COPIES = "copies@lind.example.com"
 
 
 async def firm_with_copies_and_a_pending_client(client: Client) -> Scenario:
-    firm_id = f"firm-{uuid.uuid4().hex[:10]}"
-    await client.call(
-        crm.RegisterFirm(firm_id=firm_id, name="Lind Redovisning", copy_emails_to=COPIES),
-        crm.FirmRegisteredReply,
-    )
-    account = await client.call(
-        crm.CreateAccount(firm_id=firm_id, name="Smith family", account_type=AccountType.FAMILY),
-        crm.AccountCreatedReply,
-    )
-    contact = await client.call(
-        crm.CreateContact(
-            firm_id=firm_id,
-            name="Ann Smith",
-            addresses=(crm.NewAddress(email=unique_email("ann")),),
-        ),
-        crm.ContactCreatedReply,
-    )
-    settings = crm.SettingsInput(
-        address_id=contact.addresses[0].address_id,
+    return await smith_family(
+        client,
+        firm={"name": "Lind Redovisning", "copy_emails_to": COPIES},
         login=True,
         send_invitation=True,
         notify=True,
         email_sync=True,
     )
-    await client.call(
-        crm.LinkContact(
-            firm_id=firm_id,
-            account_id=account.account_id,
-            contact_id=contact.contact_id,
-            settings=(settings,),
-        ),
-        crm.Linked,
-    )
-    return Scenario(firm_id, account.account_id, contact.contact_id, contact.addresses)
 
 
 async def copies_known_to_mailsync(infra: Infra, firm_id: str) -> bool:
