@@ -4,6 +4,7 @@ No ``from __future__ import annotations`` here: FastStream reads the handlers' a
 at run time to validate messages and to write the AsyncAPI document.
 """
 
+from services.mailsync.copies import FirmCopies
 from services.mailsync.domain import SyncedAddress
 from services.mailsync.projection import AddressFollower
 from services.mailsync.service import MailsyncService
@@ -15,6 +16,8 @@ from shared.contracts.events import (
     ContactLinked,
     ContactUnlinked,
     EmailSyncToggled,
+    FirmRegistered,
+    FirmSettingsChanged,
 )
 from shared.messaging.commands import CommandHandlers
 from shared.messaging.events import EventSubscriptions
@@ -59,6 +62,18 @@ def register_events(events: EventSubscriptions, follower: AddressFollower) -> No
         """Follow an edited address, and bring in the history with the new one."""
         p = event.payload
         await follower.rename(event.firm_id, p.address_id, p.new_email, f"renamed:{event.event_id}")
+
+
+def register_firm_events(events: EventSubscriptions, copies: FirmCopies) -> None:
+    @events.handle(FirmRegistered)
+    async def on_firm_registered(event: Envelope[FirmRegistered]) -> None:
+        """Remember where the firm wants copies of the replies its staff send."""
+        await copies.record(event.firm_id, event.payload.copy_emails_to, event.aggregate_version)
+
+    @events.handle(FirmSettingsChanged)
+    async def on_firm_settings_changed(event: Envelope[FirmSettingsChanged]) -> None:
+        """Follow a change of the firm's copy address (the newest snapshot wins)."""
+        await copies.record(event.firm_id, event.payload.copy_emails_to, event.aggregate_version)
 
 
 def register_commands(commands: CommandHandlers, service: MailsyncService) -> None:

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from faststream.asgi import AsgiFastStream
 
-from services.mailsync.entrypoints import register_commands, register_events
+from services.mailsync.copies import FirmCopies
+from services.mailsync.entrypoints import register_commands, register_events, register_firm_events
 from services.mailsync.ingest import Ingestor
 from services.mailsync.mailboxes import Mailboxes
 from services.mailsync.projection import AddressFollower
@@ -49,6 +50,7 @@ class Mailsync:
     follower: AddressFollower
     mailboxes: Mailboxes
     firms: FirmSettings
+    copies: FirmCopies
     store: MailStore
     ingestor: Ingestor
     service: MailsyncService
@@ -79,6 +81,7 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
     synced = SyncedAddresses(runtime.db)
     mailboxes = Mailboxes(runtime.db)
     firms = FirmSettings(runtime.db)
+    copies = FirmCopies(runtime.db)
     relay = runtime.with_outbox([runtime.db["messages"], runtime.db["documents"]])
     store = MailStore(runtime.db, relay)
     ingestor = Ingestor(store, synced, firms, max_attachment_bytes=config.max_attachment_bytes)
@@ -91,6 +94,7 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
         ingestor,
         secrets,
         smtp_config(config),
+        copies=copies,
         imap_timeout=config.imap_timeout_seconds,
     )
 
@@ -113,6 +117,7 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
         AddressFollower(synced, mailboxes),
         mailboxes,
         firms,
+        copies,
         store,
         ingestor,
         service,
@@ -126,6 +131,7 @@ def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFas
     runtime = build_runtime("mailsync", config, PUBLISHES)
     parts = assemble(runtime, config)
     register_events(runtime.events, parts.follower)
+    register_firm_events(runtime.events, parts.copies)
     register_commands(runtime.commands, parts.service)
     runtime.startup += [parts.ensure_indexes, parts.supervisor.start]
     runtime.shutdown.insert(0, parts.supervisor.stop)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from services.mailsync.copies import FirmCopies, with_firm_copy
 from services.mailsync.domain import Exchange, mailbox_key
 from services.mailsync.imap import ImapConfig, ImapError, connect
 from services.mailsync.ingest import Filing, Ingestor
@@ -35,8 +36,10 @@ class MailsyncService:
         secrets: SecretBox,
         smtp: SmtpConfig,
         *,
+        copies: FirmCopies,
         imap_timeout: float,
     ) -> None:
+        self._copies = copies
         self._mailboxes = mailboxes
         self._firms = firms
         self._store = store
@@ -167,7 +170,8 @@ class MailsyncService:
         mailbox = await self._sender(command.firm_id, command.mailbox_id)
         recipients = recipients_of(parent)
         reply = build_reply(mailbox["address"], recipients, parent, command.text)
-        await send(self._smtp, reply)
+        # The firm's copy, when it asked for copies: a Bcc, so the thread keeps ``reply``.
+        await send(self._smtp, with_firm_copy(reply, await self._copies.address(command.firm_id)))
         accounts = await self._store.accounts_of(command.firm_id, parent["_id"])
         filing = Filing(
             Exchange(EmailDirection.OUTBOUND, recipients), tuple(accounts), parent["thread_id"]

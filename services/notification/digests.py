@@ -2,17 +2,23 @@
 
 Each pass looks at every account with unanswered questions and, for each address
 with Notify on and the ``transactions`` category, sends the digest of the address's
-local ISO week once it is due (Monday 09:00 in the contact's zone, else the firm's,
-else UTC). The delivery key names the week, and deliveries are claimed with a unique
-insert, so replicas and restarts send it exactly once; a pass later in the week
-catches up, and a week that is over is never sent.
+local ISO week when it is due (Monday 09:00 in the contact's zone, else the firm's,
+else UTC; a late pass catches up until 12:00, never mid-week), listing the questions
+asked by 09:00. The time comes from an injected clock, so a test can run a week.
+
+Exactly once per address and week: the delivery key names the address and the local
+ISO week, and a delivery is claimed by inserting its record under an ``_id`` derived
+from that key (``deliveries.DeliveryRepository``). MongoDB's unique ``_id`` lets one
+insert of that ``_id`` succeed and fails every other with a duplicate key, so two
+replicas' passes, a restart or a repeated pass find the record and send nothing more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.notification.delivery import Cause, Deliverer
@@ -29,8 +35,9 @@ from services.notification.domain import (
 )
 from services.notification.kinds import DIGEST_KIND
 from services.notification.links import UnsubscribeLinks
-from services.notification.rendering import Renderer
+from services.notification.rendering import RenderedMail, Renderer, from_firm
 from services.notification.repository import (
+    AccountNames,
     FirmRepository,
     OpenQuestions,
     QuestionRepository,
@@ -56,10 +63,12 @@ class Digests:
         renderer: Renderer,
         links: UnsubscribeLinks,
         *,
+        accounts: AccountNames,
         banners: BannerLinks,
         clock: Clock,
     ) -> None:
         self.firms = firms
+        self.accounts = accounts
         self.recipients = recipients
         self.questions = questions
         self.deliverer = deliverer
@@ -91,42 +100,35 @@ class Digests:
             await self.recipients.of_account(account.firm_id, account.account_id),
             DIGEST_KIND.category,
         )
+        account_name = await self.accounts.get(account.firm_id, account.account_id)
         tried = 0
         for recipient in recipients:
             zone = zone_of(recipient.time_zone, firm.time_zone if firm else None)
             week = due_week(now, zone)
-            if week is None:
+            if week is None or not week.lists(account.questions):
                 continue
+            digest = _Digest(account, firm, account_name, week, zone.key)
             try:
-                tried += await self._send(account, firm, recipient, week, zone.key)
+                tried += await self._send(digest, recipient)
             except Exception as exc:  # one address's trouble must not hold up the others
                 log.warning("digest not sent; next pass retries", error=repr(exc))
         return tried
 
-    async def _send(
-        self,
-        account: OpenQuestions,
-        firm: Firm | None,
-        recipient: Recipient,
-        week: DigestWeek,
-        zone: str,
-    ) -> bool:
-        key = digest_delivery_key(recipient.key, week.label)
+    async def _send(self, digest: _Digest, recipient: Recipient) -> bool:
+        account, firm = digest.account, digest.firm
+        key = digest_delivery_key(recipient.key, digest.week.label)
         delivery = Delivery(
             key, account.firm_id, account.account_id, recipient.email, DIGEST_KIND.name
         )
         if await self.deliverer.is_done(delivery):
             return False
-        firm_name = firm.name if firm else None
-        mail = self.renderer.digest(
-            firm_name=firm_name,
-            questions=account.questions,
-            time_zone=zone,
+        mail = self._render(
+            digest,
             banner_url=banner_url(recipient, self.banners),
             unsubscribe_url=self.links.url(unsubscribe_target(recipient, DIGEST_KIND.category)),
         )
         cause = Cause(account.firm_id, account.correlation_id, account.event_id)
-        log.info("sending the transactions digest", week=week.label, delivery_id=delivery.id)
+        log.info("sending the transactions digest", week=digest.week.label, delivery_id=delivery.id)
         await self.deliverer.deliver(delivery, mail, cause)
         if firm is not None and firm.copy_emails_to:
             copy = Delivery(
@@ -136,15 +138,40 @@ class Digests:
                 firm.copy_emails_to,
                 f"{DIGEST_KIND.name}.firm_copy",
             )
-            copy_mail = self.renderer.digest(
-                firm_name=firm_name,
-                questions=account.questions,
-                time_zone=zone,
-                banner_url=None,
-                copy_for=[recipient.email],
-            )
+            copy_mail = self._render(digest, copy_for=[recipient.email])
             await self.deliverer.deliver(copy, copy_mail, cause)
         return True
+
+    def _render(
+        self,
+        digest: _Digest,
+        *,
+        banner_url: str | None = None,
+        unsubscribe_url: str | None = None,
+        copy_for: Sequence[str] = (),
+    ) -> RenderedMail:
+        firm = digest.firm
+        mail = self.renderer.digest(
+            firm_name=firm.name if firm else None,
+            questions=digest.week.lists(digest.account.questions),
+            time_zone=digest.zone,
+            banner_url=banner_url,
+            account_name=digest.account_name,
+            copy_for=copy_for,
+            unsubscribe_url=unsubscribe_url,
+        )
+        return from_firm(mail, firm)
+
+
+@dataclass(frozen=True)
+class _Digest:
+    """One account's digest of one week, in one reader's zone."""
+
+    account: OpenQuestions
+    firm: Firm | None
+    account_name: str | None
+    week: DigestWeek
+    zone: str
 
 
 class DigestScheduler:

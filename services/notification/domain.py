@@ -240,10 +240,13 @@ def invitation_is_current(recipient: Recipient | None, version: int) -> bool:
 
 @dataclass(frozen=True)
 class Firm:
+    """The firm as its newest FirmRegistered or FirmSettingsChanged describes it."""
+
     id: str
     name: str
     time_zone: str = "UTC"
     copy_emails_to: str | None = None
+    reply_to: str | None = None
 
 
 # --- deliveries ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from services.notification.service import NotificationService
 from shared.contracts import notification as cmd
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import (
+    AccountCreated,
     AddressAdded,
     BulkUpdateCompleted,
     ContactEmailChanged,
@@ -20,6 +21,7 @@ from shared.contracts.events import (
     ContactUnlinked,
     EmailReceived,
     FirmRegistered,
+    FirmSettingsChanged,
     InvitationIssued,
     LoginToggled,
     NotificationPreferencesChanged,
@@ -43,8 +45,19 @@ def register_handlers(events: EventSubscriptions, service: NotificationService) 
 
     @events.handle(FirmRegistered)
     async def on_firm_registered(envelope: Envelope[FirmRegistered]) -> None:
-        """Remember the firm's name, time zone and where it wants copies of client emails."""
-        await service.firm_registered(envelope)
+        """Remember the firm's name, time zone, Reply-To and where it wants copies of
+        client emails."""
+        await service.firm_settings(envelope)
+
+    @events.handle(FirmSettingsChanged)
+    async def on_firm_settings_changed(envelope: Envelope[FirmSettingsChanged]) -> None:
+        """Follow a change of the firm's settings (the newest snapshot wins)."""
+        await service.firm_settings(envelope)
+
+    @events.handle(AccountCreated)
+    async def on_account_created(envelope: Envelope[AccountCreated]) -> None:
+        """Remember the account's name: emails name the account they concern."""
+        await service.account_created(envelope)
 
     @events.handle(ContactLinked)
     async def on_contact_linked(envelope: Envelope[ContactLinked]) -> None:

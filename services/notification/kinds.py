@@ -67,7 +67,7 @@ SUBJECTS: Mapping[str, str] = {
 DIGEST_KIND = Kind(
     "transactions_digest",
     "transactions",
-    "Transactions waiting for your answer",
+    "{questions} waiting for your answer",  # "2 transaction questions waiting for ..."
     (),
     requestable=False,
 )

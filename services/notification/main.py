@@ -28,6 +28,7 @@ from services.notification.mailer import Mailer, SmtpConfig
 from services.notification.rejections import Rejections
 from services.notification.rendering import Renderer
 from services.notification.repository import (
+    AccountNames,
     FirmRepository,
     QuestionRepository,
     RecipientRepository,
@@ -77,7 +78,7 @@ def bootstrap(
             db[Rejections.collection_name],
         ]
     )
-    firms, recipients = FirmRepository(db), RecipientRepository(db)
+    firms, recipients, accounts = FirmRepository(db), RecipientRepository(db), AccountNames(db)
     questions, inbox_items = QuestionRepository(db), InboxRepository(db)
     mailer = Mailer(smtp_config(config))
     deliverer = Deliverer(
@@ -94,12 +95,12 @@ def bootstrap(
         config.notification_link_key.get_secret_value().encode(), config.portal_base_url
     )
     service = NotificationService(
-        firms, recipients, deliverer, renderer, links, banners=banners,
+        firms, recipients, deliverer, renderer, links, accounts=accounts, banners=banners,
         rejections=Rejections(db, relay),
     )  # fmt: skip
     digests = Digests(
         firms, recipients, questions, deliverer, renderer, links,
-        banners=banners, clock=clock,
+        accounts=accounts, banners=banners, clock=clock,
     )  # fmt: skip
     scheduler = DigestScheduler(digests, config.digest_check_seconds)
     inbox = Inbox(inbox_items)
@@ -112,6 +113,7 @@ def bootstrap(
     )
     runtime.startup += [
         firms.ensure_indexes,
+        accounts.ensure_indexes,
         recipients.ensure_indexes,
         questions.ensure_indexes,
         inbox_items.ensure_indexes,

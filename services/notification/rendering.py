@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, tzinfo
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from services.notification.digest import DigestLine
+from services.notification.domain import Firm
+from services.notification.kinds import DIGEST_KIND
 
 TEMPLATES = Path(__file__).parent / "templates"
 UNKNOWN_FIRM_NAME = "Your accounting firm"
@@ -38,6 +41,21 @@ class RenderedMail:
     html: str
     unsubscribe_url: str | None = None
     """Set on system notifications to a client: the RFC 8058 one-click link."""
+    sender_name: str | None = None
+    """The From display name: the firm's name (the address stays the service's own)."""
+    reply_to: str | None = None
+    """The firm's address for replies, when it set one."""
+
+
+def from_firm(mail: RenderedMail, firm: Firm | None) -> RenderedMail:
+    """``mail`` as sent on behalf of ``firm``: its name on From, its Reply-To.
+
+    Every email the service sends goes through here, so none leaves without the
+    firm's name once the firm is known.
+    """
+    if firm is None:
+        return mail
+    return replace(mail, sender_name=firm.name, reply_to=firm.reply_to)
 
 
 @dataclass(frozen=True)
@@ -85,8 +103,14 @@ def _zone(time_zone: str) -> tzinfo:
 
 
 def format_when(moment: datetime, time_zone: str) -> str:
-    local = moment.astimezone(_zone(time_zone))
-    return f"{local:%d %B %Y at %H:%M} ({local.tzname() or time_zone})"
+    """A moment in the reader's zone, with the zone named: ``08 December 2026 at 10:00 CET
+    (Europe/Stockholm)``; the abbreviation alone is ambiguous (CST), the name is not."""
+    zone = _zone(time_zone)
+    local = moment.astimezone(zone)
+    name = str(zone)
+    abbreviation = local.tzname() or name
+    where = abbreviation if abbreviation == name else f"{abbreviation} ({name})"
+    return f"{local:%d %B %Y at %H:%M} {where}"
 
 
 def long_date(value: str) -> str:
@@ -95,6 +119,10 @@ def long_date(value: str) -> str:
         return f"{date.fromisoformat(value):%d %B %Y}"
     except ValueError:
         return value
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def one_line(text: str) -> str:
@@ -136,13 +164,20 @@ class Renderer:
         personal_message: str | None,
         activation_url: str | None,
         expires_at: datetime,
+        account_name: str | None = None,
         copy_for: str | None = None,
     ) -> RenderedMail:
-        """The invitation; the firm's copy (``copy_for`` names the client) has no link."""
+        """The invitation; the firm's copy (``copy_for`` names the client) has no link.
+
+        ``expires_at`` is shown in ``time_zone``, the reader's (the contact's, else the firm's).
+        """
         firm = firm_name or UNKNOWN_FIRM_NAME
         subject = f"{firm} invites you to your client portal"
+        if account_name:
+            subject = f"{subject} for {account_name}"
         context = {
             "firm_name": firm,
+            "account_name": account_name,
             "personal_message": personal_message,
             "activation_url": activation_url,
             "expires": format_when(expires_at, time_zone),
@@ -158,18 +193,21 @@ class Renderer:
         kind: str,
         template_data: Mapping[str, Any],
         banner_url: str | None,
+        account_name: str | None = None,
         copy_for: Sequence[str] = (),
         subject: str | None = None,
         unsubscribe_url: str | None = None,
     ) -> RenderedMail:
         """A system notification: the kind's own template, or the generic layout listing the data.
 
-        ``subject`` (without the firm's name) defaults to the kind in words.
+        ``subject`` (without the firm's name) defaults to the kind in words; the account
+        it concerns is named under the title.
         """
         firm = firm_name or UNKNOWN_FIRM_NAME
         title = subject or humanize(kind)
         context = {
             "firm_name": firm,
+            "account_name": account_name,
             "title": title,
             "category": CATEGORY_LABELS.get(category, humanize(category)),
             "data": template_data,
@@ -189,6 +227,7 @@ class Renderer:
         questions: Sequence[DigestLine],
         time_zone: str,
         banner_url: str | None,
+        account_name: str | None = None,
         copy_for: Sequence[str] = (),
         unsubscribe_url: str | None = None,
     ) -> RenderedMail:
@@ -199,13 +238,15 @@ class Renderer:
         ]
         return self.notification(
             firm_name=firm_name,
-            category="transactions",
-            kind="transactions_digest",
+            category=DIGEST_KIND.category,
+            kind=DIGEST_KIND.name,
             template_data={"questions": lines},
             banner_url=banner_url,
+            account_name=account_name,
             copy_for=copy_for,
-            subject=f"{len(lines)} transaction question{'s' if len(lines) != 1 else ''} "
-            "waiting for your answer",
+            subject=DIGEST_KIND.subject_for(
+                {"questions": _count(len(lines), "transaction question")}
+            ),
             unsubscribe_url=unsubscribe_url,
         )
 
@@ -226,11 +267,25 @@ class MailHeaders:
     message_id: str
 
 
+def sender(mail_from: str, display_name: str | None) -> Address:
+    """The service's own address (``MAIL_FROM``) under the firm's name.
+
+    The address stays the service's, so SPF and DKIM keep passing; the name is what a
+    mail client shows. A non-ASCII name ("Åberg & Söner") is RFC 2047-encoded when the
+    message is serialised (``email.policy.default``).
+    """
+    configured_name, address = parseaddr(mail_from)
+    name = one_line(display_name) if display_name else configured_name
+    return Address(display_name=name, addr_spec=address or mail_from)
+
+
 def compose(mail: RenderedMail, headers: MailHeaders) -> EmailMessage:
     """A multipart/alternative message (text, then HTML) with the headers tests rely on."""
     message = EmailMessage()
-    message["From"] = headers.sender
+    message["From"] = sender(headers.sender, mail.sender_name)
     message["To"] = headers.to
+    if mail.reply_to:
+        message["Reply-To"] = mail.reply_to
     message["Subject"] = mail.subject
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = headers.message_id

@@ -53,7 +53,8 @@ from shared.storage.projections import keep_newest
 
 
 class FirmRepository:
-    """One document per firm, holding its newest FirmRegistered.
+    """One document per firm, holding the newest of its FirmRegistered and
+    FirmSettingsChanged (both full snapshots, ordered by the firm's aggregate_version).
 
     Every email reads its firm (name, copy address); a firm changes rarely, so reads are
     kept for ``CACHE_SECONDS`` in this process (a change recorded by another replica
@@ -76,6 +77,7 @@ class FirmRepository:
             "name": firm.name,
             "time_zone": firm.time_zone,
             "copy_emails_to": firm.copy_emails_to,
+            "reply_to": firm.reply_to,
         }
         await keep_newest(self.collection, firm.id, version, fields)
         self._cache.pop(firm.id, None)
@@ -87,10 +89,47 @@ class FirmRepository:
         doc = await find_in_firm(self.collection, firm_id, firm_id)
         firm = None
         if doc is not None:
-            firm = Firm(doc["firm_id"], doc["name"], doc["time_zone"], doc.get("copy_emails_to"))
+            firm = Firm(
+                doc["firm_id"],
+                doc["name"],
+                doc["time_zone"],
+                doc.get("copy_emails_to"),
+                doc.get("reply_to"),
+            )
         if firm is not None:  # an unknown firm is looked up again next time
             self._cache[firm_id] = (time.monotonic(), firm)
         return firm
+
+
+# --- account names ---------------------------------------------------------------------
+
+
+class AccountNames:
+    """One document per account holding its name from crm's AccountCreated.
+
+    Emails name the account they concern ("Smith family"): one person may be on a family
+    and a company account. A full state kept with one conditional upsert
+    (``keep_newest``), so a redelivered or late event changes nothing.
+    """
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.collection: AsyncCollection[Document] = db["account_names"]
+
+    async def ensure_indexes(self) -> None:
+        """Nothing beyond ``_id``: an account's name is read by its id and firm."""
+
+    @staticmethod
+    def _doc_id(firm_id: str, account_id: str) -> str:
+        return f"{firm_id}|{account_id}"
+
+    async def record(self, firm_id: str, account_id: str, name: str, version: int) -> None:
+        fields = {"firm_id": firm_id, "account_id": account_id, "name": name}
+        await keep_newest(self.collection, self._doc_id(firm_id, account_id), version, fields)
+
+    async def get(self, firm_id: str, account_id: str) -> str | None:
+        """The account's name; None while its AccountCreated has not arrived."""
+        doc = await find_in_firm(self.collection, self._doc_id(firm_id, account_id), firm_id)
+        return doc["name"] if doc else None
 
 
 # --- recipients ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
 from services.notification.delivery import Cause, Deliverer
+from services.notification.digest import zone_of
 from services.notification.domain import (
     Activation,
     ActivationSet,
@@ -39,17 +40,19 @@ from services.notification.domain import (
 from services.notification.kinds import Kind, NotificationRefused, kind_for, template_values
 from services.notification.links import UnsubscribeLinks, UnsubscribeTarget
 from services.notification.rejections import Rejections
-from services.notification.rendering import RenderedMail, Renderer
-from services.notification.repository import FirmRepository, RecipientRepository
+from services.notification.rendering import RenderedMail, Renderer, from_firm
+from services.notification.repository import AccountNames, FirmRepository, RecipientRepository
 from shared.contracts.envelope import Envelope
 from shared.contracts.errors import DomainError, ErrorCode
 from shared.contracts.events import (
+    AccountCreated,
     AddressAdded,
     AddressSettings,
     ContactEmailChanged,
     ContactLinked,
     ContactUnlinked,
     FirmRegistered,
+    FirmSettingsChanged,
     InvitationIssued,
     LoginToggled,
     NotificationPreferencesChanged,
@@ -92,10 +95,12 @@ class NotificationService:
         renderer: Renderer,
         links: UnsubscribeLinks,
         *,
+        accounts: AccountNames,
         banners: BannerLinks,
         rejections: Rejections,
     ) -> None:
         self.firms = firms
+        self.accounts = accounts
         self.recipients = recipients
         self.deliverer = deliverer
         self.renderer = renderer
@@ -105,10 +110,20 @@ class NotificationService:
 
     # --- projection ----------------------------------------------------------------------
 
-    async def firm_registered(self, envelope: Envelope[FirmRegistered]) -> None:
+    async def firm_settings(
+        self, envelope: Envelope[FirmRegistered] | Envelope[FirmSettingsChanged]
+    ) -> None:
+        """Keep the newest snapshot of the firm's settings, from either event (the two share
+        the firm's versions), so a change applies to the next email."""
         p = envelope.payload
-        firm = Firm(envelope.firm_id, p.name, p.time_zone, p.copy_emails_to)
+        firm = Firm(envelope.firm_id, p.name, p.time_zone, p.copy_emails_to, p.reply_to)
         await self.firms.record(firm, envelope.aggregate_version)
+
+    async def account_created(self, envelope: Envelope[AccountCreated]) -> None:
+        p = envelope.payload
+        await self.accounts.record(
+            envelope.firm_id, p.account_id, p.name, envelope.aggregate_version
+        )
 
     async def contact_linked(self, envelope: Envelope[ContactLinked]) -> None:
         p = envelope.payload
@@ -203,32 +218,36 @@ class NotificationService:
             p.email,
             INVITATION_KIND,
         )
-        mail = self._invitation(p, firm, link)
-        await self.deliverer.deliver(delivery, mail, _cause(envelope))
+        about = _Invitation(
+            p,
+            firm,
+            await self.accounts.get(envelope.firm_id, p.account_id),
+            # The reader's zone: the contact's own, else the firm's.
+            zone_of(recipient.time_zone, firm.time_zone if firm else None).key,
+        )
+        await self.deliverer.deliver(delivery, self._invitation(about, link), _cause(envelope))
         if firm is not None and firm.copy_emails_to:
             copy = _firm_copy(
                 delivery.key, envelope.firm_id, p.account_id, firm.copy_emails_to, INVITATION_KIND
             )
-            mail = self._invitation(p, firm, None, copy_for=p.email)
+            mail = self._invitation(about, None, copy_for=p.email)
             await self.deliverer.deliver(copy, mail, _cause(envelope))
 
     def _invitation(
-        self,
-        p: InvitationIssued,
-        firm: Firm | None,
-        link: str | None,
-        *,
-        copy_for: str | None = None,
+        self, about: _Invitation, link: str | None, *, copy_for: str | None = None
     ) -> RenderedMail:
-        return self.renderer.invitation(
+        p, firm = about.invitation, about.firm
+        mail = self.renderer.invitation(
             firm_name=firm.name if firm else None,
-            time_zone=firm.time_zone if firm else "UTC",
+            time_zone=about.time_zone,
             personal_message=p.personal_message,
             # The firm's copy must not carry the secret link: staff could activate with it.
             activation_url=None if copy_for else link,
             expires_at=p.expires_at,
+            account_name=about.account_name,
             copy_for=copy_for,
         )
+        return from_firm(mail, firm)
 
     # --- notifications -------------------------------------------------------------------
 
@@ -263,7 +282,8 @@ class NotificationService:
         log.info(
             "notification fan-out", kind=p.kind, category=p.category.value, recipients=len(chosen)
         )
-        request = _Request(envelope, kind, values)
+        account_name = await self.accounts.get(envelope.firm_id, p.account_id)
+        request = _Request(envelope, kind, values, account_name)
         sends = [self._notify(request, firm, recipient) for recipient in chosen]
         if chosen and firm is not None and firm.copy_emails_to:
             sends.append(self._copy_to_firm(request, firm, firm.copy_emails_to, chosen))
@@ -298,18 +318,20 @@ class NotificationService:
     ) -> RenderedMail:
         """The client's email (banner, unsubscribe link) or, without a recipient, the copy."""
         category = request.kind.category
-        return self.renderer.notification(
+        mail = self.renderer.notification(
             firm_name=firm.name if firm else None,
             category=category,
             kind=request.kind.name,
             template_data=request.values,
             banner_url=banner_url(recipient, self.banners) if recipient else None,
+            account_name=request.account_name,
             copy_for=copy_for,
             subject=request.kind.subject_for(request.values),
             unsubscribe_url=(
                 self.links.url(unsubscribe_target(recipient, category)) if recipient else None
             ),
         )
+        return from_firm(mail, firm)
 
     async def _notify(self, request: _Request, firm: Firm | None, recipient: Recipient) -> None:
         envelope = request.envelope
@@ -343,6 +365,17 @@ class _Request:
     envelope: Envelope[NotificationRequested]
     kind: Kind
     values: dict[str, str | None]
+    account_name: str | None
+
+
+@dataclass(frozen=True)
+class _Invitation:
+    """An invitation to send, with what its email says around it."""
+
+    invitation: InvitationIssued
+    firm: Firm | None
+    account_name: str | None
+    time_zone: str
 
 
 def _cause(envelope: Envelope[InvitationIssued] | Envelope[NotificationRequested]) -> Cause:

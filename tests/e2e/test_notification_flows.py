@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Browser
 
 from shared.cli.client import Client
 from shared.contracts import crm as cmd
@@ -16,6 +18,7 @@ from shared.contracts.crm import SettingChanged as SettingChangedReply
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import NotificationRequested
 from shared.mailcatcher import CaughtMail, MailCatcher
+from tests.e2e.smith_family import smith_family
 from tests.e2e.test_first_path import activation_form, kind, top_of
 from tests.polling import eventually
 from tests.scenario import Scenario, account_with_contact, view
@@ -143,3 +146,79 @@ async def _only_invoices_arrive(client: Client, s: Scenario, mail: MailCatcher, 
     await mail.wait_for(lambda m: to in m.envelope_to and f"inv-{marker}" in m.text())
     await asyncio.sleep(1.0)  # let the upload notice, handled concurrently, finish
     return not [m for m in mail.to(to) if f"upload-{marker}.pdf" in m.text()]
+
+
+async def firm_account_and_contact(client: Client) -> Scenario:
+    """A Stockholm firm, the "Smith family" account and a contact who lives in Tokyo,
+    linked with Login (an invitation goes out) and Notify on."""
+    return await smith_family(
+        client,
+        firm={"name": "Lind Redovisning", "time_zone": "Europe/Stockholm"},
+        contact_time_zone="Asia/Tokyo",
+        login=True,
+        send_invitation=True,
+        notify=True,
+    )
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
+"""Git-ignored (by the ``.gitignore`` written into it): pictures for people, not assertions."""
+
+
+async def screenshot_of(browser: Browser, mail: CaughtMail, name: str) -> Path:
+    """The email's HTML part as a mail client shows it, saved under ``screenshots/``."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    (SCREENSHOTS / ".gitignore").write_text("*\n")
+    page = await browser.new_page()
+    try:
+        await page.set_content(mail.html())
+        path = SCREENSHOTS / name
+        await page.screenshot(path=path, full_page=True)
+    finally:
+        await page.close()
+    return path
+
+
+def from_name(mail: CaughtMail) -> str:
+    return str(mail.message["From"].addresses[0].display_name)
+
+
+class TestEmailsSayWhoAndWhat:
+    async def test_from_the_firm_about_the_account_expiring_in_the_readers_zone(
+        self, client: Client, services: RunningServices, mail: MailCatcher, browser: Browser
+    ) -> None:
+        s = await firm_account_and_contact(client)
+        to = s.address(0).email
+
+        [invitation] = await mail.wait_for(kind("invitation", to))
+        assert from_name(invitation) == "Lind Redovisning"
+        assert invitation.subject.endswith("for Smith family")
+        assert "JST (Asia/Tokyo)" in invitation.text()  # the contact's zone, not the firm's
+        assert "UTC" not in invitation.text()
+        await screenshot_of(browser, invitation, "invitation-email.png")
+
+        first = await first_notice(client, s, mail, to)
+        assert from_name(first) == "Lind Redovisning"
+        assert "Account: Smith family" in first.text()
+        assert first.header("Reply-To") == ""
+
+        changed = await client.call(
+            cmd.ChangeFirmSettings(
+                firm_id=s.firm_id, name="Åberg & Söner", reply_to="kontor@aberg.example"
+            ),
+            cmd.FirmSettingsChangedReply,
+        )
+        assert set(changed.changed) == {"name", "reply_to"}
+
+        # Each replica reads its firm again within FirmRepository.CACHE_SECONDS.
+        for attempt in range(40):
+            document = f"after-change-{attempt}.pdf"
+            await upload_notice(client, s, document)
+            [after] = await mail.wait_for(notice(document, to))
+            if from_name(after) == "Åberg & Söner":
+                break
+            await asyncio.sleep(0.2)
+        else:
+            pytest.fail("the firm's new name never reached its emails")
+        assert after.header("Reply-To") == "kontor@aberg.example"
+        assert after.subject.startswith("Åberg & Söner: ")

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.notification.digest import due_week, week_of, zone_of
+from services.notification.digest import DigestLine, due_week, week_of, zone_of
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -56,10 +56,21 @@ class TestDueTime:
 
 
 class TestCatchingUp:
-    def test_still_due_later_the_same_week(self) -> None:
-        week = due_week(utc(2026, 11, 29, 22, 59), STOCKHOLM)  # Sunday 23:59 local
+    def test_a_late_pass_catches_up_during_the_morning(self) -> None:
+        week = due_week(utc(2026, 11, 23, 10, 59), STOCKHOLM)  # Monday 11:59 local
         assert week is not None
         assert week.label == "2026-W48"
+
+    @pytest.mark.parametrize(
+        "moment",
+        [
+            utc(2026, 11, 23, 11, 0),  # Monday 12:00 local: the morning is over
+            utc(2026, 11, 24, 13, 17),  # Tuesday 14:17
+            utc(2026, 11, 29, 22, 59),  # Sunday 23:59
+        ],
+    )
+    def test_never_mid_week(self, moment: datetime) -> None:
+        assert due_week(moment, STOCKHOLM) is None
 
     def test_a_new_week_is_not_due_before_its_monday_nine(self) -> None:
         assert due_week(utc(2026, 11, 29, 23, 0), STOCKHOLM) is None  # Monday 00:00 local
@@ -75,6 +86,19 @@ class TestCatchingUp:
         start = utc(2026, 3, 23, 0)
         labels = {week_of(start + timedelta(hours=h), STOCKHOLM).label for h in range(166)}
         assert labels == {"2026-W13"}
+
+
+class TestListedQuestions:
+    def test_questions_asked_after_monday_nine_wait_for_the_next_monday(self) -> None:
+        week = week_of(utc(2026, 11, 23, 9), STOCKHOLM)  # due 08:00 UTC
+        early = DigestLine("Card payment", utc(2026, 11, 20, 12))
+        on_time = DigestLine("Transfer", utc(2026, 11, 23, 8, 0))
+        late = DigestLine("Refund", utc(2026, 11, 23, 8, 1))
+        assert week.lists([late, on_time, early]) == (early, on_time)
+
+    def test_a_time_without_zone_is_utc(self) -> None:
+        week = week_of(utc(2026, 11, 23, 9), STOCKHOLM)
+        assert week.lists([DigestLine("x", datetime(2026, 11, 23, 8, 1))]) == ()  # noqa: DTZ001
 
 
 class TestZones:

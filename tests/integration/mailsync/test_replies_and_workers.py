@@ -49,6 +49,40 @@ class TestReplies:
         [thread] = (await firm.emails("acc_1")).threads
         assert len(thread.messages) == 3
 
+    async def test_the_firm_that_asked_for_copies_gets_the_reply_as_a_bcc(
+        self, firm: Firm, mail: MailCatcher
+    ) -> None:
+        copies = "copies@firm.example.com"
+        await firm.parts.copies.record(firm.firm_id, "old-copies@firm.example.com", 1)
+        await firm.parts.copies.record(firm.firm_id, copies, 2)  # FirmSettingsChanged
+        await firm.parts.copies.record(firm.firm_id, None, 1)  # a late FirmRegistered: ignored
+        await firm.sync(ANN, "acc_1")
+        await firm.connect()
+        question = "<copy-q@client.example.com>"
+        firm.deliver(mail_from_ann(question))
+        await firm.arrived("acc_1", question)
+        [thread] = (await firm.emails("acc_1")).threads
+
+        sent = await firm.service.send_reply(
+            cmd.SendReply(firm_id=firm.firm_id, thread_id=thread.thread_id, text="Noted.")
+        )
+        [caught] = await mail.wait_for(lambda m: m.header("Message-ID") == sent.internet_message_id)
+
+        assert caught.envelope_to == [ANN, copies]  # one message: the client's and the copy
+        assert caught.header("Bcc") == ""  # the client sees no trace of the copy
+        assert sent.to == (ANN,)
+        [thread] = (await firm.emails("acc_1")).threads
+        assert thread.messages[-1].internet_message_id == sent.internet_message_id
+
+        await firm.parts.copies.record(firm.firm_id, None, 3)  # the firm turned copies off
+        again = await firm.service.send_reply(
+            cmd.SendReply(firm_id=firm.firm_id, thread_id=thread.thread_id, text="Done.")
+        )
+        [uncopied] = await mail.wait_for(
+            lambda m: m.header("Message-ID") == again.internet_message_id
+        )
+        assert uncopied.envelope_to == [ANN]
+
     async def test_a_reply_needs_a_known_thread_and_a_mailbox(self, firm: Firm) -> None:
         with pytest.raises(NotFound):
             await firm.service.send_reply(

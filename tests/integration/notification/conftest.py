@@ -214,7 +214,9 @@ class Scenario:
         )
         return self._wrap(payload, self.firm_id, 1)
 
-    def linked(self, *settings: tuple[Address, dict[str, Any]]) -> Envelope[Any]:
+    def linked(
+        self, *settings: tuple[Address, dict[str, Any]], time_zone: str | None = None
+    ) -> Envelope[Any]:
         addresses = tuple(
             AddressSettings(address_id=a.address_id, email=a.email, label="work", **s)
             for a, s in settings
@@ -226,6 +228,7 @@ class Scenario:
                 contact_name="Pat Client",
                 addresses=addresses,
                 actor="staff_1",
+                time_zone=time_zone,
             )
         )
 
@@ -289,7 +292,12 @@ class Scenario:
         return self._wrap(payload, self.contact_id, version)
 
     def invitation(
-        self, address: Address, *, version: int = 1, message: str | None = None
+        self,
+        address: Address,
+        *,
+        version: int = 1,
+        message: str | None = None,
+        expires_at: datetime | None = None,
     ) -> Invitation:
         payload = InvitationIssued(
             invitation_id=unique("inv"),
@@ -297,7 +305,7 @@ class Scenario:
             contact_id=self.contact_id,
             address_id=address.address_id,
             email=address.email,
-            expires_at=datetime.now(UTC) + timedelta(days=7),
+            expires_at=expires_at or datetime.now(UTC) + timedelta(days=7),
             personal_message=message,
             invited_by="staff_1",
         )

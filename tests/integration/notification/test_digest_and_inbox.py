@@ -42,6 +42,7 @@ from tests.polling import eventually, unique
 pytestmark = pytest.mark.integration
 
 TOKYO = ZoneInfo("Asia/Tokyo")
+LAST_WEEK = datetime.now(UTC) - timedelta(days=8)
 
 
 def this_mondays_nine(zone: ZoneInfo) -> datetime:
@@ -87,9 +88,8 @@ def questions(s: Scenario, version: int, *summaries: str) -> Envelope[Any]:
     payload = TransactionQuestionsUpdated(
         account_id=s.account_id,
         questions=tuple(
-            TransactionQuestion(
-                question_id=unique("q"), asked_at=datetime.now(UTC), summary=summary
-            )
+            # Asked before this week's Monday 09:00, so this week's digest lists them.
+            TransactionQuestion(question_id=unique("q"), asked_at=LAST_WEEK, summary=summary)
             for summary in summaries
         ),
     )

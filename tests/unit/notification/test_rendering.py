@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
 
+from services.notification.domain import Firm
 from services.notification.rendering import (
     MailHeaders,
     Renderer,
     compose,
+    from_firm,
     humanize,
     readable_items,
 )
@@ -81,6 +84,18 @@ class TestNotificationEmails:
         ]
         assert [i.link for i in items if i.link] == ["https://docs.test/1"]
 
+    def test_the_account_concerned_is_named(self) -> None:
+        mail = render.notification(
+            firm_name="Acme Tax",
+            category="documents.uploads",
+            kind="document_uploaded",
+            template_data={"document": "Q1.pdf", "uploaded_by": None, "link": None},
+            banner_url=None,
+            account_name="Smith family",
+        )
+        assert "Account: Smith family" in mail.text
+        assert "Smith family" in mail.html
+
     def test_kinds_read_as_words(self) -> None:
         assert humanize("invoice.payment_received") == "Invoice payment received"
 
@@ -100,7 +115,20 @@ class TestInvitationEmails:
         for body in (mail.text, mail.html):
             assert "Welcome!" in body
             assert "https://portal.test/activate?token=abc" in body
-            assert "04 March 2030 at 18:30 (CET)" in body
+            assert "04 March 2030 at 18:30 CET (Europe/Stockholm)" in body
+
+    def test_the_invitation_names_its_account(self) -> None:
+        mail = render.invitation(
+            firm_name="Acme Tax",
+            time_zone="America/New_York",
+            personal_message=None,
+            activation_url="https://portal.test/activate?token=abc",
+            expires_at=self.expires,
+            account_name="Smith family",
+        )
+        assert mail.subject == "Acme Tax invites you to your client portal for Smith family"
+        assert "your client portal for Smith family" in mail.text
+        assert "04 March 2030 at 12:30 EST (America/New_York)" in mail.text
 
     def test_the_firms_copy_has_no_link(self) -> None:
         mail = render.invitation(
@@ -124,7 +152,7 @@ class TestInvitationEmails:
             expires_at=self.expires,
         )
         assert mail.subject == "Your accounting firm invites you to your client portal"
-        assert "04 March 2030 at 17:30 (UTC)" in mail.text
+        assert "04 March 2030 at 17:30 UTC" in mail.text
 
 
 class TestComposedMessage:
@@ -147,3 +175,39 @@ class TestComposedMessage:
         assert message["X-CRM-Delivery-Id"] == "dlv-1"
         assert message["Message-ID"] == "<m@crm>"
         assert message["Date"]
+
+    def test_from_shows_the_firms_name_encoded_and_reply_to_its_address(self) -> None:
+        firm = Firm("f", "Åberg & Söner", reply_to="kontor@aberg.test")
+        mail = from_firm(
+            render.notification(
+                firm_name=firm.name,
+                category="proposals",
+                kind="proposal.sent",
+                template_data={},
+                banner_url=None,
+            ),
+            firm,
+        )
+        headers = MailHeaders("n@crm.test", "c@client.test", "proposal.sent", "dlv-1", "<m@crm>")
+
+        wire = compose(mail, headers).as_bytes()
+        read = message_from_bytes(wire, policy=policy.default)
+
+        assert b"From: =?utf-8?" in wire  # RFC 2047: the raw header stays ASCII
+        assert read["From"].addresses[0].display_name == "Åberg & Söner"
+        assert read["From"].addresses[0].addr_spec == "n@crm.test"
+        assert read["Reply-To"] == "kontor@aberg.test"
+
+    def test_without_a_reply_to_there_is_no_reply_to_header(self) -> None:
+        mail = from_firm(
+            render.notification(
+                firm_name="Acme", category="proposals", kind="x", template_data={}, banner_url=None
+            ),
+            Firm("f", "Acme"),
+        )
+        headers = MailHeaders("Acme CRM <n@crm.test>", "c@t.test", "x", "d", "<m@crm>")
+
+        message = compose(mail, headers)
+
+        assert message["Reply-To"] is None
+        assert message["From"].addresses[0].display_name == "Acme"
