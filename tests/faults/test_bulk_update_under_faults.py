@@ -53,7 +53,7 @@ ACCOUNTS = int(os.environ.get("FAULT_ACCOUNTS", "5000"))
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600 + ACCOUNTS // 2)]
 
 DUPLICATED_QUEUE = "notification.events"
-IN_FLIGHT_SECONDS = NotificationSettings().smtp_timeout_seconds
+IN_FLIGHT_SECONDS = NotificationSettings.model_fields["smtp_timeout_seconds"].default
 """How long before the kill an accepted email may still have been awaiting its record."""
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 EMBEDDED_MONGO = ROOT / ".local" / "bin" / "mongo-server" / "embedded-mongo.jar"
