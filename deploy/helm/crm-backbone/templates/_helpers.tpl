@@ -45,11 +45,11 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
       {{- end }}
 {{- end -}}
 
-{{/* An HTTP probe on the service port. Call with (dict "root" $ "probe" .Values.probes.readiness). */}}
+{{/* An HTTP probe on a named port (http by default). Call with (dict "root" $ "probe" .Values.probes.readiness). */}}
 {{- define "crm.probe" -}}
 httpGet:
   path: {{ required "every probe needs a path" .probe.path }}
-  port: http
+  port: {{ .probe.port | default "http" }}
 periodSeconds: {{ .probe.periodSeconds }}
 timeoutSeconds: {{ .probe.timeoutSeconds }}
 failureThreshold: {{ .probe.failureThreshold }}
