@@ -34,13 +34,7 @@ ensure_secrets() {
   mkdir -p "$(dirname "$SECRETS")"
   (
     umask 077
-    "$ROOT/.venv/bin/python" - >"$SECRETS" <<'PY'
-import secrets
-from cryptography.fernet import Fernet
-print(f"export INVITATION_TOKEN_KEY={secrets.token_hex(32)}")
-print(f"export NOTIFICATION_LINK_KEY={secrets.token_hex(32)}")
-print(f"export MAILBOX_SECRET_KEY={Fernet.generate_key().decode()}")
-PY
+    cd "$ROOT" && "$ROOT/.venv/bin/python" -m services.keys >"$SECRETS"
   )
 }
 
@@ -50,15 +44,22 @@ start_one() {
   echo "==> starting $name on 127.0.0.1:$port"
   (
     eval "$("$ROOT/deploy/local.sh" env)"
+    # Its own broker user (deploy/local.sh creates one per service on `up`).
+    own_url="${name^^}_RABBITMQ_URL"
+    [[ -n "${!own_url:-}" ]] || { echo "no $own_url: run 'deploy/local.sh up rabbitmq'" >&2; exit 1; }
+    export RABBITMQ_URL="${!own_url}"
+    set -a
     # shellcheck source=/dev/null
     source "$SECRETS"
+    set +a
     export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://127.0.0.1:8002}"
     export NOTIFICATION_PUBLIC_URL="${NOTIFICATION_PUBLIC_URL:-http://127.0.0.1:8003}"
     # uvicorn takes X-Forwarded-For only from these proxies: none unless you set some.
     export FORWARDED_ALLOW_IPS="${FORWARDED_ALLOW_IPS:-}"
     cd "$ROOT"
-    if [[ "$name" == identity ]]; then
-      # identity checks activation banner links with notification's public key.
+    if [[ "$name" == identity && -z "${BANNER_LINK_PUBLIC_KEY:-}" ]]; then
+      # identity checks activation banner links with notification's public key (a
+      # secrets.env written before it listed the key).
       BANNER_LINK_PUBLIC_KEY="$("$ROOT/.venv/bin/python" -m services.notification.links)"
       export BANNER_LINK_PUBLIC_KEY
     fi
