@@ -22,11 +22,11 @@ SERVICES = ("crm", "identity", "notification", "mailsync")
 class RunningServices:
     ports: dict[str, int]
     logs: Path
-    internal_ports: dict[str, int] = field(default_factory=dict)
-    """Where each serves /metrics and /docs/asyncapi (INTERNAL_HTTP_PORT)."""
     env: dict[str, str] = field(default_factory=dict)
     own_env: dict[str, dict[str, str]] = field(default_factory=dict)
     """Settings of one service only (its own RABBITMQ_URL, say), over ``env``."""
+    internal_ports: dict[str, int] = field(default_factory=dict)
+    """Where each serves /metrics and /docs/asyncapi (INTERNAL_HTTP_PORT; none if absent)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def url(self, service: str, path: str = "") -> str:
@@ -44,7 +44,8 @@ class RunningServices:
 
         uvicorn's own defaults otherwise (its access log on): the service turns it off.
         """
-        own = {"INTERNAL_HTTP_PORT": str(self.internal_ports[service])}
+        internal = self.internal_ports.get(service)
+        own = {"INTERNAL_HTTP_PORT": str(internal)} if internal else {}
         self.processes[service] = subprocess.Popen(
             [
                 sys.executable,
@@ -107,7 +108,7 @@ def run_services(
     logs.mkdir(parents=True, exist_ok=True)
     ports = {s: free_port() for s in SERVICES}
     internal = {s: free_port() for s in SERVICES}
-    running = RunningServices(ports, logs, internal, own_env=own_env or {})
+    running = RunningServices(ports, logs, own_env=own_env or {}, internal_ports=internal)
     running.env = {
         **os.environ,
         **infra.service_env(),
