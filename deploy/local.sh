@@ -509,7 +509,10 @@ BROKER_USER_NAMES=(crm identity notification mailsync crmctl)
 
 create_broker_users() {
   local user defs
-  need_python
+  if [[ ! -x "$PY" ]]; then
+    warn "no $PY: broker users not created (run 'make venv', then 'deploy/local.sh up')"
+    return 0
+  fi
   if [[ ! -s "$BROKER_USERS" ]]; then
     (
       umask 077
