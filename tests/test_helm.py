@@ -206,6 +206,11 @@ def settings_of(service: str) -> dict[str, bool]:
     return fields
 
 
+def secret_key(service: str, var: str) -> str:
+    """The Secret key a variable is read from: each service's broker URL is its own."""
+    return f"{service.upper()}_RABBITMQ_URL" if var == "RABBITMQ_URL" else var
+
+
 def secret_settings(service: str) -> set[str]:
     return {var for var, secret in settings_of(service).items() if secret}
 
@@ -317,8 +322,19 @@ class TestDeployments:
             ref = env[var].get("valueFrom", {}).get("secretKeyRef")
             assert ref, f"{service}: {var} is not read from a Secret"
             assert ref["name"] == SECRET_NAME
-            assert ref["key"] == var
+            assert ref["key"] == secret_key(service, var)
             assert "value" not in env[var]
+
+    def test_each_service_connects_to_the_broker_as_its_own_user(
+        self, manifests: list[Manifest]
+    ) -> None:
+        keys = {
+            service: {e["name"]: e for e in container(d)["env"]}["RABBITMQ_URL"]["valueFrom"][
+                "secretKeyRef"
+            ]["key"]
+            for service, d in deployments(manifests).items()
+        }
+        assert len(set(keys.values())) == len(APP_SERVICES), keys
 
     @pytest.mark.parametrize("service", APP_SERVICES)
     def test_plain_settings_are_ones_the_service_reads(
@@ -450,7 +466,7 @@ class TestKeda:
         [auth] = of_kind(with_keda, "TriggerAuthentication").values()
         assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
         assert auth["spec"]["secretTargetRef"] == [
-            {"parameter": "host", "name": SECRET_NAME, "key": "RABBITMQ_URL"}
+            {"parameter": "host", "name": SECRET_NAME, "key": "NOTIFICATION_RABBITMQ_URL"}
         ]
 
     def test_the_scaled_queue_is_the_one_notification_consumes(self) -> None:
