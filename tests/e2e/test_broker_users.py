@@ -8,9 +8,7 @@ a user publishing another service's events is refused by the broker.
 
 from __future__ import annotations
 
-import os
 import shlex
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,13 +23,12 @@ from shared.contracts.crm import SettingChanged
 from shared.mailcatcher import MailCatcher
 from shared.messaging.permissions import SERVICES, STAFF_CLI, USERS
 from shared.messaging.topology import BROKER_MAX_MESSAGE_BYTES, EVENTS_EXCHANGE
-from tests.infra import ROOT, Infra, free_port
+from tests.infra import Infra, free_port, local_sh
 from tests.scenario import account_with_contact
 from tests.services import run_services
 
 pytestmark = pytest.mark.e2e
 
-LOCAL_SH = ROOT / "deploy" / "local.sh"
 QUORUM = {"x-queue-type": "quorum"}  # as the services declare their dead-letter queues
 
 
@@ -42,16 +39,7 @@ class PrivateBroker:
     env: dict[str, str]
 
     def local(self, *args: str) -> str:
-        done = subprocess.run(
-            [str(LOCAL_SH), *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            env={**os.environ, **self.env},
-        )
-        assert done.returncode == 0, f"deploy/local.sh {' '.join(args)}: {done.stderr[-2000:]}"
-        return done.stdout
+        return local_sh(*args, env=self.env)
 
     def exported(self) -> dict[str, str]:
         """What `deploy/local.sh env` exports."""
