@@ -9,7 +9,7 @@ SERVICES := crm identity notification mailsync
 DOCKER_ENGINE := $(shell docker info >/dev/null 2>&1 && echo yes)
 LOCAL_ENV = eval "$$(deploy/local.sh env)"
 
-.PHONY: help venv lock lint format typecheck test test-faults test-fast check schemas docs up down demo status logs bench clean dist validate-asyncapi
+.PHONY: help venv lock lint format typecheck test test-faults test-fast check schemas docs secrets up down demo status logs bench clean dist validate-asyncapi
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -59,10 +59,14 @@ check: lint typecheck test  ## everything CI runs
 schemas: venv  ## regenerate the committed JSON Schemas (refuses incompatible changes)
 	$(BIN)/python -m shared.contracts.schemas
 
-# Building the apps needs identity's banner public key: any key will do for documents.
+# Building the apps reads their settings, keys included: fresh random ones do for documents.
 docs: venv  ## regenerate the committed AsyncAPI documents under docs/asyncapi
-	BANNER_LINK_PUBLIC_KEY="$$(NOTIFICATION_LINK_KEY="$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
-		$(BIN)/python -m services.notification.links)" $(BIN)/python -m shared.contracts.asyncapi
+	set -a && source <($(BIN)/python -m services.keys) && $(BIN)/python -m shared.contracts.asyncapi
+
+# Keeps an existing .env (its MAILBOX_SECRET_KEY decrypts stored mailbox passwords).
+SECRETS_ARGS ?=
+secrets:  ## write .env (random keys and passwords, git-ignored) and the broker users for docker compose
+	$(BIN)/python deploy/compose/write_secrets.py $(SECRETS_ARGS)
 
 dist: venv  ## build the contracts wheel: dist/crm_backbone_contracts-<contract version>-py3-none-any.whl
 	$(BIN)/python contracts/build.py dist
@@ -73,14 +77,14 @@ validate-asyncapi:  ## validate docs/asyncapi/*.yaml with the official AsyncAPI 
 	cd tools/asyncapi && node validate.mjs ../../docs/asyncapi/*.yaml
 
 ifeq ($(DOCKER_ENGINE),yes)
-up:  ## start infrastructure and the four services (docker compose, or local processes)
+up: secrets  ## start infrastructure and the four services (docker compose, or local processes)
 	docker compose up --build --detach --wait
 down:  ## stop everything started by `make up`
 	docker compose down
 status:
 	docker compose ps
 demo: up  ## start everything and walk through the demo (the system keeps running)
-	docker compose exec -T crm crmctl demo
+	docker compose run --rm crmctl demo
 else
 up: venv
 	deploy/local.sh install
@@ -92,7 +96,7 @@ down:
 status:
 	@deploy/local.sh status; deploy/services.sh status
 demo: up
-	@$(LOCAL_ENV); $(BIN)/crmctl demo
+	@$(LOCAL_ENV); RABBITMQ_URL="$$CRMCTL_RABBITMQ_URL" $(BIN)/crmctl demo
 endif
 
 ACCOUNTS ?= 10000

@@ -83,7 +83,7 @@ class Bench:
         self.results = Results(
             accounts=args.accounts,
             addresses_per_account=args.addresses_per_account,
-            smtp_connections=NotificationSettings().smtp_connections,
+            smtp_connections=NotificationSettings.model_fields["smtp_connections"].default,
             replicas=args.replicas,
         )
         self.logs = args.out / "logs"

@@ -17,10 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.fernet import Fernet
-
 from bench.procfs import tree_peak_kb
-from services.notification.links import banner_public_key
+from services.keys import fresh_keys
 from tests.infra import ROOT, Infra, free_port, wait_for_port
 from tests.services import SERVICES
 
@@ -91,18 +89,14 @@ def _healthy(port: int) -> bool:
 
 def _environment(infra: Infra, catcher: Catcher, ports: dict[str, int]) -> dict[str, str]:
     """As in tests/services.py, with the counting catcher as the SMTP server."""
-    link_key = os.urandom(32).hex()
     return {
         **os.environ,
         **infra.service_env(),
+        **fresh_keys(),
         "SMTP_PORT": str(catcher.smtp_port),
         "PORTAL_BASE_URL": f"http://127.0.0.1:{ports['identity']}",
-        "INVITATION_TOKEN_KEY": os.urandom(32).hex(),
         "NOTIFICATION_PUBLIC_URL": f"http://127.0.0.1:{ports['notification']}",
-        "NOTIFICATION_LINK_KEY": link_key,
-        "BANNER_LINK_PUBLIC_KEY": banner_public_key(link_key.encode()),
         "FORWARDED_ALLOW_IPS": "",  # no proxy in front: X-Forwarded-For is never trusted
-        "MAILBOX_SECRET_KEY": Fernet.generate_key().decode(),
         "PYTHONPATH": str(ROOT),
     }
 

@@ -16,7 +16,10 @@
 #   deploy/local.sh kill COMPONENT
 #                             SIGKILL mongodb, rabbitmq or smtp (no chance to flush);
 #                             `up` starts it again
-#   deploy/local.sh env       export lines: eval "$(deploy/local.sh env)"
+#   deploy/local.sh env       export lines: eval "$(deploy/local.sh env)"; RABBITMQ_URL is
+#                             the guest administrator (loopback only), CRM_RABBITMQ_URL,
+#                             IDENTITY_..., NOTIFICATION_..., MAILSYNC_..., CRMCTL_... each
+#                             service's and the staff CLI's own user (created on `up`)
 #   deploy/local.sh rabbitmqctl|rabbitmq-diagnostics|rabbitmq-queues ARGS...
 #                             run a RabbitMQ CLI against the local node (in a cluster:
 #                             the first running node, or LOCAL_RABBIT_CLI_NODE=N)
@@ -428,6 +431,9 @@ EOF
 disk_free_limit.absolute = 50MB
 log.file.level = info
 log.console = false
+# Bodies over 512 KiB are refused at the broker (channel closed): twice the contracts'
+# limit (256 KiB), so a service still dead-letters, with its reason, what lies between.
+max_message_size = 524288
 EOF
     if ((RABBIT_INDEX)); then
       echo "cluster_partition_handling = pause_minority"
@@ -465,6 +471,7 @@ up_rabbitmq() {
   select_node 0
   if rabbit_running; then
     log "rabbitmq already running (pid $(<"$RABBIT_DIR/server.pid"))"
+    create_broker_users # a node started before they existed gets them now
     return
   fi
   [[ -x "$RABBIT_BIN/rabbitmq-server" ]] || die "rabbitmq-server not installed: run 'deploy/local.sh install'"
@@ -481,6 +488,7 @@ up_rabbitmq() {
   await rabbitmq "$RABBIT_DIR/server.pid" rabbit_ready \
     "$RABBIT_DIR/log/startup.log" "$RABBIT_DIR/log/$RABBIT_NODE.log"
   set_alternate_exchange_policy
+  create_broker_users
   log "rabbitmq ready: amqp://guest:guest@$HOST:$AMQP_PORT/"
 }
 
@@ -490,6 +498,51 @@ set_alternate_exchange_policy() {
   rabbit_cli rabbitmqctl -q set_policy -p / --apply-to exchanges integration-events-alternate-exchange \
     '^integration\.events$' '{"alternate-exchange":"integration.unroutable"}' >/dev/null ||
     warn "could not set the alternate-exchange policy of integration.events"
+}
+
+# One broker user per service and one for crmctl (shared/messaging/permissions.py says what
+# each may do). Passwords are made once into $BROKER_USERS (kept out of git, like all of
+# .local/) and `env` prints each user's URL; the definitions are imported on every `up`
+# (idempotent: users and permissions are updated in place).
+BROKER_USERS="$LOCAL/rabbitmq-users.env"
+BROKER_USER_NAMES=(crm identity notification mailsync crmctl)
+
+create_broker_users() {
+  local user defs
+  if [[ ! -x "$PY" ]]; then
+    warn "no $PY: broker users not created (run 'make venv', then 'deploy/local.sh up')"
+    return 0
+  fi
+  if [[ ! -s "$BROKER_USERS" ]]; then
+    (
+      umask 077
+      for user in "${BROKER_USER_NAMES[@]}"; do
+        printf '%s_RABBITMQ_PASSWORD=%s\n' "${user^^}" "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+      done >"$BROKER_USERS"
+    )
+  fi
+  defs="$(mktemp "${TMPDIR:-/tmp}/crm-broker-users.XXXXXX")" # password hashes: removed below
+  if (set -a && source "$BROKER_USERS" && cd "$ROOT" && "$PY" -m shared.messaging.permissions definitions >"$defs") &&
+    rabbit_cli rabbitmqctl -q import_definitions "$defs" >/dev/null; then
+    log "broker users: ${BROKER_USER_NAMES[*]} (passwords in $BROKER_USERS)"
+  else
+    warn "could not create the broker users"
+  fi
+  rm -f "$defs"
+}
+
+# broker_user_url USER: that user's RABBITMQ_URL (every node, comma-separated).
+broker_user_url() {
+  local user="$1" password n urls=()
+  password="$(sed -n "s/^${user^^}_RABBITMQ_PASSWORD=//p" "$BROKER_USERS")"
+  for n in $(rabbit_nodes); do
+    select_node "$n"
+    urls+=("amqp://$user:$password@$NODE_HOST:$NODE_AMQP/")
+  done
+  (
+    IFS=,
+    echo "${urls[*]}"
+  )
 }
 
 up_rabbitmq_node() {
@@ -547,6 +600,7 @@ up_rabbit_cluster() {
   if [[ -n "$live" ]]; then
     select_node "$live"
     set_alternate_exchange_policy
+    create_broker_users
   fi
 }
 
@@ -1054,6 +1108,12 @@ IMAP_PORT=$IMAP_PORT
 IMAP_TEST_USER=$IMAP_USER
 IMAP_TEST_PASSWORD=$IMAP_PASSWORD
 EOF
+  # Each service's own broker user (deploy/services.sh gives each its URL) and crmctl's.
+  [[ -s "$BROKER_USERS" ]] || return 0
+  local user
+  for user in "${BROKER_USER_NAMES[@]}"; do
+    printf 'export %s_RABBITMQ_URL=%q\n' "${user^^}" "$(broker_user_url "$user")"
+  done
 }
 
 usage() {

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Start, stop or inspect the four services as local processes (the no-Docker path).
 # Usage: deploy/services.sh start|stop|status
-# Each service serves /health and /metrics on loopback: crm 8001, identity 8002
-# (also the client portal), notification 8003, mailsync 8004. Logs: .local/log/<service>.log
+# Each service serves /health on loopback: crm 8001, identity 8002 (also the client
+# portal), notification 8003 (also the unsubscribe page), mailsync 8004; and /metrics and
+# /docs/asyncapi on its internal port: 9001, 9002, 9003, 9004. Each connects to RabbitMQ
+# as its own user (deploy/local.sh env). Logs: .local/log/<service>.log
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="$ROOT/.local/run"
 LOG="$ROOT/.local/log"
 declare -A PORTS=([crm]=8001 [identity]=8002 [notification]=8003 [mailsync]=8004)
+declare -A INTERNAL_PORTS=([crm]=9001 [identity]=9002 [notification]=9003 [mailsync]=9004)
 ORDER=(crm identity notification mailsync)
 
 running() {
@@ -34,13 +37,7 @@ ensure_secrets() {
   mkdir -p "$(dirname "$SECRETS")"
   (
     umask 077
-    "$ROOT/.venv/bin/python" - >"$SECRETS" <<'PY'
-import secrets
-from cryptography.fernet import Fernet
-print(f"export INVITATION_TOKEN_KEY={secrets.token_hex(32)}")
-print(f"export NOTIFICATION_LINK_KEY={secrets.token_hex(32)}")
-print(f"export MAILBOX_SECRET_KEY={Fernet.generate_key().decode()}")
-PY
+    cd "$ROOT" && "$ROOT/.venv/bin/python" -m services.keys >"$SECRETS"
   )
 }
 
@@ -50,15 +47,23 @@ start_one() {
   echo "==> starting $name on 127.0.0.1:$port"
   (
     eval "$("$ROOT/deploy/local.sh" env)"
+    # Its own broker user (deploy/local.sh creates one per service on `up`).
+    own_url="${name^^}_RABBITMQ_URL"
+    [[ -n "${!own_url:-}" ]] || { echo "no $own_url: run 'deploy/local.sh up rabbitmq'" >&2; exit 1; }
+    export RABBITMQ_URL="${!own_url}"
+    set -a
     # shellcheck source=/dev/null
     source "$SECRETS"
+    set +a
     export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://127.0.0.1:8002}"
     export NOTIFICATION_PUBLIC_URL="${NOTIFICATION_PUBLIC_URL:-http://127.0.0.1:8003}"
     # uvicorn takes X-Forwarded-For only from these proxies: none unless you set some.
     export FORWARDED_ALLOW_IPS="${FORWARDED_ALLOW_IPS:-}"
+    export INTERNAL_HTTP_PORT="${INTERNAL_PORTS[$name]}"
     cd "$ROOT"
-    if [[ "$name" == identity ]]; then
-      # identity checks activation banner links with notification's public key.
+    if [[ "$name" == identity && -z "${BANNER_LINK_PUBLIC_KEY:-}" ]]; then
+      # identity checks activation banner links with notification's public key (a
+      # secrets.env written before it listed the key).
       BANNER_LINK_PUBLIC_KEY="$("$ROOT/.venv/bin/python" -m services.notification.links)"
       export BANNER_LINK_PUBLIC_KEY
     fi
@@ -103,7 +108,7 @@ case "${1:-}" in
     ;;
   status)
     for s in "${ORDER[@]}"; do
-      if running "$s"; then printf '%-13s running  pid %s  http://127.0.0.1:%s/health\n' "$s" "$(cat "$RUN/$s.pid")" "${PORTS[$s]}"
+      if running "$s"; then printf '%-13s running  pid %s  http://127.0.0.1:%s/health  http://127.0.0.1:%s/metrics\n' "$s" "$(cat "$RUN/$s.pid")" "${PORTS[$s]}" "${INTERNAL_PORTS[$s]}"
       else printf '%-13s stopped\n' "$s"; fi
     done
     ;;

@@ -1,5 +1,9 @@
 """Plain ASGI endpoints every service serves: ``/health``, ``/metrics`` and its AsyncAPI document.
 
+``/metrics`` and the AsyncAPI document are for operators, not for the origin clients use:
+an :class:`InternalServer` serves them (and ``/health``) on a port of their own that no
+deployment publishes; the public port serves ``/health`` and the service's own pages.
+
 ``/docs/asyncapi`` is a static page (``shared.contracts.asyncapi_html``): no script, nothing
 fetched from elsewhere, under a Content-Security-Policy that allows only its own style;
 ``/docs/asyncapi.yaml`` and ``/docs/asyncapi.json`` are the document itself.
@@ -9,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+import socket
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from shared.contracts.asyncapi import to_yaml
@@ -96,3 +103,51 @@ def metrics_endpoint(registry: CollectorRegistry) -> ASGIApp:
         await respond(send, 200, generate_latest(registry), CONTENT_TYPE_LATEST)
 
     return app
+
+
+def router(routes: Sequence[tuple[str, ASGIApp]]) -> ASGIApp:
+    """Exact paths to their apps; 404 for anything else."""
+    by_path = dict(routes)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan: the service's own app runs the start-up and shutdown
+        found = by_path.get(scope["path"])
+        if found is None:
+            await respond(send, 404, b"Not Found", "text/plain; charset=utf-8")
+            return
+        await found(scope, receive, send)
+
+    return app
+
+
+class _SecondServer(uvicorn.Server):
+    """A uvicorn server inside a process another uvicorn server runs: it leaves the signal
+    handlers to that one (which stops the service, and this server with it)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class InternalServer:
+    """Serves ``routes`` on ``host:port``, beside the public server, without access log."""
+
+    def __init__(self, routes: Sequence[tuple[str, ASGIApp]], host: str, port: int) -> None:
+        self.host, self.port = host, port
+        config = uvicorn.Config(
+            router(routes), lifespan="off", access_log=False, log_config=None, log_level="warning"
+        )
+        self._server = _SecondServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Binds now, so a port already taken stops the service's start-up (OSError)."""
+        sock = socket.create_server((self.host, self.port), reuse_port=False)
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._server.should_exit = True
+            await self._task

@@ -67,3 +67,17 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
     return logger
+
+
+def silence_access_log() -> None:
+    """No HTTP access log, whatever uvicorn was started with.
+
+    An access line carries the request's query string, and the portal's query strings
+    carry secrets (``/activate?token=...``). uvicorn configures its loggers before the
+    app starts, and decides per connection whether to log from whether ``uvicorn.access``
+    has a handler: with none, and no propagation to ours, it logs nothing.
+    """
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    access.disabled = True

@@ -18,8 +18,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.contracts.asyncapi import ServiceContracts, document_of, register
 from shared.contracts.envelope import EventPayload
-from shared.http import ASGIApp, asyncapi_endpoints, health_endpoint, metrics_endpoint
-from shared.logging import configure_logging, get_logger
+from shared.http import (
+    ASGIApp,
+    InternalServer,
+    asyncapi_endpoints,
+    health_endpoint,
+    metrics_endpoint,
+)
+from shared.logging import configure_logging, get_logger, silence_access_log
 from shared.messaging.cluster import rabbit_broker
 from shared.messaging.commands import CommandHandlers
 from shared.messaging.events import EventPublisher, EventSubscriptions, declare_dead_letters
@@ -105,7 +111,11 @@ def build_app(
     description: str,
     routes: Sequence[tuple[str, ASGIApp]] = (),
 ) -> AsgiFastStream:
-    """The ASGI app ``faststream run`` serves: broker, /health, /metrics, /docs/asyncapi."""
+    """The ASGI app ``faststream run`` serves: the broker, /health and ``routes``.
+
+    /metrics and /docs/asyncapi (with /health again) are served by an internal server on
+    INTERNAL_HTTP_PORT (none when it is unset), never on the public port.
+    """
     log = get_logger(runtime.name)
     contracts = register(
         ServiceContracts(
@@ -126,6 +136,26 @@ def build_app(
             raise ConnectionError("broker did not answer")
         return True
 
+    health = health_endpoint({"broker": ping_broker, "database": ping_database})
+    public = [("/health", health), *routes]
+    internal = [
+        ("/health", health),
+        ("/metrics", metrics_endpoint(runtime.registry)),
+        # Static, offline, no "try it out" (any HTTP caller could publish with it).
+        *asyncapi_endpoints(lambda: document_of(contracts)),
+    ]
+    settings = runtime.settings
+    internal_server = (
+        InternalServer(internal, settings.internal_http_host, settings.internal_http_port)
+        if settings.internal_http_port is not None
+        else None
+    )
+
+    async def on_startup() -> None:
+        silence_access_log()  # uvicorn has configured its loggers by now
+        if internal_server is not None:
+            await internal_server.start()
+
     async def after_startup() -> None:
         await declare_dead_letters(runtime.broker, runtime.name)
         await runtime.events.declare()
@@ -138,6 +168,8 @@ def build_app(
     async def on_shutdown() -> None:
         if runtime.relay is not None:
             await runtime.relay.stop()  # what it did not publish, the next start's sweep does
+        if internal_server is not None:
+            await internal_server.stop()
 
     async def after_shutdown() -> None:
         # The broker has stopped and in-flight handlers have finished: close what they used.
@@ -147,13 +179,8 @@ def build_app(
 
     return AsgiFastStream(
         runtime.broker,
-        asgi_routes=[
-            ("/health", health_endpoint({"broker": ping_broker, "database": ping_database})),
-            ("/metrics", metrics_endpoint(runtime.registry)),
-            # Static, offline, no "try it out" (any HTTP caller could publish with it).
-            *asyncapi_endpoints(lambda: document_of(contracts)),
-            *routes,
-        ],
+        asgi_routes=public,
+        on_startup=[on_startup],
         after_startup=[after_startup],
         on_shutdown=[on_shutdown],
         after_shutdown=[after_shutdown],

@@ -39,6 +39,19 @@ class ServiceSettings(BaseSettings):
     )
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     portal_base_url: str = "http://127.0.0.1:8002"
+    internal_http_host: str = Field(
+        default="127.0.0.1",
+        description="Where /metrics and /docs/asyncapi are served (0.0.0.0 in a container).",
+    )
+    internal_http_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description=(
+            "The port of /metrics and /docs/asyncapi (and /health), apart from the public "
+            "one so that no deployment publishes them; unset: not served."
+        ),
+    )
 
     @field_validator("rabbitmq_url")
     @classmethod

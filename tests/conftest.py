@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from services.keys import fresh_keys
 from shared.cli.client import Client, connect
 from shared.mailcatcher import MailCatcher
 from tests.infra import Infra, provide
 from tests.services import RunningServices, run_services
+
+# Importing a service module builds it, which reads its settings, and the services have
+# no built-in keys: give this session fresh random ones (a constant would be a published
+# key). The processes of tests/services.py get their own set.
+for _name, _value in fresh_keys().items():
+    os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture(scope="session")

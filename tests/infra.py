@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,9 +112,16 @@ def _docker_engine() -> bool:
     return result.returncode == 0
 
 
-def _local(*args: str) -> str:
+def local_sh(*args: str, env: Mapping[str, str] | None = None) -> str:
+    """``deploy/local.sh ARGS``: its output. ``env`` selects a private instance
+    (LOCAL_DIR, LOCAL_AMQP_PORT...: see the script's header)."""
     result = subprocess.run(
-        [str(LOCAL_SH), *args], capture_output=True, text=True, check=False, timeout=900
+        [str(LOCAL_SH), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+        env={**os.environ, **(env or {})},
     )
     if result.returncode != 0:
         raise RuntimeError(f"deploy/local.sh {' '.join(args)} failed:\n{result.stderr[-3000:]}")
@@ -125,17 +132,17 @@ def _local(*args: str) -> str:
 def _local_broker_and_database(mongodb_url: str | None = None) -> Iterator[tuple[str, str, str]]:
     if subprocess.run([str(LOCAL_SH), "status"], capture_output=True, check=False).returncode:
         sys.stderr.write("starting the local infrastructure (deploy/local.sh up)...\n")
-        _local("install")
-        _local("up")
+        local_sh("install")
+        local_sh("up")
     vhost = f"test-{uuid.uuid4().hex[:8]}"
-    _local("rabbitmqctl", "add_vhost", vhost)
-    _local("rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    _local("rabbitmqctl", *policy_arguments(vhost))  # integration.events' alternate exchange
+    local_sh("rabbitmqctl", "add_vhost", vhost)
+    local_sh("rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    local_sh("rabbitmqctl", *policy_arguments(vhost))  # integration.events' alternate exchange
     try:
         mongo = mongodb_url or "mongodb://127.0.0.1:27017/"
         yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}", mongo, "local"
     finally:
-        _local("rabbitmqctl", "delete_vhost", vhost)
+        local_sh("rabbitmqctl", "delete_vhost", vhost)
 
 
 @contextmanager
@@ -228,7 +235,7 @@ def _imap() -> tuple[str, int, Path | None]:
         )
     local_users = ROOT / ".local" / "dovecot" / "users"
     if not local_users.exists():
-        _local("up")
+        local_sh("up")
     return "127.0.0.1", 10143, local_users
 
 

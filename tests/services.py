@@ -12,9 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.fernet import Fernet
-
-from services.notification.links import banner_public_key
+from services.keys import fresh_keys
 from tests.infra import ROOT, Infra, free_port
 
 SERVICES = ("crm", "identity", "notification", "mailsync")
@@ -25,17 +23,29 @@ class RunningServices:
     ports: dict[str, int]
     logs: Path
     env: dict[str, str] = field(default_factory=dict)
+    own_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Settings of one service only (its own RABBITMQ_URL, say), over ``env``."""
+    internal_ports: dict[str, int] = field(default_factory=dict)
+    """Where each serves /metrics and /docs/asyncapi (INTERNAL_HTTP_PORT; none if absent)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def url(self, service: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
+
+    def internal_url(self, service: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.internal_ports[service]}{path}"
 
     @property
     def portal(self) -> str:
         return self.url("identity")
 
     def start(self, service: str) -> None:
-        """Start ``service`` (again) on its port, appending to its log."""
+        """Start ``service`` (again) on its port, appending to its log.
+
+        uvicorn's own defaults otherwise (its access log on): the service turns it off.
+        """
+        internal = self.internal_ports.get(service)
+        own = {"INTERNAL_HTTP_PORT": str(internal)} if internal else {}
         self.processes[service] = subprocess.Popen(
             [
                 sys.executable,
@@ -49,7 +59,7 @@ class RunningServices:
                 str(self.ports[service]),
             ],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **own, **self.own_env.get(service, {})},
             stdout=(self.logs / f"{service}.log").open("ab"),
             stderr=subprocess.STDOUT,
         )
@@ -90,22 +100,22 @@ def _healthy(url: str) -> bool:
 
 @contextmanager
 def run_services(
-    infra: Infra, logs: Path, extra_env: dict[str, str] | None = None
+    infra: Infra,
+    logs: Path,
+    extra_env: dict[str, str] | None = None,
+    own_env: dict[str, dict[str, str]] | None = None,
 ) -> Iterator[RunningServices]:
     logs.mkdir(parents=True, exist_ok=True)
     ports = {s: free_port() for s in SERVICES}
-    running = RunningServices(ports, logs)
-    link_key = os.urandom(32).hex()
+    internal = {s: free_port() for s in SERVICES}
+    running = RunningServices(ports, logs, own_env=own_env or {}, internal_ports=internal)
     running.env = {
         **os.environ,
         **infra.service_env(),
+        **fresh_keys(),  # random each run: a constant here would be a published key
         "PORTAL_BASE_URL": running.portal,
-        "INVITATION_TOKEN_KEY": os.urandom(32).hex(),
         "NOTIFICATION_PUBLIC_URL": running.url("notification"),
-        "NOTIFICATION_LINK_KEY": link_key,
-        "BANNER_LINK_PUBLIC_KEY": banner_public_key(link_key.encode()),
         "FORWARDED_ALLOW_IPS": "",  # no proxy in front: X-Forwarded-For is never trusted
-        "MAILBOX_SECRET_KEY": Fernet.generate_key().decode(),
         "OUTBOX_SWEEP_SECONDS": "0.5",
         "PYTHONPATH": str(ROOT),
         **(extra_env or {}),

@@ -7,9 +7,16 @@ run the same four services; the tests common to both are parametrized over the f
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -17,6 +24,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
+
+from shared.messaging.permissions import USERS, password_variable, service_grant, staff_cli_grant
+from shared.messaging.topology import BROKER_MAX_MESSAGE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "docker-compose.yml"
@@ -26,7 +36,16 @@ MAIL_SERVICES = ("mailpit", "imap")
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - inside the container, on purpose
 LOOPBACK = "127.0.0.1"
 APP_ENV = ("RABBITMQ_URL", "MONGODB_URL", "SMTP_HOST", "SMTP_PORT", "IMAP_HOST", "IMAP_PORT")
-SECRET_KEYS = ("MAILBOX_SECRET_KEY", "NOTIFICATION_LINK_KEY", "INVITATION_TOKEN_KEY")
+# The keys each service reads (its settings class), and nothing more.
+SECRET_KEYS = {
+    "crm": set(),
+    "identity": {"INVITATION_TOKEN_KEY", "BANNER_LINK_PUBLIC_KEY"},
+    "notification": {"NOTIFICATION_LINK_KEY"},
+    "mailsync": {"MAILBOX_SECRET_KEY"},
+}
+# Only the pages clients use are published: the portal and the unsubscribe page.
+PUBLISHING = {"identity", "notification"}
+FROM_ENV_FILE = re.compile(r"\$\{(\w+):\?[^}]+\}")  # ${NAME:?message}: set, or compose stops
 RABBITMQ_IMAGE = re.compile(r"rabbitmq:4\.\d+(\.\d+)?-management")  # 3.13 is out of support
 MONGODB_IMAGE = re.compile(r"mongo:8(\.\d+){0,2}")  # 7.0 is near the end of its support
 # How many broker and database nodes each file runs.
@@ -35,9 +54,57 @@ NODES = {BASE: 1, CLUSTER: 3}
 Services = dict[str, Any]
 
 
+DEFINITIONS = "deploy/compose/rabbitmq/definitions.json"
+GENERATED = {f"./{DEFINITIONS}"}  # bind-mounted, written by `make secrets`
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What `make secrets` wrote: the env file compose reads, and the broker's users."""
+
+    env: dict[str, str]
+    definitions: dict[str, Any]
+
+
+@cache
+def made_secrets() -> Secrets:
+    """Runs the real `make secrets`, into a folder of its own (not the checkout's .env)."""
+    folder = Path(tempfile.mkdtemp(prefix="compose-secrets-"))
+    env_file, definitions = folder / ".env", folder / "definitions.json"
+    args = f"SECRETS_ARGS=--env-file {env_file} --definitions {definitions}"
+    subprocess.run(
+        ["make", "-s", "secrets", f"BIN={Path(sys.executable).parent}", args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert env_file.stat().st_mode & 0o077 == 0, "the env file is readable by others"
+    pairs = (line.partition("=") for line in env_file.read_text().splitlines())
+    env = {k: v for k, sep, v in pairs if sep and not k.startswith("#")}
+    return Secrets(env, json.loads(definitions.read_text()))
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """As compose does with ${NAME:?message}: the value, or stop naming what is missing."""
+
+    def value(match: re.Match[str]) -> str:
+        if match[1] not in env:
+            pytest.fail(f"{match[1]} is not in the env file `make secrets` writes")
+        return env[match[1]]
+
+    return FROM_ENV_FILE.sub(value, text)
+
+
+def load_raw(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / name).read_text())
+    return loaded
+
+
 def load(name: str) -> dict[str, Any]:
-    with (ROOT / name).open() as f:
-        loaded: dict[str, Any] = yaml.safe_load(f)
+    """The file as compose sees it with the env file of `make secrets`."""
+    text = interpolate((ROOT / name).read_text(), made_secrets().env)
+    loaded: dict[str, Any] = yaml.safe_load(text.replace("$$", "$"))
     return loaded
 
 
@@ -76,8 +143,14 @@ def databases(services: Services) -> dict[str, Any]:
     }
 
 
+def tool(service: dict[str, Any]) -> bool:
+    """Run on demand (docker compose run), never by `up`: crmctl."""
+    return bool(service.get("profiles"))
+
+
 def one_shot(service: dict[str, Any]) -> bool:
-    return service.get("restart") == "no"
+    """A job `up` runs once before the services (the replica set's init)."""
+    return service.get("restart") == "no" and not tool(service)
 
 
 def hostname(name: str, service: dict[str, Any]) -> str:
@@ -161,13 +234,13 @@ class TestServices:
         assert len(databases(services)) == NODES[compose_file]
         expected = {*APP_SERVICES, *MAIL_SERVICES, *brokers(services), *databases(services)}
         extra = {name for name, s in services.items() if name not in expected}
-        assert all(one_shot(services[name]) for name in extra), extra
+        assert all(one_shot(services[n]) or tool(services[n]) for n in extra), extra
 
     def test_every_long_running_service_has_a_healthcheck(self, services: Services) -> None:
         missing = [
             name
             for name, svc in services.items()
-            if not one_shot(svc) and not svc.get("healthcheck", {}).get("test")
+            if not (one_shot(svc) or tool(svc)) and not svc.get("healthcheck", {}).get("test")
         ]
         assert missing == []
 
@@ -226,15 +299,12 @@ class TestAppServices:
             assert parts.scheme == "amqp"
             assert parts.port == 5672
 
-    def test_uses_the_brokers_user(self, services: Services, name: str) -> None:
-        for broker in brokers(services).values():
-            env = broker["environment"]
-            for url in services[name]["environment"]["RABBITMQ_URL"].split(","):
-                parts = urlsplit(url)
-                assert (parts.username, parts.password) == (
-                    env["RABBITMQ_DEFAULT_USER"],
-                    env["RABBITMQ_DEFAULT_PASS"],
-                )
+    def test_uses_its_own_broker_user_from_the_env_file(
+        self, services: Services, name: str
+    ) -> None:
+        password = made_secrets().env[f"{name.upper()}_RABBITMQ_PASSWORD"]
+        for url in services[name]["environment"]["RABBITMQ_URL"].split(","):
+            assert (urlsplit(url).username, urlsplit(url).password) == (name, password)
 
     def test_is_pointed_at_every_database_node(self, services: Services, name: str) -> None:
         url = urlsplit(services[name]["environment"]["MONGODB_URL"])
@@ -251,14 +321,32 @@ class TestAppServices:
         assert run[-4:] == ["--host", ALL_INTERFACES, "--port", "8000"]
         assert {p.target for p in ports_of(services, name)} <= {8000}
 
+    def test_runs_without_access_log(self, services: Services, name: str) -> None:
+        run = command(services[name])
+        assert run[run.index("--access-log") + 1] == "false"
+
+    def test_publishes_only_the_client_pages(self, services: Services, name: str) -> None:
+        """/metrics and /docs are on the internal port, which nothing publishes."""
+        env = services[name]["environment"]
+        assert {p.target for p in ports_of(services, name)} == (
+            {8000} if name in PUBLISHING else set()
+        )
+        assert int(env["INTERNAL_HTTP_PORT"]) != 8000
+        assert env["INTERNAL_HTTP_HOST"] == ALL_INTERFACES  # the compose network's scrapers
+
     def test_command_module_exists(self, name: str) -> None:
         module = ROOT / "services" / name / "main.py"
         if not module.is_file():
             pytest.skip(f"services/{name}/main.py is not written yet")
         assert re.search(r"\bapp\s*=", module.read_text()), "main.py defines no `app`"
 
-    def test_gets_the_secret_keys(self, services: Services, name: str) -> None:
-        assert set(SECRET_KEYS) <= set(services[name]["environment"])
+    def test_gets_its_own_keys_from_the_env_file(self, compose_file: str, name: str) -> None:
+        env = load_raw(compose_file)["services"][name]["environment"]
+        written = {k for k in env if k.endswith("_KEY")}
+        assert written == SECRET_KEYS[name]
+        for key in written:
+            found = FROM_ENV_FILE.fullmatch(env[key])
+            assert found and found[1] == key, (key, "not from the env file")
 
 
 class TestScaling:
@@ -302,7 +390,7 @@ class TestVolumes:
         for svc in services.values():
             for volume in svc.get("volumes", []):
                 source = volume.split(":")[0]
-                if source.startswith("./"):
+                if source.startswith("./") and source not in GENERATED:
                     assert (ROOT / source).exists(), source
 
     def test_imap_test_user_is_configured(self) -> None:
@@ -365,7 +453,7 @@ class TestRabbitmqCluster:
 
     def test_classic_peer_discovery_lists_every_node(self, cluster: Services) -> None:
         for name, broker in brokers(cluster).items():
-            [config] = list(mounted(broker, "/etc/rabbitmq/conf.d/"))
+            [config] = [c for c in mounted(broker, "/etc/rabbitmq/conf.d/") if "cluster" in c.name]
             settings = conf_settings(config)
             assert settings["cluster_formation.peer_discovery_backend"] == "classic_config"
             listed = {v for k, v in settings.items() if k.startswith("cluster_formation.classic_")}
@@ -413,3 +501,129 @@ class TestReplicaSet:
     def test_members_publish_distinct_loopback_ports(self, cluster: Services) -> None:
         ports = [p for n in databases(cluster) for p in ports_of(cluster, n)]
         assert sorted(p.low for p in ports) == [27017, 27018, 27019]
+
+
+# Secrets: the env file of `make secrets`, the broker's users, MongoDB's ---------------------
+
+
+class TestSecrets:
+    def test_no_key_or_password_is_written_in_the_compose_files(self, compose_file: str) -> None:
+        def written(node: object) -> Iterator[str]:
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    secret = re.search(r"(?i)(PASS|KEY|COOKIE|SECRET)", str(key))
+                    if secret and isinstance(value, str) and not FROM_ENV_FILE.fullmatch(value):
+                        yield f"{key}: {value}"
+                    yield from written(value)
+            elif isinstance(node, list):
+                for item in node:
+                    yield from written(item)
+            elif isinstance(node, str) and re.search(r"://[^/\s:@]+:(?!\$\{)[^/\s@]+@", node):
+                yield node  # a URL with a password not from the env file
+
+        assert list(written(load_raw(compose_file))) == []
+
+    def test_the_env_file_and_the_users_are_git_ignored(self) -> None:
+        for path in (".env", DEFINITIONS):
+            ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, check=False)
+            assert ignored.returncode == 0, f"{path} would be committed"
+
+    def test_the_env_file_holds_keys_the_services_accept(self) -> None:
+        from services.identity.main import IdentitySettings
+        from services.mailsync.settings import MailsyncSettings
+        from services.notification.settings import NotificationSettings
+
+        env = {k.lower(): v for k, v in made_secrets().env.items()}
+        for settings in (IdentitySettings, MailsyncSettings, NotificationSettings):
+            settings.model_validate(env)  # no default, no published value: refused otherwise
+
+    def test_make_secrets_keeps_an_existing_env_file(self, tmp_path: Path) -> None:
+        env_file = tmp_path / ".env"
+        args = f"SECRETS_ARGS=--env-file {env_file} --definitions {tmp_path / 'd.json'}"
+        run = ["make", "-s", "secrets", f"BIN={Path(sys.executable).parent}", args]
+        subprocess.run(run, cwd=ROOT, check=True, capture_output=True, timeout=60)
+        first = env_file.read_text()
+        subprocess.run(run, cwd=ROOT, check=True, capture_output=True, timeout=60)
+        assert env_file.read_text() == first, "its mailbox key decrypts what is stored"
+
+
+def verifies(password_hash: str, password: str) -> bool:
+    """RabbitMQ's rabbit_password_hashing_sha256 check."""
+    raw = base64.b64decode(password_hash)
+    return hashlib.sha256(raw[:4] + password.encode()).digest() == raw[4:]
+
+
+class TestBrokerUsers:
+    def test_each_node_loads_the_users_and_the_message_size_limit(self, services: Services) -> None:
+        for name, broker in brokers(services).items():
+            assert "RABBITMQ_DEFAULT_PASS" not in broker.get("environment", {}), name
+            [config] = [c for c in mounted(broker, "/etc/rabbitmq/conf.d/") if "security" in c.name]
+            settings = conf_settings(config)
+            assert int(settings["max_message_size"]) == BROKER_MAX_MESSAGE_BYTES
+            targets = {v.split(":")[0]: v.split(":")[1] for v in broker["volumes"]}
+            assert targets[f"./{DEFINITIONS}"] == settings["definitions.local.path"], name
+
+    def test_every_service_and_crmctl_has_a_user_with_its_grant(self) -> None:
+        defined = made_secrets().definitions
+        env = made_secrets().env
+        users = {u["name"]: u for u in defined["users"]}
+        assert set(users) == {*USERS, "admin"}
+        for user in USERS:
+            assert verifies(users[user]["password_hash"], env[password_variable(user)]), user
+        grants = {g.user: g for g in (*(service_grant(s) for s in APP_SERVICES), staff_cli_grant())}
+        for permission in defined["permissions"]:
+            if permission["user"] != "admin":
+                grant = grants[permission["user"]]
+                assert (permission["configure"], permission["write"], permission["read"]) == (
+                    grant.configure,
+                    grant.write,
+                    grant.read,
+                )
+        topics = {t["user"]: t for t in defined["topic_permissions"]}
+        for service in APP_SERVICES:
+            assert topics[service]["exchange"] == "integration.events"
+            assert topics[service]["write"] == f"^{service}\\."
+
+    def test_crmctl_runs_as_its_own_user(self, services: Services) -> None:
+        crmctl = services["crmctl"]
+        assert tool(crmctl)
+        password = made_secrets().env["CRMCTL_RABBITMQ_PASSWORD"]
+        for url in crmctl["environment"]["RABBITMQ_URL"].split(","):
+            assert (urlsplit(url).username, urlsplit(url).password) == ("crmctl", password)
+
+    def test_the_erlang_cookie_comes_from_the_env_file(self) -> None:
+        for broker in brokers(load_raw(CLUSTER)["services"]).values():
+            cookie = broker["environment"]["RABBITMQ_ERLANG_COOKIE"]
+            assert FROM_ENV_FILE.fullmatch(cookie)
+
+
+class TestMongodbUsers:
+    """docker-compose.yml only (the cluster file's replica set runs without authentication)."""
+
+    def test_authentication_is_on_with_an_administrator_from_the_env_file(self) -> None:
+        [mongodb] = databases(load(BASE)["services"]).values()
+        env = mongodb["environment"]
+        assert env["MONGO_INITDB_ROOT_USERNAME"]
+        assert env["MONGO_INITDB_ROOT_PASSWORD"] == made_secrets().env["MONGODB_ROOT_PASSWORD"]
+
+    @pytest.mark.parametrize("name", APP_SERVICES)
+    def test_each_service_connects_as_its_own_user(self, name: str) -> None:
+        services = load(BASE)["services"]
+        url = urlsplit(services[name]["environment"]["MONGODB_URL"])
+        password = made_secrets().env[f"{name.upper()}_MONGODB_PASSWORD"]
+        assert (url.username, url.password) == (name, password)
+        assert parse_qs(url.query)["authSource"] == ["admin"]
+        [mongodb] = databases(services).values()
+        assert mongodb["environment"][f"{name.upper()}_MONGODB_PASSWORD"] == password
+
+    def test_the_init_script_gives_each_user_its_own_database_only(self) -> None:
+        [mongodb] = databases(load(BASE)["services"]).values()
+        [script] = list(mounted(mongodb, "/docker-entrypoint-initdb.d/"))
+        text = script.read_text()
+        listed = re.search(r"const services = \[([^\]]*)\]", text)
+        assert listed and set(re.findall(r'"(\w+)"', listed[1])) == set(APP_SERVICES)
+        [roles] = re.findall(r"roles:\s*(\[[^\]]*\])", text)
+        assert roles.replace(" ", "") == '[{role:"readWrite",db:service}]'
+        assert "user: service" in text
+        assert "process.env[variable]" in text
+        assert "`${service.toUpperCase()}_MONGODB_PASSWORD`" in text

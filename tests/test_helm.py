@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from shared.keys import SHIPPED_KEYS
+
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy/helm/crm-backbone"
 EXAMPLES = ROOT / "deploy/helm/examples"
@@ -114,11 +116,18 @@ def _route_tuples(node: ast.AST) -> Iterator[str]:
 
 
 @cache
-def common_routes() -> frozenset[str]:
-    """What shared/runtime.py's build_app serves in every service."""
+def common_routes(port: str = "http") -> frozenset[str]:
+    """What shared/runtime.py's build_app serves in every service on a port: its list
+    ``public`` on the http port, its list ``internal`` on the internal one."""
     tree = _parse(ROOT / "shared/runtime.py")
     [build_app] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_app"]
-    routes = set(_route_tuples(build_app))
+    name = "public" if port == "http" else "internal"
+    [listed] = [
+        n.value
+        for n in ast.walk(build_app)
+        if isinstance(n, ast.Assign) and [ast.unparse(t) for t in n.targets] == [name]
+    ]
+    routes = set(_route_tuples(ast.Module(body=[ast.Expr(listed)], type_ignores=[])))
     # The AsyncAPI page and files come from shared/http.py's asyncapi_endpoints().
     http = _parse(ROOT / "shared/http.py")
     [docs] = [
@@ -126,7 +135,7 @@ def common_routes() -> frozenset[str]:
     ]
     if any(
         isinstance(call, ast.Call) and getattr(call.func, "id", None) == "asyncapi_endpoints"
-        for call in ast.walk(build_app)
+        for call in ast.walk(listed)
     ):
         routes |= set(_route_tuples(docs))
     return frozenset(routes)
@@ -144,8 +153,9 @@ def own_routes(service: str) -> frozenset[str]:
     return frozenset(routes)
 
 
-def served_routes(service: str) -> frozenset[str]:
-    return common_routes() | own_routes(service)
+def served_routes(service: str, port: str = "http") -> frozenset[str]:
+    """A service's own routes are on the http port only."""
+    return common_routes(port) | (own_routes(service) if port == "http" else frozenset())
 
 
 @dataclass
@@ -196,6 +206,11 @@ def settings_of(service: str) -> dict[str, bool]:
     return fields
 
 
+def secret_key(service: str, var: str) -> str:
+    """The Secret key a variable is read from: each service's broker URL is its own."""
+    return f"{service.upper()}_RABBITMQ_URL" if var == "RABBITMQ_URL" else var
+
+
 def secret_settings(service: str) -> set[str]:
     return {var for var, secret in settings_of(service).items() if secret}
 
@@ -208,15 +223,19 @@ def probe_problems(manifests: list[Manifest]) -> list[str]:
     for service, deployment in deployments(manifests).items():
         c = container(deployment)
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        # What the service listens on: --port, and INTERNAL_HTTP_PORT.
+        listening = {int(c["command"][-1]): "http", int(env["INTERNAL_HTTP_PORT"]): "internal"}
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             get = c.get(probe, {}).get("httpGet")
             if get is None:
                 problems.append(f"{service}: no HTTP {probe}")
                 continue
-            if get["path"] not in served_routes(service):
-                problems.append(f"{service}: {probe} on {get['path']}, not a route it serves")
-            if ports.get(get["port"], get["port"]) != int(c["command"][-1]):
-                problems.append(f"{service}: {probe} on port {get['port']}, not the one it serves")
+            port = listening.get(ports.get(get["port"], get["port"]))
+            if port is None:
+                problems.append(f"{service}: {probe} on port {get['port']}, not one it serves")
+            elif get["path"] not in served_routes(service, port):
+                problems.append(f"{service}: {probe} on {get['path']}, not served on {port}")
     return problems
 
 
@@ -257,7 +276,8 @@ class TestWhatTheCodeSays:
     """The readers above find what they look for (else the wiring tests prove nothing)."""
 
     def test_routes_are_found(self) -> None:
-        assert {"/health", "/metrics", "/docs/asyncapi"} <= common_routes()
+        assert common_routes("http") == {"/health"}
+        assert {"/health", "/metrics", "/docs/asyncapi"} <= common_routes("internal")
         assert {"/activate", "/login", "/portal"} <= own_routes("identity")
         assert own_routes("notification") == {"/unsubscribe"}
 
@@ -280,12 +300,17 @@ class TestDeployments:
                 "faststream",
                 "run",
                 f"services.{service}.main:app",
+                "--access-log",
+                "false",
                 "--host",
                 "0.0.0.0",  # noqa: S104 - inside the container, on purpose
                 "--port",
                 "8000",
             ]
-            assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+            assert c["ports"] == [
+                {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+                {"name": "internal", "containerPort": 9000, "protocol": "TCP"},
+            ]
 
     @pytest.mark.parametrize("service", APP_SERVICES)
     def test_secret_settings_come_from_the_secret(
@@ -297,8 +322,19 @@ class TestDeployments:
             ref = env[var].get("valueFrom", {}).get("secretKeyRef")
             assert ref, f"{service}: {var} is not read from a Secret"
             assert ref["name"] == SECRET_NAME
-            assert ref["key"] == var
+            assert ref["key"] == secret_key(service, var)
             assert "value" not in env[var]
+
+    def test_each_service_connects_to_the_broker_as_its_own_user(
+        self, manifests: list[Manifest]
+    ) -> None:
+        keys = {
+            service: {e["name"]: e for e in container(d)["env"]}["RABBITMQ_URL"]["valueFrom"][
+                "secretKeyRef"
+            ]["key"]
+            for service, d in deployments(manifests).items()
+        }
+        assert len(set(keys.values())) == len(APP_SERVICES), keys
 
     @pytest.mark.parametrize("service", APP_SERVICES)
     def test_plain_settings_are_ones_the_service_reads(
@@ -347,7 +383,7 @@ class TestDeployments:
             labels = deployment["spec"]["template"]["metadata"]["labels"]
             [svc] = [s for s in services if s["spec"]["selector"].items() <= labels.items()]
             assert svc["spec"]["type"] == "ClusterIP", service
-            assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["http"]
+            assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["http", "internal"]
 
 
 class TestSecrets:
@@ -357,13 +393,9 @@ class TestSecrets:
     def test_no_secret_is_a_literal_with_keda(self, with_keda: list[Manifest]) -> None:
         assert literal_secrets(with_keda) == []
 
-    def test_the_compose_development_keys_are_nowhere(self, with_keda: list[Manifest]) -> None:
-        compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-        env = compose["x-app-environment"]
-        keys = [v for k, v in env.items() if SECRET_NAMED.search(k)]
-        assert keys, "docker-compose.yml's development keys moved: update this test"
+    def test_the_published_development_keys_are_nowhere(self, with_keda: list[Manifest]) -> None:
         text = yaml.safe_dump_all(with_keda) + (CHART / "values.yaml").read_text()
-        assert [k for k in keys if k in text] == []
+        assert [k for k in SHIPPED_KEYS if k in text] == []
 
     def test_a_literal_secret_is_caught(self) -> None:
         broken = render("--set", "podAnnotations.db-password=hunter2")
@@ -434,7 +466,7 @@ class TestKeda:
         [auth] = of_kind(with_keda, "TriggerAuthentication").values()
         assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
         assert auth["spec"]["secretTargetRef"] == [
-            {"parameter": "host", "name": SECRET_NAME, "key": "RABBITMQ_URL"}
+            {"parameter": "host", "name": SECRET_NAME, "key": "NOTIFICATION_RABBITMQ_URL"}
         ]
 
     def test_the_scaled_queue_is_the_one_notification_consumes(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from services.identity.access import LoginRecords
 from services.identity.courier import invitation_courier
@@ -17,14 +17,19 @@ from services.identity.staff import InvitationCommands
 from services.identity.tokens import InvitationTokens
 from shared.contracts import events
 from shared.contracts.notification import DeliverInvitation
+from shared.keys import checked_key
 from shared.runtime import Runtime, build_app, build_runtime
 
 
 class IdentitySettings(PortalSettings):
     invitation_token_key: SecretStr = Field(
-        default=SecretStr("development-only-key-change-me-0123456789"),
-        description="At least 32 bytes; invitation links derive from it. Set it in production.",
+        description="At least 32 random bytes; invitation links derive from it. No default.",
     )
+
+    @field_validator("invitation_token_key")
+    @classmethod
+    def _a_usable_key(cls, value: SecretStr) -> SecretStr:
+        return checked_key("INVITATION_TOKEN_KEY", value)
 
 
 PUBLISHES = (

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from services.identity.banner_links import public_key_from
 from services.identity.throttle import Limit, LoginLimits
+from shared.keys import refuse_published
 from shared.settings import ServiceSettings
 
 
@@ -39,6 +40,8 @@ class PortalSettings(ServiceSettings):
     @field_validator("banner_link_public_key")
     @classmethod
     def _a_public_key(cls, value: str) -> str:
+        # The public half of a published link key would let anyone sign banner links.
+        refuse_published("BANNER_LINK_PUBLIC_KEY", [value])
         public_key_from(value)  # ValueError naming what is wrong
         return value.strip()
 

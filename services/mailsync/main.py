@@ -85,8 +85,7 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
     relay = runtime.with_outbox([runtime.db["messages"], runtime.db["documents"]])
     store = MailStore(runtime.db, relay)
     ingestor = Ingestor(store, synced, firms, max_attachment_bytes=config.max_attachment_bytes)
-    key = config.mailbox_secret_key.get_secret_value() if config.mailbox_secret_key else None
-    secrets = SecretBox(key)
+    secrets = SecretBox(config.mailbox_secret_key.get_secret_value())
     service = MailsyncService(
         mailboxes,
         firms,

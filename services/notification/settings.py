@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from shared.keys import checked_key
 from shared.settings import SmtpSettings
 
 
@@ -18,11 +19,15 @@ class NotificationSettings(SmtpSettings):
         description="Where clients reach this service's pages (the unsubscribe links).",
     )
     notification_link_key: SecretStr = Field(
-        default=SecretStr("development-only-link-key-change-me-0123456789"),
-        description="At least 32 bytes; signs the unsubscribe links. Set it in production.",
+        description="At least 32 random bytes; signs the unsubscribe and banner links. No default.",
     )
     digest_check_seconds: float = Field(
         default=60,
         ge=0,
         description="How often the scheduler looks for due transactions digests (0: never).",
     )
+
+    @field_validator("notification_link_key")
+    @classmethod
+    def _a_usable_key(cls, value: SecretStr) -> SecretStr:
+        return checked_key("NOTIFICATION_LINK_KEY", value)

@@ -51,6 +51,10 @@ UNROUTABLE_QUEUE = RabbitQueue(
     arguments={"x-max-length": UNROUTABLE_MAX_LENGTH, "x-overflow": "drop-head"},
 )
 ALTERNATE_EXCHANGE_POLICY = "integration-events-alternate-exchange"
+BROKER_MAX_MESSAGE_BYTES = 512 * 1024
+"""The broker refuses bodies over this (max_message_size in deploy/local.sh and compose):
+twice the contracts' limit, so a service still dead-letters, with its reason, what lies
+between the two."""
 DELIVERY_LIMIT = 10
 """Deliveries of one message before the broker dead-letters it (quorum queues count them)."""
 

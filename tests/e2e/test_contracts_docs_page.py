@@ -21,9 +21,9 @@ async def test_each_service_serves_its_committed_document(
     services: RunningServices, service: str
 ) -> None:
     async with httpx.AsyncClient() as http:
-        page = await http.get(services.url(service, "/docs/asyncapi"))
-        raw = await http.get(services.url(service, "/docs/asyncapi.yaml"))
-        as_json = await http.get(services.url(service, "/docs/asyncapi.json"))
+        page = await http.get(services.internal_url(service, "/docs/asyncapi"))
+        raw = await http.get(services.internal_url(service, "/docs/asyncapi.yaml"))
+        as_json = await http.get(services.internal_url(service, "/docs/asyncapi.json"))
 
     assert page.status_code == 200
     assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
@@ -36,7 +36,7 @@ async def test_each_service_serves_its_committed_document(
 async def test_the_page_renders_in_a_browser_with_nothing_from_elsewhere(
     services: RunningServices, browser: Browser
 ) -> None:
-    url = services.url("notification", "/docs/asyncapi")
+    url = services.internal_url("notification", "/docs/asyncapi")
     context = await browser.new_context()
     requested: list[str] = []
     console: list[str] = []
@@ -47,7 +47,9 @@ async def test_the_page_renders_in_a_browser_with_nothing_from_elsewhere(
     await page.goto(url)
 
     assert requested[0] == url
-    elsewhere = [r for r in requested if not r.startswith(services.url("notification", "/"))]
+    elsewhere = [
+        r for r in requested if not r.startswith(services.internal_url("notification", "/"))
+    ]
     assert elsewhere == [], "the page fetched something from elsewhere"
     assert not [m for m in console if "Content Security Policy" in m], console
     assert "notification service" in await page.locator("h1").inner_text()

@@ -25,7 +25,7 @@ async def test_metrics_are_served_in_prometheus_format(
     service: str, services: RunningServices
 ) -> None:
     async with httpx.AsyncClient() as http:
-        response = await http.get(services.url(service, "/metrics"))
+        response = await http.get(services.internal_url(service, "/metrics"))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert "faststream_received_messages_total" in response.text
@@ -33,7 +33,7 @@ async def test_metrics_are_served_in_prometheus_format(
 
 async def test_identity_serves_its_asyncapi_document(services: RunningServices) -> None:
     async with httpx.AsyncClient() as http:
-        response = await http.get(services.url("identity", "/docs/asyncapi.json"))
+        response = await http.get(services.internal_url("identity", "/docs/asyncapi.json"))
     assert response.status_code == 200
     assert response.json()["asyncapi"].startswith("3.")
 

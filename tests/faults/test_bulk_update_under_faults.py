@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -42,7 +41,7 @@ from tests.faults.outcome import (
     assert_every_address_changed_once_with_one_invitation,
     email_arrivals,
 )
-from tests.infra import LOCAL_SH, ROOT, Infra, free_port
+from tests.infra import ROOT, Infra, free_port, local_sh
 from tests.infra import _smtp_catcher as smtp_catcher
 from tests.integration.test_bad_input import login_toggled_body
 from tests.scenario import new_firm
@@ -53,7 +52,7 @@ ACCOUNTS = int(os.environ.get("FAULT_ACCOUNTS", "5000"))
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600 + ACCOUNTS // 2)]
 
 DUPLICATED_QUEUE = "notification.events"
-IN_FLIGHT_SECONDS = NotificationSettings().smtp_timeout_seconds
+IN_FLIGHT_SECONDS = NotificationSettings.model_fields["smtp_timeout_seconds"].default
 """How long before the kill an accepted email may still have been awaiting its record."""
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 EMBEDDED_MONGO = ROOT / ".local" / "bin" / "mongo-server" / "embedded-mongo.jar"
@@ -103,16 +102,7 @@ class PrivateInfrastructure:
         return f"mongodb://127.0.0.1:{self.env['LOCAL_MONGO_PORT']}/"
 
     def local(self, *args: str) -> str:
-        done = subprocess.run(
-            [str(LOCAL_SH), *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            env={**os.environ, **self.env},
-        )
-        assert done.returncode == 0, f"deploy/local.sh {' '.join(args)}: {done.stderr[-2000:]}"
-        return done.stdout
+        return local_sh(*args, env=self.env)
 
     async def restart(self, component: str) -> None:
         say(f"restarting {component}")

@@ -9,6 +9,7 @@ sharing queue, database and mail catcher, and every assertion here still holds.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -53,7 +54,7 @@ from tests.polling import eventually, unique
 
 PORTAL = "https://portal.notification-tests.test"
 PUBLIC = "https://notify.notification-tests.test"
-LINK_KEY = "integration-tests-link-key-0123456789abcdef"
+LINK_KEY = os.urandom(32).hex()  # random: a constant would be a published key
 TEMPLATE_DATA: dict[str, dict[str, Any]] = {
     "document_uploaded": {"document": "2025 tax return.pdf"},
     "invoice_issued": {"invoice": "2026-114", "amount": "1 250,00 SEK", "due": "2026-12-15"},

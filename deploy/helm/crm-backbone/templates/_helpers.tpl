@@ -29,9 +29,11 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- printf "%s/%s:%s" .root.Values.image.repository .service (.root.Values.image.tag | default .root.Chart.AppVersion) -}}
 {{- end -}}
 
-{{/* An env entry read from the Secret. Call with (dict "root" $ "var" "RABBITMQ_URL"). */}}
+{{/* An env entry read from the Secret: the service's own secretKeys entry, else secret.keys.
+Call with (dict "root" $ "svc" $svc "var" "RABBITMQ_URL"). */}}
 {{- define "crm.secretEnv" -}}
-{{- $ref := index .root.Values.secret.keys .var | default dict -}}
+{{- $keys := merge (deepCopy (.svc.secretKeys | default dict)) (.root.Values.secret.keys | default dict) -}}
+{{- $ref := index $keys .var | default dict -}}
 {{- if not $ref.key -}}
 {{- fail (printf "secret.keys.%s: no key in the Secret is named for this variable" .var) -}}
 {{- end -}}
@@ -45,11 +47,11 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
       {{- end }}
 {{- end -}}
 
-{{/* An HTTP probe on the service port. Call with (dict "root" $ "probe" .Values.probes.readiness). */}}
+{{/* An HTTP probe on a named port (http by default). Call with (dict "root" $ "probe" .Values.probes.readiness). */}}
 {{- define "crm.probe" -}}
 httpGet:
   path: {{ required "every probe needs a path" .probe.path }}
-  port: http
+  port: {{ .probe.port | default "http" }}
 periodSeconds: {{ .probe.periodSeconds }}
 timeoutSeconds: {{ .probe.timeoutSeconds }}
 failureThreshold: {{ .probe.failureThreshold }}
