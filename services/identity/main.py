@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr
 from services.identity.access import LoginRecords
 from services.identity.courier import invitation_courier
 from services.identity.entrypoints import register_commands, register_events
-from services.identity.portal_app import build_portal
+from services.identity.portal_app import build_portal, serve_firm_paths
 from services.identity.projections import AccountNames, InvalidAddresses
 from services.identity.repository import FirmSettings, GrantRepository, Users
 from services.identity.service import GrantUpdates, IdentityService
@@ -66,15 +66,9 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
     app = build_app(
         runtime,
         description="Portal users, credentials, invitations, account access grants and sessions.",
-        routes=[
-            ("/activate", portal.activate),
-            ("/activation/request", portal.request_link),
-            ("/login", portal.login),
-            ("/logout", portal.logout),
-            ("/portal", portal.home),
-            ("/portal/account", portal.choose_account),
-        ],
+        routes=portal.routes,
     )
+    serve_firm_paths(app, portal.firm_pages)
     return runtime, app
 
 

@@ -61,9 +61,10 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def address_key(firm_id: str, email: str, client_ip: str) -> str:
-    """The key of one address tried from one client."""
-    return f"{firm_id}:{email.casefold()}|{client_ip}"
+def address_key(email: str, client_ip: str) -> str:
+    """The key of one address tried from one client, whichever firm's door it came by
+    (a firm's login page, or the one that finds the firm after the password)."""
+    return f"{email.casefold()}|{client_ip}"
 
 
 def client_key(client_ip: str) -> str:
