@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
@@ -87,11 +87,10 @@ def login_page(
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         submitted = await form(receive) if scope["method"] == "POST" else query(scope)
-        if by_slug and (firm := await firms.by_slug(_slug(scope))) is None:
+        known, firm = await firm_of_request(scope, submitted, firms, by_slug=by_slug)
+        if not known:
             return await _unknown_firm(send)
-        if not by_slug:
-            firm = await firms.look(first(submitted, "firm")[:MAX_FIELD])
-        action = scope["path"] if by_slug else "/login"
+        action = scope["path"]
         if scope["method"] != "POST":
             notice = PASSWORD_CHANGED if first(submitted, "changed") else ""
             return await show(send, firm, action, notice=notice)
@@ -184,6 +183,20 @@ def _with_header(send: Send, set_cookie: str) -> Send:
         await send(message)
 
     return wrapped
+
+
+async def firm_of_request(
+    scope: Scope, submitted: Mapping[str, list[str]], firms: FirmSettings, *, by_slug: bool
+) -> tuple[bool, FirmLook | None]:
+    """Whose page this is: the firm of the slug in the path, or of a link's ``firm``.
+
+    (False, None) for a slug no firm has; (True, None) for a page of no firm in
+    particular (a firm-less login: the password tells the firm).
+    """
+    if by_slug:
+        firm = await firms.by_slug(_slug(scope))
+        return firm is not None, firm
+    return True, await firms.look(first(submitted, "firm")[:MAX_FIELD])
 
 
 def _slug(scope: Scope) -> str:

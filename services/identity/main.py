@@ -6,7 +6,7 @@ from faststream.asgi import AsgiFastStream
 from pydantic import Field, SecretStr
 
 from services.identity.access import LoginRecords
-from services.identity.courier import invitation_courier
+from services.identity.courier import invitation_courier, reset_courier
 from services.identity.entrypoints import register_commands, register_events
 from services.identity.portal_app import build_portal, serve_firm_paths
 from services.identity.projections import AccountNames, InvalidAddresses
@@ -16,7 +16,11 @@ from services.identity.settings import PortalSettings
 from services.identity.staff import InvitationCommands
 from services.identity.tokens import InvitationTokens
 from shared.contracts import events
-from shared.contracts.notification import DeliverInvitation
+from shared.contracts.notification import (
+    DeliverInvitation,
+    DeliverPasswordChanged,
+    DeliverPasswordReset,
+)
 from shared.runtime import Runtime, build_app, build_runtime
 
 
@@ -53,7 +57,7 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
     updates = GrantUpdates(GrantRepository(db, relay), FirmSettings(db), tokens)
     names, invalid, users = AccountNames(db), InvalidAddresses(db), Users(db)
     service = IdentityService(updates, names, invalid)
-    portal = build_portal(db, settings, updates, users, names, relay)
+    portal = build_portal(db, settings, updates, users, names, relay, reset_courier(runtime.broker))
     register_events(runtime.events, service)
     register_commands(runtime.commands, InvitationCommands(updates, names, invalid))
     runtime.startup += [
@@ -63,6 +67,10 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
         invalid.ensure_indexes,
         *portal.startup,
     ]
+    runtime.shutdown += portal.shutdown
+    # Reset links and confirmations go to notification point to point (``courier.py``).
+    runtime.commands.sends(DeliverPasswordReset, None)
+    runtime.commands.sends(DeliverPasswordChanged, None)
     app = build_app(
         runtime,
         description="Portal users, credentials, invitations, account access grants and sessions.",

@@ -28,9 +28,11 @@ from services.identity.login_pages import (
     logout_page,
     portal_page,
 )
+from services.identity.password_reset import PasswordResets, ResetCourier, ResetLinks
 from services.identity.portal import activation_page, request_link_page
 from services.identity.projections import AccountNames
 from services.identity.repository import UsedTokens, Users
+from services.identity.reset_pages import forgot_page, reset_page
 from services.identity.service import GrantUpdates
 from services.identity.sessions import Sessions
 from services.identity.settings import PortalSettings
@@ -55,9 +57,12 @@ class Portal:
     logout: ASGIApp
     home: ASGIApp
     choose_account: ASGIApp
+    forgot: ASGIApp
+    reset: ASGIApp
     firm_pages: ASGIApp
-    """Everything under ``/f/<slug>/``: the firm's own login page."""
+    """Everything under ``/f/<slug>/``: the firm's own login and "forgot password" pages."""
     startup: Sequence[Callable[[], Awaitable[None]]]
+    shutdown: Sequence[Callable[[], Awaitable[None]]]
 
     @property
     def routes(self) -> list[tuple[str, ASGIApp]]:
@@ -70,6 +75,8 @@ class Portal:
             ("/logout", self.logout),
             ("/portal", self.home),
             ("/portal/account", self.choose_account),
+            ("/forgot", self.forgot),
+            ("/reset", self.reset),
         ]
 
 
@@ -80,6 +87,7 @@ def build_portal(
     users: Users,
     names: AccountNames,
     relay: OutboxRelay,
+    courier: ResetCourier,
 ) -> Portal:
     proxies = trust_only_configured_proxies()
     log.info("forwarded headers trusted from", proxies=proxies or "nobody")
@@ -105,7 +113,13 @@ def build_portal(
     secure = settings.portal_base_url.startswith("https://")
     banner_links = BannerLinks(settings.banner_link_public_key)
     firms = updates.firms
+    reset_links = ResetLinks(db)
+    resets = PasswordResets(
+        users, reset_links, updates.tokens, sessions, hashing, attempts, courier,
+        settings.portal_base_url, settings.login_limits(),
+    )  # fmt: skip
     firm_login = login_page(access, firms, secure_cookies=secure, by_slug=True)
+    firm_forgot = forgot_page(resets, firms, secure_cookies=secure, by_slug=True)
     return Portal(
         activate=activation_page(activation, firms),
         request_link=request_link_page(fresh_links, banner_links, firms, secure_cookies=secure),
@@ -114,15 +128,19 @@ def build_portal(
         logout=logout_page(access, firms, secure_cookies=secure),
         home=portal_page(access, firms),
         choose_account=choose_account_page(access, firms),
-        firm_pages=by_last_segment({"login": firm_login}),
+        forgot=forgot_page(resets, firms, secure_cookies=secure),
+        reset=reset_page(resets, firms),
+        firm_pages=by_last_segment({"login": firm_login, "forgot": firm_forgot}),
         startup=[
             sessions.ensure_indexes,
             access.choices.ensure_indexes,
             attempts.ensure_indexes,
             daily.ensure_indexes,
             firms.ensure_indexes,
+            reset_links.ensure_indexes,
             access.warm_up,
         ],
+        shutdown=[resets.settled],
     )
 
 
