@@ -74,9 +74,19 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
     app = build_app(
         runtime,
         description="Portal users, credentials, invitations, account access grants and sessions.",
-        routes=portal.routes,
+        routes=[
+            ("/activate", portal.activate),
+            ("/activation/request", portal.request_link),
+            ("/login", portal.login),
+            ("/login/firm", portal.choose_firm),
+            ("/logout", portal.logout),
+            ("/portal", portal.home),
+            ("/portal/account", portal.choose_account),
+            ("/forgot", portal.forgot),
+            ("/reset", portal.reset),
+        ],
     )
-    serve_firm_paths(app, portal.firm_pages)
+    serve_firm_paths(app, portal.firm_pages)  # /f/<slug>/login and /f/<slug>/forgot
     return runtime, app
 
 

@@ -64,21 +64,6 @@ class Portal:
     startup: Sequence[Callable[[], Awaitable[None]]]
     shutdown: Sequence[Callable[[], Awaitable[None]]]
 
-    @property
-    def routes(self) -> list[tuple[str, ASGIApp]]:
-        """The exact paths (``firm_pages`` takes the paths under ``/f/``)."""
-        return [
-            ("/activate", self.activate),
-            ("/activation/request", self.request_link),
-            ("/login", self.login),
-            ("/login/firm", self.choose_firm),
-            ("/logout", self.logout),
-            ("/portal", self.home),
-            ("/portal/account", self.choose_account),
-            ("/forgot", self.forgot),
-            ("/reset", self.reset),
-        ]
-
 
 def build_portal(
     db: AsyncDatabase[Document],
