@@ -8,7 +8,6 @@ Forms behind the login carry the session's CSRF token.
 from __future__ import annotations
 
 import hmac
-import secrets
 from collections.abc import Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
@@ -34,7 +33,7 @@ from services.identity.web import (
     csrf_matches,
     first,
     form,
-    login_csrf_cookie,
+    form_page,
     page,
     query,
     redirect,
@@ -77,11 +76,9 @@ def login_page(
         headers: dict[str, str] | None = None,
         **context: str,
     ) -> None:
-        token = secrets.token_urlsafe(32)
-        cookie_header = {"set-cookie": login_csrf_cookie(token, secure=secure_cookies)}
-        await page(
-            send, "login.html.j2", status, {**cookie_header, **(headers or {})},
-            firm=firm, title="Log in", csrf=token, action=action,
+        await form_page(
+            send, "login.html.j2", status, headers, secure_cookies=secure_cookies,
+            firm=firm, title="Log in", action=action,
             firm_field="" if by_slug or firm is None else firm.firm_id, **context,
         )  # fmt: skip
 

@@ -31,7 +31,14 @@ from services.identity.invitation import new_id
 from services.identity.passwords import PasswordRefused, check_new_password
 from services.identity.repository import Users
 from services.identity.sessions import Sessions
-from services.identity.throttle import Limit, LoginAttempts, LoginLimits, Throttled, address_key
+from services.identity.throttle import (
+    Limit,
+    LoginAttempts,
+    LoginLimits,
+    Throttled,
+    address_key,
+    client_key,
+)
 from services.identity.tokens import InvitationTokens, hash_token
 from shared.logging import get_logger
 from shared.storage.mongo import Document
@@ -186,14 +193,12 @@ class PasswordResets:
         """
         now = self.clock()
         await self.attempts.purge_ended(now)
-        on_address = await self.attempts.admit(
-            "reset|" + address_key(email, client_ip), self.limits.per_address, now
+        await self.attempts.admit_both(
+            "reset|" + address_key(email, client_ip),
+            "reset|" + client_key(client_ip),
+            self.limits,
+            now,
         )
-        try:
-            await self.attempts.admit("reset|ip:" + client_ip, self.limits.per_client, now)
-        except Throttled:
-            await self.attempts.withdraw(on_address)
-            raise
         task = asyncio.create_task(self._send_links(email, firm_id))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -7,8 +7,6 @@ submitting it uses the link.
 
 from __future__ import annotations
 
-import secrets
-
 from services.identity.branding import FirmLook
 from services.identity.hashing import Busy
 from services.identity.login_pages import BUSY, EXPIRED_FORM, MAX_FIELD, firm_of_request
@@ -24,7 +22,7 @@ from services.identity.web import (
     csrf_matches,
     first,
     form,
-    login_csrf_cookie,
+    form_page,
     page,
     query,
     redirect,
@@ -48,11 +46,9 @@ def forgot_page(
         headers: dict[str, str] | None = None,
         **context: str,
     ) -> None:
-        token = secrets.token_urlsafe(32)
-        cookie_header = {"set-cookie": login_csrf_cookie(token, secure=secure_cookies)}
-        await page(
-            send, "forgot.html.j2", status, {**cookie_header, **(headers or {})},
-            firm=firm, title=FORGOT, csrf=token, action=action,
+        await form_page(
+            send, "forgot.html.j2", status, headers, secure_cookies=secure_cookies,
+            firm=firm, title=FORGOT, action=action,
             firm_field="" if by_slug or firm is None else firm.firm_id,
             minutes=str(int(RESET_LIFETIME.total_seconds() // 60)), **context,
         )  # fmt: skip

@@ -114,6 +114,19 @@ class LoginAttempts:
                 return Attempt(counter_id, int(doc["count"]))
         raise Throttled(ends_at)
 
+    async def admit_both(
+        self, by_address: str, by_client: str, limits: LoginLimits, at: datetime
+    ) -> tuple[Attempt, Attempt]:
+        """Count one attempt on the address (from this client) and one from the client;
+        :class:`Throttled` with neither counted when either is over its limit."""
+        on_address = await self.admit(by_address, limits.per_address, at)
+        try:
+            from_client = await self.admit(by_client, limits.per_client, at)
+        except Throttled:
+            await self.withdraw(on_address)
+            raise
+        return on_address, from_client
+
     async def withdraw(self, attempt: Attempt) -> None:
         """Take back an attempt that should not count (one atomic ``$inc``)."""
         await self.collection.update_one(

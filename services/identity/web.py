@@ -67,6 +67,26 @@ async def page(
     )
 
 
+async def form_page(
+    send: Send,
+    template: str,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    *,
+    secure_cookies: bool,
+    firm: FirmLook | None = None,
+    **context: Any,
+) -> None:
+    """A page whose form is sent before there is a session: its CSRF token is
+    double-submitted (a fresh cookie, and the form's ``csrf`` field)."""
+    token = secrets.token_urlsafe(32)
+    cookie_header = {"set-cookie": login_csrf_cookie(token, secure=secure_cookies)}
+    await page(
+        send, template, status, {**cookie_header, **(headers or {})}, firm=firm, csrf=token,
+        **context,
+    )  # fmt: skip
+
+
 async def redirect(send: Send, location: str, headers: Mapping[str, str] | None = None) -> None:
     """303 See Other: after a form, the browser follows with a GET."""
     await respond(
