@@ -86,6 +86,10 @@ class ResetRefused(Exception):
     """Shown to the person as is."""
 
 
+class ResetInterrupted(ResetRefused):
+    """Something failed on our side after the link was taken; it was given back."""
+
+
 @dataclass(frozen=True)
 class ResetView:
     firm_id: str
@@ -245,8 +249,10 @@ class PasswordResets:
         """Set the new password; every session of the person but ``keep_session`` ends.
 
         Raises :class:`ResetRefused` for a password the rules refuse (the link still
-        works) and for a link that is unknown, expired or used. Hashing may refuse with
-        :class:`~services.identity.hashing.Busy` before the link is touched.
+        works) and for a link that is unknown, expired or used, and
+        :class:`ResetInterrupted` when it failed on our side (the link still works).
+        Hashing may refuse with :class:`~services.identity.hashing.Busy` before the link
+        is touched.
         """
         reset = await self._live(token)
         try:
@@ -261,9 +267,12 @@ class PasswordResets:
         firm_id, user_id = str(taken["firm_id"]), str(taken["user_id"])
         try:
             still_there = await self.users.set_password_hash(firm_id, user_id, password_hash)
-        except BaseException:
+        except BaseException as failure:
             await self.links.give_back(token_hash, now)
-            raise
+            log.exception("password reset interrupted; link given back", user_id=user_id)
+            if not isinstance(failure, Exception):
+                raise  # a cancellation: the link is back, let it through
+            raise ResetInterrupted(INTERRUPTED) from failure
         if not still_there:  # the person is gone: the link was of no use anyway
             raise ResetRefused(USED)
         await self.links.end_all_of(firm_id, user_id, now)
@@ -292,3 +301,6 @@ class PasswordResets:
 
 NOT_VALID = "This link is not valid any more: it was used, replaced or has expired."
 USED = "This link has already been used."
+INTERRUPTED = (
+    "Your password could not be changed just now. Your link still works: try again in a moment."
+)

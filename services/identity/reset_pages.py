@@ -10,7 +10,12 @@ from __future__ import annotations
 from services.identity.branding import FirmLook
 from services.identity.hashing import Busy
 from services.identity.login_pages import BUSY, EXPIRED_FORM, MAX_FIELD, firm_of_request
-from services.identity.password_reset import RESET_LIFETIME, PasswordResets, ResetRefused
+from services.identity.password_reset import (
+    RESET_LIFETIME,
+    PasswordResets,
+    ResetInterrupted,
+    ResetRefused,
+)
 from services.identity.passwords import MIN_PASSWORD_LENGTH
 from services.identity.repository import FirmSettings
 from services.identity.throttle import Throttled
@@ -108,6 +113,8 @@ def reset_page(resets: PasswordResets, firms: FirmSettings) -> ASGIApp:
                 first(submitted, "confirmation"),
                 keep_session=cookie(scope, SESSION_COOKIE) or None,
             )
+        except ResetInterrupted as interrupted:
+            return await show(send, token, 503, error=str(interrupted))
         except ResetRefused as refused:
             return await show(send, token, 400, error=str(refused))
         except Busy as busy:

@@ -18,6 +18,7 @@ from services.identity.password_reset import (
     PasswordChanged,
     PasswordResets,
     ResetCourier,
+    ResetInterrupted,
     ResetLink,
     ResetLinks,
     ResetRefused,
@@ -191,6 +192,32 @@ class TestTheLink:
         assert await setup.sessions.find(phone, now) is None
         assert await setup.sessions.find(laptop, now) is not None
         assert await setup.sessions.find(someone_else, now) is not None
+
+
+class UsersFailingOnce(Users):
+    """The password's write fails once, after the link was taken (an outage, a crash)."""
+
+    failed = False
+
+    async def set_password_hash(self, firm_id: str, user_id: str, password_hash: str) -> bool:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("the database went away")
+        return await super().set_password_hash(firm_id, user_id, password_hash)
+
+
+class TestAFailureOnOurSide:
+    async def test_gives_the_link_back(self, setup: Setup) -> None:
+        await setup.ask()
+        token = setup.sent.token()
+        setup.resets.users = UsersFailingOnce(setup.db)
+
+        with pytest.raises(ResetInterrupted, match="Your link still works"):
+            await setup.resets.reset(token, NEW_PASSWORD, NEW_PASSWORD)
+        assert await setup.password_is(OLD_PASSWORD)
+
+        await setup.resets.reset(token, NEW_PASSWORD, NEW_PASSWORD)  # the same link, again
+        assert await setup.password_is(NEW_PASSWORD)
 
 
 class TestAsking:
