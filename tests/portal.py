@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
+
+from tests.infra import ROOT
+
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+"""Where browser tests save screenshots of the portal and emails (git-ignored)."""
+
+
+def screenshot_path(name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS / f"{name}.png"
 
 
 async def log_in(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from shared.cli.client import Client
 from shared.contracts import crm as cmd
@@ -38,9 +40,12 @@ def unique_email(tag: str) -> str:
     return f"{tag}.{uuid.uuid4().hex[:10]}@example.com"
 
 
-async def new_firm(client: Client, name: str = "Test Accounting") -> str:
+async def new_firm(client: Client, name: str = "Test Accounting", **settings: Any) -> str:
+    """A registered firm; ``settings``: more fields of RegisterFirm (slug, logo_url, ...)."""
     firm_id = f"firm-{uuid.uuid4().hex[:10]}"
-    await client.call(cmd.RegisterFirm(firm_id=firm_id, name=name), cmd.FirmRegisteredReply)
+    await client.call(
+        cmd.RegisterFirm(firm_id=firm_id, name=name, **settings), cmd.FirmRegisteredReply
+    )
     return firm_id
 
 
@@ -50,12 +55,14 @@ async def account_with_contact(
     emails: int = 2,
     settings: tuple[cmd.SettingsInput, ...] | None = None,
     notify_first: bool = True,
+    firm: Mapping[str, Any] | None = None,
 ) -> Scenario:
     """A firm, a family account, a contact with ``emails`` addresses linked to it.
 
     By default the first address has Notify on (every category) and the rest is off.
+    ``firm``: RegisterFirm's fields for the firm (its name, slug, look).
     """
-    firm_id = await new_firm(client)
+    firm_id = await new_firm(client, **(firm or {}))
     account = await client.call(
         cmd.CreateAccount(firm_id=firm_id, name="Smith family", account_type=AccountType.FAMILY),
         cmd.AccountCreatedReply,

@@ -423,16 +423,16 @@ class TestIngress:
     ) -> None:
         [ingress] = of_kind(manifests, "Ingress").values()
         names = {f"{RELEASE}-{s}": s for s in APP_SERVICES}
-        exposed: dict[str, set[str]] = {}
+        exposed: dict[str, set[tuple[str, str]]] = {}
         for rule in ingress["spec"]["rules"]:
             for path in rule["http"]["paths"]:
                 service = names[path["backend"]["service"]["name"]]
                 assert path["backend"]["service"]["port"] == {"name": "http"}
-                assert path["pathType"] == "Exact", path["path"]
-                exposed.setdefault(service, set()).add(path["path"])
+                exposed.setdefault(service, set()).add((path["pathType"], path["path"]))
         assert exposed == {
-            "identity": set(own_routes("identity")),
-            "notification": {"/unsubscribe"},
+            "identity": {("Exact", route) for route in own_routes("identity")}
+            | {("Prefix", "/f/")},
+            "notification": {("Exact", "/unsubscribe")},
         }
 
     def test_no_docs_metrics_or_health_path(

@@ -22,11 +22,10 @@ from services.identity.hashing import Busy, PasswordHashing
 from services.identity.projections import AccountNames
 from services.identity.repository import GrantRepository, Users
 from services.identity.retry import ATTEMPTS, back_off
-from services.identity.sessions import Session, Sessions
+from services.identity.sessions import FirmChoice, LoginChoices, Session, Sessions
 from services.identity.throttle import (
     LoginAttempts,
     LoginLimits,
-    Throttled,
     address_key,
     client_key,
 )
@@ -40,6 +39,8 @@ from shared.storage.outbox import OutboxRelay
 log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
+MAX_FIRMS_PER_ADDRESS = 10
+"""Firms whose people a firm-less login checks the password of (an argon2 check each)."""
 
 
 class LoginRefused(Exception):
@@ -48,6 +49,14 @@ class LoginRefused(Exception):
 
 class NoAccess(Exception):
     """The session may not open this account (any more)."""
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    """A firm-less login: a session (one firm), or a choice of firms to make first."""
+
+    session_id: str | None = None
+    choice_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,8 +128,10 @@ class PortalAccess:
         passwords: PasswordHashing,
         limits: LoginLimits | None = None,
         clock: Clock = lambda: datetime.now(UTC),
+        choices: LoginChoices | None = None,
     ) -> None:
         self.limits = limits or LoginLimits()
+        self.choices = choices or LoginChoices(sessions.collection.database)
         self.users = users
         self.grants = grants
         self.names = names
@@ -143,29 +154,75 @@ class PortalAccess:
         address (or any address) too often, and :class:`~services.identity.hashing.Busy`
         when too many password checks are waiting.
         """
+        user = await self.users.find(firm_id, email) if email and firm_id else None
+        [right] = await self._checked(email, client_ip, [user], password)
+        return await self._open(right, password)
+
+    async def log_in_anywhere(self, email: str, password: str, client_ip: str) -> LoginOutcome:
+        """Log in without knowing the firm: the password decides which firms' portals open.
+
+        A session when the password is right for one firm; a choice (its id is for the
+        person's cookie) when it is right for several: they pick one (:meth:`choose_firm`).
+        Nothing is told before the password is checked: an unknown address, a wrong
+        password and a right one for no firm all get :class:`LoginRefused`. Limits and
+        refusals as :meth:`log_in`. (One argon2 check per firm that knows the address:
+        an address known to several firms answers measurably later than one known to
+        none or one; padding every answer to ``MAX_FIRMS_PER_ADDRESS`` checks would
+        cost ten hashes per attempt.)
+        """
+        people: list[Document | None] = [*await self.users.everywhere(email, MAX_FIRMS_PER_ADDRESS)]
+        right = await self._checked(email, client_ip, people or [None], password)
+        if len(right) == 1:
+            return LoginOutcome(session_id=await self._open(right[0], password))
+        users = {str(u["firm_id"]): str(u["_id"]) for u in right}
+        choice_id = await self.choices.open(right[0]["email"], users, self.clock())
+        return LoginOutcome(choice_id=choice_id)
+
+    async def firm_choice(self, choice_id: str) -> FirmChoice | None:
+        return await self.choices.find(choice_id, self.clock())
+
+    async def choose_firm(self, choice: FirmChoice, firm_id: str) -> str:
+        """Open the session the person picked; :class:`LoginRefused` if it was not offered."""
+        user_id = choice.users.get(firm_id)
+        if user_id is None or not await self.choices.take(choice):
+            raise LoginRefused("Please log in again.")
+        user = await self.users.get(firm_id, user_id)
+        if user is None:
+            raise LoginRefused("Please log in again.")
+        return await self._open(user, None)
+
+    async def _checked(
+        self, email: str, client_ip: str, people: list[Document | None], password: str
+    ) -> list[Document]:
+        """The people among ``people`` whose password this is, counted against the limits.
+
+        Raises :class:`LoginRefused` when it is nobody's; a success forgets the address's
+        count for this client and does not count against the client.
+        """
         now = self.clock()
         await self._forget_old(now)
-        by_address = address_key(firm_id, email, client_ip)
-        on_address = await self.attempts.admit(by_address, self.limits.per_address, now)
+        by_address = address_key(email, client_ip)
+        on_address, from_client = await self.attempts.admit_both(
+            by_address, client_key(client_ip), self.limits, now
+        )
         try:
-            from_client = await self.attempts.admit(
-                client_key(client_ip), self.limits.per_client, now
-            )
-        except Throttled:
-            await self.attempts.withdraw(on_address)
-            raise
-        user = await self.users.find(firm_id, email) if email and firm_id else None
-        try:
-            right = await self._verify(user, password)
+            right = [p for p in people if await self._verify(p, password) and p is not None]
         except Busy:  # the password was not checked: the attempt does not count
             await self.attempts.withdraw(on_address)
             await self.attempts.withdraw(from_client)
             raise
-        if not right or user is None:
+        if not right:
             raise LoginRefused("The address or the password is not right.")
         await self.attempts.forget(by_address)
         await self.attempts.withdraw(from_client)
-        await self._rehash_if_outdated(user, password)
+        return right
+
+    async def _open(self, user: Document, password: str | None) -> str:
+        """A new session of ``user`` (whose ``password`` was just checked, if given)."""
+        now = self.clock()
+        firm_id = str(user["firm_id"])
+        if password is not None:
+            await self._rehash_if_outdated(user, password)
         session_id = await self.sessions.open(firm_id, str(user["_id"]), user["email"], now)
         session = await self.sessions.find(session_id, now)
         if session is not None:
@@ -191,9 +248,10 @@ class PortalAccess:
             log.info("password hash upgraded", user_id=str(user["_id"]))
 
     async def _forget_old(self, now: datetime) -> None:
-        """Drop counters of past windows and expired sessions (no TTL indexes: in code)."""
+        """Drop counters of past windows, expired sessions and choices (no TTL indexes)."""
         await self.attempts.purge_ended(now)
         await self.sessions.purge_expired(now)
+        await self.choices.purge_expired(now)
 
     async def view(self, session_id: str) -> PortalView | None:
         """The session with the accounts it may open now; None if there is no live session."""

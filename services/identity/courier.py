@@ -1,4 +1,5 @@
-"""Hands each invitation's activation link to the notification service, point to point.
+"""Hands each invitation's activation link to the notification service, point to point
+(and each password-reset link, and the confirmation of a new password).
 
 InvitationIssued is a fact on the shared exchange, without the link. The link goes in a
 DeliverInvitation command straight onto ``notification.commands`` as the outbox relay
@@ -16,10 +17,15 @@ from typing import Any
 from faststream.rabbit import RabbitBroker
 from pydantic import SecretStr
 
+from services.identity.password_reset import PasswordChanged, ResetCourier, ResetLink
 from services.identity.tokens import InvitationTokens
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import InvitationIssued
-from shared.contracts.notification import DeliverInvitation
+from shared.contracts.notification import (
+    DeliverInvitation,
+    DeliverPasswordChanged,
+    DeliverPasswordReset,
+)
 from shared.logging import get_logger
 from shared.messaging.commands import send_one_way
 from shared.messaging.events import Companion
@@ -64,3 +70,40 @@ def invitation_courier(
         )
 
     return deliver
+
+
+def reset_courier(broker: RabbitBroker, clock: Clock = lambda: datetime.now(UTC)) -> ResetCourier:
+    """Reset links and confirmations, straight onto ``notification.commands``.
+
+    The link is in DeliverPasswordReset alone (a secret field, taken out of any dead
+    letter), which expires with it; no event about it is published.
+    """
+
+    async def send_link(link: ResetLink) -> None:
+        command = DeliverPasswordReset(
+            firm_id=link.firm_id,
+            reset_id=link.reset_id,
+            email=link.email,
+            expires_at=link.expires_at,
+            reset_url=SecretStr(link.url),
+        )
+        await send_one_way(
+            broker,
+            command,
+            message_id=f"reset-{link.reset_id}",
+            correlation_id=link.reset_id,
+            expires_in_seconds=(link.expires_at - clock()).total_seconds(),
+        )
+
+    async def confirm(changed: PasswordChanged) -> None:
+        command = DeliverPasswordChanged(
+            firm_id=changed.firm_id,
+            change_id=changed.change_id,
+            email=changed.email,
+            changed_at=changed.changed_at,
+        )
+        await send_one_way(
+            broker, command, message_id=changed.change_id, correlation_id=changed.change_id
+        )
+
+    return ResetCourier(send_link, confirm)

@@ -15,6 +15,7 @@ from shared.contracts.events import (
     ContactEmailChanged,
     ContactUnlinked,
     FirmRegistered,
+    FirmSettingsChanged,
     LoginToggled,
     NotificationFailed,
 )
@@ -25,8 +26,13 @@ from shared.messaging.events import EventSubscriptions
 def register_events(events: EventSubscriptions, service: IdentityService) -> None:
     @events.handle(FirmRegistered)
     async def on_firm_registered(event: Envelope[FirmRegistered]) -> None:
-        """Remember the firm's invitation expiry."""
-        await service.firm_registered(event)
+        """Remember the firm's invitation expiry, name and look for the portal."""
+        await service.firm_settings(event)
+
+    @events.handle(FirmSettingsChanged)
+    async def on_firm_settings_changed(event: Envelope[FirmSettingsChanged]) -> None:
+        """Follow the firm's new settings (the newest copy wins)."""
+        await service.firm_settings(event)
 
     @events.handle(AccountCreated)
     async def on_account_created(event: Envelope[AccountCreated]) -> None:

@@ -100,6 +100,17 @@ class FreshLinks:
         self.per_day = per_day
         self.min_interval = min_interval
 
+    async def check(self, link: BannerLink) -> Grant:
+        """The grant the link is for, if asking now could send a link (else
+        :class:`FreshLinkRefused`: withdrawn by staff, too soon, no access). Changes nothing:
+        the page a banner opens says at once what asking would."""
+        key = grant_id(link.firm_id, link.account_id, link.address_id)
+        grant = await self.updates.grants.get(link.firm_id, key)
+        if grant is None or not link.sent_to(grant.email):
+            raise FreshLinkRefused(FreshLinkRefusal.NO_ACCESS)
+        grant.check_fresh_link(self.updates.clock(), self.min_interval)
+        return grant
+
     async def request(self, link: BannerLink) -> Grant:
         """Send a fresh link to the address the banner link was made for.
 
@@ -109,10 +120,7 @@ class FreshLinks:
         now = self.updates.clock()
         await self.daily.purge_ended(now)
         firm_id, key = link.firm_id, grant_id(link.firm_id, link.account_id, link.address_id)
-        grant = await self.updates.grants.get(firm_id, key)
-        if grant is None or not link.sent_to(grant.email):
-            raise FreshLinkRefused(FreshLinkRefusal.NO_ACCESS)
-        grant.check_fresh_link(now, self.min_interval)  # before a place of the day is taken
+        grant = await self.check(link)  # before a place of the day is taken
         if not await self.daily.take(firm_id, link.address_id, now, self.per_day):
             raise FreshLinkRefused(FreshLinkRefusal.DAILY_LIMIT, _next_day(now))
         invite = await self.updates.invitations(firm_id)

@@ -6,9 +6,9 @@ from faststream.asgi import AsgiFastStream
 from pydantic import Field, SecretStr, field_validator
 
 from services.identity.access import LoginRecords
-from services.identity.courier import invitation_courier
+from services.identity.courier import invitation_courier, reset_courier
 from services.identity.entrypoints import register_commands, register_events
-from services.identity.portal_app import build_portal
+from services.identity.portal_app import build_portal, serve_firm_paths
 from services.identity.projections import AccountNames, InvalidAddresses
 from services.identity.repository import FirmSettings, GrantRepository, Users
 from services.identity.service import GrantUpdates, IdentityService
@@ -16,7 +16,11 @@ from services.identity.settings import PortalSettings
 from services.identity.staff import InvitationCommands
 from services.identity.tokens import InvitationTokens
 from shared.contracts import events
-from shared.contracts.notification import DeliverInvitation
+from shared.contracts.notification import (
+    DeliverInvitation,
+    DeliverPasswordChanged,
+    DeliverPasswordReset,
+)
 from shared.keys import checked_key
 from shared.runtime import Runtime, build_app, build_runtime
 
@@ -58,7 +62,7 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
     updates = GrantUpdates(GrantRepository(db, relay), FirmSettings(db), tokens)
     names, invalid, users = AccountNames(db), InvalidAddresses(db), Users(db)
     service = IdentityService(updates, names, invalid)
-    portal = build_portal(db, settings, updates, users, names, relay)
+    portal = build_portal(db, settings, updates, users, names, relay, reset_courier(runtime.broker))
     register_events(runtime.events, service)
     register_commands(runtime.commands, InvitationCommands(updates, names, invalid))
     runtime.startup += [
@@ -68,6 +72,10 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
         invalid.ensure_indexes,
         *portal.startup,
     ]
+    runtime.shutdown += portal.shutdown
+    # Reset links and confirmations go to notification point to point (``courier.py``).
+    runtime.commands.sends(DeliverPasswordReset, None)
+    runtime.commands.sends(DeliverPasswordChanged, None)
     app = build_app(
         runtime,
         description="Portal users, credentials, invitations, account access grants and sessions.",
@@ -75,11 +83,15 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
             ("/activate", portal.activate),
             ("/activation/request", portal.request_link),
             ("/login", portal.login),
+            ("/login/firm", portal.choose_firm),
             ("/logout", portal.logout),
             ("/portal", portal.home),
             ("/portal/account", portal.choose_account),
+            ("/forgot", portal.forgot),
+            ("/reset", portal.reset),
         ],
     )
+    serve_firm_paths(app, portal.firm_pages)  # /f/<slug>/login and /f/<slug>/forgot
     return runtime, app
 
 

@@ -12,6 +12,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.identity.branding import FirmLook
 from services.identity.domain import Grant, Invitation, InvitationState
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.aggregates import Change, ConcurrentUpdate, save_aggregate, save_aggregates
@@ -319,16 +320,32 @@ def _state(grant: Grant) -> dict[str, Any]:
 
 
 class FirmSettings:
-    """identity's projection of each firm's invitation expiry (from FirmRegistered)."""
+    """identity's projection of each firm: its invitation expiry and its look for the portal.
+
+    Fed by FirmRegistered and FirmSettingsChanged (a full snapshot each); the copy of
+    the highest ``aggregate_version`` wins (``keep_newest``), in whatever order they
+    arrive.
+    """
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["firms"]
 
-    async def record(self, firm_id: str, expiry_days: int, version: int) -> None:
-        """One conditional upsert: the newest FirmRegistered wins (``keep_newest``)."""
-        await keep_newest(
-            self.collection, firm_id, version, {"invitation_expiry_days": expiry_days}
-        )
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("slug", ASCENDING)])
+
+    async def record(
+        self, firm_id: str, expiry_days: int, version: int, look: FirmLook | None = None
+    ) -> None:
+        """One conditional upsert: the newest settings win (``keep_newest``)."""
+        fields: Document = {"invitation_expiry_days": expiry_days}
+        if look is not None:
+            fields |= {
+                "name": look.name,
+                "slug": look.slug,
+                "logo_url": look.logo_url,
+                "accent_color": look.accent_color,
+            }
+        await keep_newest(self.collection, firm_id, version, fields)
 
     async def exists(self, firm_id: str) -> bool:
         return await self.collection.count_documents({"_id": firm_id}, limit=1) > 0
@@ -336,6 +353,35 @@ class FirmSettings:
     async def expiry_days(self, firm_id: str) -> int:
         doc = await self.collection.find_one({"_id": firm_id})
         return int(doc["invitation_expiry_days"]) if doc else DEFAULT_EXPIRY_DAYS
+
+    async def look(self, firm_id: str) -> FirmLook | None:
+        doc = await self.collection.find_one({"_id": firm_id}) if firm_id else None
+        return _look(doc) if doc else None
+
+    async def by_slug(self, slug: str) -> FirmLook | None:
+        """The firm whose portal address uses ``slug`` now (None: none, or not one alone).
+
+        crm gives a slug to one firm at a time; two copies naming it can only be a
+        change still on its way, and then neither is trusted until it lands.
+        """
+        if not slug or len(slug) > 100:
+            return None
+        found = await self.collection.find({"slug": slug}).to_list(2)
+        return _look(found[0]) if len(found) == 1 else None
+
+    async def looks(self, firm_ids: Collection[str]) -> dict[str, FirmLook]:
+        cursor = self.collection.find({"_id": {"$in": list(firm_ids)}})
+        return {doc["_id"]: _look(doc) async for doc in cursor}
+
+
+def _look(doc: Document) -> FirmLook:
+    return FirmLook(
+        firm_id=doc["_id"],
+        name=doc.get("name") or "Your firm",
+        slug=doc.get("slug"),
+        logo_url=doc.get("logo_url"),
+        accent_color=doc.get("accent_color"),
+    )
 
 
 class Users:
@@ -346,9 +392,27 @@ class Users:
         await self.collection.create_index(
             [("firm_id", ASCENDING), ("email_key", ASCENDING)], unique=True
         )
+        await self.collection.create_index([("email_key", ASCENDING)])
 
     async def find(self, firm_id: str, email: str) -> Document | None:
         return await self.collection.find_one({"firm_id": firm_id, "email_key": email.casefold()})
+
+    async def everywhere(self, email: str, limit: int) -> list[Document]:
+        """The people with this address across firms (one per firm), at most ``limit``."""
+        if not email:
+            return []
+        cursor = self.collection.find({"email_key": email.casefold()}).sort("firm_id", ASCENDING)
+        return await cursor.to_list(limit)
+
+    async def get(self, firm_id: str, user_id: str) -> Document | None:
+        return await find_in_firm(self.collection, user_id, firm_id)
+
+    async def set_password_hash(self, firm_id: str, user_id: str, password_hash: str) -> bool:
+        """A new password (after a reset): one single-document update."""
+        result = await self.collection.update_one(
+            {"_id": user_id, "firm_id": firm_id}, {"$set": {"password_hash": password_hash}}
+        )
+        return bool(result.matched_count)
 
     async def create(self, user_id: str, firm_id: str, email: str, password_hash: str) -> str:
         """Create the user, or return the id of the one that already has this address.

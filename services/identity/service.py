@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from services.identity.branding import FirmLook
 from services.identity.domain import (
     EmailChange,
     Grant,
@@ -32,6 +33,7 @@ from shared.contracts.events import (
     ContactEmailChanged,
     ContactUnlinked,
     FirmRegistered,
+    FirmSettingsChanged,
     LoginToggled,
     NotificationFailed,
 )
@@ -146,9 +148,14 @@ class IdentityService:
         self.account_names = account_names
         self.invalid_addresses = invalid_addresses
 
-    async def firm_registered(self, event: Envelope[FirmRegistered]) -> None:
+    async def firm_settings(
+        self, event: Envelope[FirmRegistered] | Envelope[FirmSettingsChanged]
+    ) -> None:
+        """The firm's expiry and look; the newest of registration and changes wins."""
+        p = event.payload
+        look = FirmLook(event.firm_id, p.name, p.slug, p.logo_url, p.accent_color)
         await self.firms.record(
-            event.firm_id, event.payload.invitation_expiry_days, event.aggregate_version
+            event.firm_id, p.invitation_expiry_days, event.aggregate_version, look
         )
 
     async def account_created(self, event: Envelope[AccountCreated]) -> None:

@@ -56,6 +56,7 @@ class Sessions:
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("expires_at", ASCENDING)])
         await self.collection.create_index([("idle_expires_at", ASCENDING)])
+        await self.collection.create_index([("firm_id", ASCENDING), ("user_id", ASCENDING)])
 
     async def open(self, firm_id: str, user_id: str, email: str, at: datetime) -> str:
         """Start a session; returns the session id for the cookie (never stored)."""
@@ -114,8 +115,77 @@ class Sessions:
     async def close(self, session: Session) -> None:
         await self.collection.delete_one({"_id": session.key})
 
+    async def close_all_of(self, firm_id: str, user_id: str, keep: str | None = None) -> int:
+        """End every session of one person (but ``keep``, a session id): after a new password."""
+        query: Document = {"firm_id": firm_id, "user_id": user_id}
+        if keep:
+            query["_id"] = {"$ne": _digest(keep)}
+        result = await self.collection.delete_many(query)
+        return int(result.deleted_count)
+
     async def purge_expired(self, at: datetime) -> int:
         result = await self.collection.delete_many(
             {"$or": [{"expires_at": {"$lte": at}}, {"idle_expires_at": {"$lte": at}}]}
         )
         return int(result.deleted_count)
+
+
+CHOICE_LIFETIME = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class FirmChoice:
+    """After a good password on several firms' portals: the people the person may log in as."""
+
+    key: str
+    email: str
+    csrf: str
+    users: dict[str, str]
+    """user id by firm id."""
+
+
+class LoginChoices:
+    """Short-lived, single-use records of "the password was right for these firms".
+
+    Like a session, the id lives only in the person's cookie and the database keeps its
+    SHA-256. Taking one deletes it (``find_one_and_delete``, atomic on one document), so
+    one choice opens one session.
+    """
+
+    def __init__(self, db: AsyncDatabase[Document], lifetime: timedelta = CHOICE_LIFETIME) -> None:
+        self.collection: AsyncCollection[Document] = db["login_choices"]
+        self.lifetime = lifetime
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("expires_at", ASCENDING)])
+
+    async def open(self, email: str, users: dict[str, str], at: datetime) -> str:
+        choice_id = secrets.token_urlsafe(32)
+        await self.collection.insert_one(
+            {
+                "_id": _digest(choice_id),
+                "email": email,
+                "csrf": secrets.token_urlsafe(32),
+                "users": [{"firm_id": f, "user_id": u} for f, u in users.items()],
+                "expires_at": at + self.lifetime,
+            }
+        )
+        return choice_id
+
+    async def find(self, choice_id: str, at: datetime) -> FirmChoice | None:
+        if not choice_id or len(choice_id) > 100:
+            return None
+        doc = await self.collection.find_one({"_id": _digest(choice_id), "expires_at": {"$gt": at}})
+        return None if doc is None else _choice(doc)
+
+    async def take(self, choice: FirmChoice) -> bool:
+        """True for the one caller that used the choice."""
+        return await self.collection.find_one_and_delete({"_id": choice.key}) is not None
+
+    async def purge_expired(self, at: datetime) -> None:
+        await self.collection.delete_many({"expires_at": {"$lte": at}})
+
+
+def _choice(doc: Document) -> FirmChoice:
+    users = {entry["firm_id"]: entry["user_id"] for entry in doc["users"]}
+    return FirmChoice(doc["_id"], doc["email"], doc["csrf"], users)

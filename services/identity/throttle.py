@@ -61,9 +61,10 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def address_key(firm_id: str, email: str, client_ip: str) -> str:
-    """The key of one address tried from one client."""
-    return f"{firm_id}:{email.casefold()}|{client_ip}"
+def address_key(email: str, client_ip: str) -> str:
+    """The key of one address tried from one client, whichever firm's door it came by
+    (a firm's login page, or the one that finds the firm after the password)."""
+    return f"{email.casefold()}|{client_ip}"
 
 
 def client_key(client_ip: str) -> str:
@@ -112,6 +113,19 @@ class LoginAttempts:
             if doc is not None:  # always, with upsert and the document after the update
                 return Attempt(counter_id, int(doc["count"]))
         raise Throttled(ends_at)
+
+    async def admit_both(
+        self, by_address: str, by_client: str, limits: LoginLimits, at: datetime
+    ) -> tuple[Attempt, Attempt]:
+        """Count one attempt on the address (from this client) and one from the client;
+        :class:`Throttled` with neither counted when either is over its limit."""
+        on_address = await self.admit(by_address, limits.per_address, at)
+        try:
+            from_client = await self.admit(by_client, limits.per_client, at)
+        except Throttled:
+            await self.withdraw(on_address)
+            raise
+        return on_address, from_client
 
     async def withdraw(self, attempt: Attempt) -> None:
         """Take back an attempt that should not count (one atomic ``$inc``)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from http.cookies import SimpleCookie
@@ -13,6 +14,7 @@ from urllib.parse import parse_qs
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from services.identity.branding import FirmLook, content_security_policy
 from shared.http import Receive, Scope, Send, respond
 
 MAX_FORM_BYTES = 16 * 1024
@@ -22,13 +24,16 @@ LOGIN_CSRF_COOKIE = "portal_login_csrf"
 cookie and the form field must match, which another site cannot arrange."""
 REQUEST_CSRF_COOKIE = "portal_request_csrf"
 """The same, for the form that asks for a fresh activation link."""
+CHOICE_COOKIE = "portal_login_choice"
+"""After a good password on several firms' portals: which firms the person may pick."""
 SECURITY_HEADERS = {
     "cache-control": "no-store",
     "referrer-policy": "no-referrer",  # an activation page URL carries the invitation token
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "content-security-policy": "default-src 'none'; form-action 'self'",
 }
+"""Headers of every portal answer; a page replaces the CSP with one naming its own nonce."""
 
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -41,12 +46,45 @@ async def page(
     template: str,
     status: int = 200,
     headers: Mapping[str, str] | None = None,
+    *,
+    firm: FirmLook | None = None,
     **context: Any,
 ) -> None:
-    body = _templates.get_template(template).render(**context).encode()
+    """A page in the firm's look (``firm``; None: the neutral look).
+
+    Its style sheet is allowed by a nonce made for this answer alone, so the CSP needs
+    no 'unsafe-inline'; the accent colour is a checked ``#RRGGBB`` in that sheet.
+    """
+    nonce = secrets.token_urlsafe(16)
+    body = _templates.get_template(template).render(firm=firm, nonce=nonce, **context).encode()
+    csp = {"content-security-policy": content_security_policy(nonce, firm)}
     await respond(
-        send, status, body, "text/html; charset=utf-8", {**SECURITY_HEADERS, **(headers or {})}
+        send,
+        status,
+        body,
+        "text/html; charset=utf-8",
+        {**SECURITY_HEADERS, **csp, **(headers or {})},
     )
+
+
+async def form_page(
+    send: Send,
+    template: str,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    *,
+    secure_cookies: bool,
+    firm: FirmLook | None = None,
+    **context: Any,
+) -> None:
+    """A page whose form is sent before there is a session: its CSRF token is
+    double-submitted (a fresh cookie, and the form's ``csrf`` field)."""
+    token = secrets.token_urlsafe(32)
+    cookie_header = {"set-cookie": login_csrf_cookie(token, secure=secure_cookies)}
+    await page(
+        send, template, status, {**cookie_header, **(headers or {})}, firm=firm, csrf=token,
+        **context,
+    )  # fmt: skip
 
 
 async def redirect(send: Send, location: str, headers: Mapping[str, str] | None = None) -> None:
@@ -97,6 +135,10 @@ def login_csrf_cookie(value: str, *, secure: bool) -> str:
 
 def request_csrf_cookie(value: str, *, secure: bool) -> str:
     return _cookie(REQUEST_CSRF_COOKIE, value, secure=secure, max_age=3600, same_site="Strict")
+
+
+def choice_cookie(value: str, *, secure: bool, max_age: int) -> str:
+    return _cookie(CHOICE_COOKIE, value, secure=secure, max_age=max_age, same_site="Strict")
 
 
 def csrf_matches(scope: Scope, cookie_name: str, submitted: str) -> bool:

@@ -6,6 +6,7 @@ at run time to validate messages and to write the AsyncAPI document.
 
 from faststream import Context
 
+from services.notification.account_emails import AccountEmails
 from services.notification.bounces import Bounces
 from services.notification.digests import Digests
 from services.notification.inbox import Inbox
@@ -116,6 +117,18 @@ def register_invitation_commands(commands: CommandHandlers, service: Notificatio
     async def deliver_invitation(command: cmd.DeliverInvitation) -> None:
         """Email the invitation with its activation link, once (one way: no reply)."""
         await service.deliver_invitation(command)
+
+
+def register_account_email_commands(commands: CommandHandlers, emails: AccountEmails) -> None:
+    @commands.handle(cmd.DeliverPasswordReset)
+    async def deliver_password_reset(command: cmd.DeliverPasswordReset) -> None:
+        """Email a password-reset link, once (one way: no reply)."""
+        await emails.password_reset(command)
+
+    @commands.handle(cmd.DeliverPasswordChanged)
+    async def deliver_password_changed(command: cmd.DeliverPasswordChanged) -> None:
+        """Tell the person their password was changed, once (one way: no reply)."""
+        await emails.password_changed(command)
 
 
 def register_digest_handlers(events: EventSubscriptions, digests: Digests) -> None:

@@ -10,12 +10,14 @@ from functools import partial
 
 from faststream.asgi import AsgiFastStream
 
+from services.notification.account_emails import AccountEmails, AccountMailRenderer
 from services.notification.bounces import Bounces
 from services.notification.deliveries import DeliveryRepository
 from services.notification.delivery import Deliverer
 from services.notification.digest import utc_now
 from services.notification.digests import Clock, Digests, DigestScheduler
 from services.notification.entrypoints import (
+    register_account_email_commands,
     register_commands,
     register_digest_handlers,
     register_handlers,
@@ -106,6 +108,8 @@ def bootstrap(
     inbox = Inbox(inbox_items)
     register_handlers(runtime.events, service)
     register_invitation_commands(runtime.commands, service)
+    account_emails = AccountEmails(firms, deliverer, AccountMailRenderer())
+    register_account_email_commands(runtime.commands, account_emails)
     register_digest_handlers(runtime.events, digests)
     register_inbox_handlers(runtime.events, inbox)
     register_commands(

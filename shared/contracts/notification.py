@@ -1,7 +1,8 @@
 """Commands the notification service handles, and their replies.
 
 identity hands each invitation's activation link to notification here, point to point
-(DeliverInvitation): the only message that ever carries the link.
+(DeliverInvitation): the only message that ever carries the link. Password-reset links
+travel the same way (DeliverPasswordReset), and the confirmation of a new password.
 
 Staff read their Inbox+ here: items made from BulkUpdateCompleted (for the staff
 member who asked for the bulk update) and EmailReceived (for every staff member of
@@ -60,6 +61,40 @@ class DeliverInvitation(NotificationCommand):
     def _reveal_on_the_wire(self, link: SecretStr) -> str:
         # It travels as JSON to notification only; everywhere else (repr, logs) it is masked.
         return link.get_secret_value()
+
+
+# --- password reset --------------------------------------------------------------------
+
+
+class DeliverPasswordReset(NotificationCommand):
+    """Email a portal password-reset link (identity → notification only).
+
+    One-way, point to point, with an AMQP ``expiration`` of the link's remaining life;
+    nothing about it goes on the events exchange. Sent once per reset; if it fails for
+    good it is dead-lettered without ``reset_url`` (the person asks again).
+    """
+
+    secret_fields = ("reset_url",)
+
+    reset_id: Identifier
+    email: Email
+    expires_at: datetime
+    reset_url: SecretStr = Field(
+        min_length=1, max_length=2000, description="Secret and single use: never log it."
+    )
+
+    @field_serializer("reset_url", when_used="json")
+    def _reveal_on_the_wire(self, link: SecretStr) -> str:
+        # It travels as JSON to notification only; everywhere else (repr, logs) it is masked.
+        return link.get_secret_value()
+
+
+class DeliverPasswordChanged(NotificationCommand):
+    """Tell a person their portal password was just changed (identity → notification only)."""
+
+    change_id: Identifier = Field(description="One email per change, however often sent.")
+    email: Email
+    changed_at: datetime
 
 
 # --- Inbox+ ----------------------------------------------------------------------------
@@ -187,6 +222,8 @@ class BounceRecorded(Accepted):
 
 COMMANDS: tuple[type[NotificationCommand], ...] = (
     DeliverInvitation,
+    DeliverPasswordReset,
+    DeliverPasswordChanged,
     ListInboxItems,
     MarkInboxItemsRead,
     RecordBounce,

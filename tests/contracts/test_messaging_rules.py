@@ -50,6 +50,12 @@ class TestSecretsInDeadLetters:
         assert redacted.removed == ("activation_url",)
         assert json.loads(redacted.body) == {"firm_id": "f", "invitation": {}}
 
+    def test_the_link_of_a_password_reset_is_taken_out(self) -> None:
+        body = {"firm_id": "f", "reset_id": "rst_1", "reset_url": "https://p/reset?token=x"}
+        redacted = without_secrets(json.dumps(body).encode(), {"command": "DeliverPasswordReset"})
+        assert redacted.removed == ("reset_url",)
+        assert b"token=x" not in redacted.body
+
     def test_the_password_of_a_mailbox_is_taken_out(self) -> None:
         body = {"firm_id": "f", "host": "imap.test", "secret": "hunter2"}
         redacted = without_secrets(json.dumps(body).encode(), {"command": "ConnectMailbox"})

@@ -21,6 +21,7 @@ from shared.mailcatcher import CaughtMail, MailCatcher
 from tests.e2e.smith_family import smith_family
 from tests.e2e.test_first_path import activation_form, kind, top_of
 from tests.polling import eventually
+from tests.portal import screenshot_path
 from tests.scenario import Scenario, account_with_contact, view
 from tests.services import RunningServices
 
@@ -161,18 +162,13 @@ async def firm_account_and_contact(client: Client) -> Scenario:
     )
 
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
-"""Git-ignored (by the ``.gitignore`` written into it): pictures for people, not assertions."""
-
-
 async def screenshot_of(browser: Browser, mail: CaughtMail, name: str) -> Path:
-    """The email's HTML part as a mail client shows it, saved under ``screenshots/``."""
-    SCREENSHOTS.mkdir(exist_ok=True)
-    (SCREENSHOTS / ".gitignore").write_text("*\n")
+    """The email's HTML part as a mail client shows it, saved beside the portal's pictures
+    (``test-artifacts/screenshots/``, git-ignored): pictures for people, not assertions."""
     page = await browser.new_page()
     try:
         await page.set_content(mail.html())
-        path = SCREENSHOTS / name
+        path = screenshot_path(name)
         await page.screenshot(path=path, full_page=True)
     finally:
         await page.close()
@@ -195,7 +191,7 @@ class TestEmailsSayWhoAndWhat:
         assert invitation.subject.endswith("for Smith family")
         assert "JST (Asia/Tokyo)" in invitation.text()  # the contact's zone, not the firm's
         assert "UTC" not in invitation.text()
-        await screenshot_of(browser, invitation, "invitation-email.png")
+        await screenshot_of(browser, invitation, "invitation-email-account-and-local-expiry")
 
         first = await first_notice(client, s, mail, to)
         assert from_name(first) == "Lind Redovisning"
