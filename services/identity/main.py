@@ -63,6 +63,8 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
         invalid.ensure_indexes,
         *portal.startup,
     ]
+    # After the handlers: refuse commands naming unknown staff (shared/messaging/staff.py).
+    runtime.know_staff()
     app = build_app(
         runtime,
         description="Portal users, credentials, invitations, account access grants and sessions.",

@@ -45,7 +45,7 @@ from shared.storage.mongo import Document
 from tests.infra import LOCAL_SH, ROOT, Infra, free_port
 from tests.infra import _smtp_catcher as smtp_catcher
 from tests.integration.test_bad_input import login_toggled_body
-from tests.scenario import new_firm
+from tests.scenario import new_firm, staff_member
 from tests.services import SERVICES, RunningServices, run_services
 
 ACCOUNTS = int(os.environ.get("FAULT_ACCOUNTS", "5000"))
@@ -390,6 +390,7 @@ async def test_a_bulk_update_with_invitations_survives_every_fault(
     poisons = poison_messages()
     await inject(client, poisons)
 
+    await staff_member(client, firm_id, "staff-faults")
     job = await client.call(
         cmd.RequestBulkUpdate(
             firm_id=firm_id,
