@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -32,9 +31,9 @@ from services.crm.common import Store
 from shared.contracts import events as ev
 from shared.contracts import staff as cmd
 from shared.contracts.envelope import Envelope, EventPayload
-from shared.contracts.errors import DomainError, ErrorCode
 from shared.contracts.types import CLIENT_ACTOR
 from shared.storage.mongo import Document
+from shared.storage.paging import cursor_of, older_than
 
 RECORDS = "audit_records"
 UNKNOWN_ACTOR = "unknown"
@@ -151,27 +150,6 @@ READERS: dict[type[EventPayload], Any] = {
 """The events the trail records, and how each reads as a record."""
 
 
-class BadCursor(DomainError):
-    code = ErrorCode.VALIDATION_FAILED
-
-
-def _cursor(doc: Document) -> str:
-    return f"{doc['at'].isoformat()}|{doc['_id']}"
-
-
-def _older_than(before: str | None) -> Document:
-    if before is None:
-        return {}
-    moment, _, last_id = before.partition("|")
-    try:
-        at = datetime.fromisoformat(moment)
-    except ValueError:
-        raise BadCursor("not a cursor this service returned", field="before") from None
-    if not last_id or at.tzinfo is None:
-        raise BadCursor("not a cursor this service returned", field="before")
-    return {"$or": [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": last_id}}]}
-
-
 class AuditTrail:
     """Records access changes from events; answers ListAuditRecords."""
 
@@ -212,7 +190,7 @@ class AuditTrail:
 
     async def list_records(self, c: cmd.ListAuditRecords) -> cmd.AuditRecords:
         await self.store.require_firm(c.firm_id)
-        query: Document = {"firm_id": c.firm_id, **_older_than(c.before)}
+        query: Document = {"firm_id": c.firm_id, **older_than(c.before, "at")}
         if c.account_id is not None:
             query["account_ids"] = c.account_id
         found = self.records.find(query).sort([("at", DESCENDING), ("_id", DESCENDING)])
@@ -220,7 +198,7 @@ class AuditTrail:
         causes = await self._causes(c.firm_id, docs)
         return cmd.AuditRecords(
             records=tuple(_view(doc, causes.get(doc.get("caused_by") or "")) for doc in docs),
-            next=_cursor(docs[-1]) if len(docs) == c.limit else None,
+            next=cursor_of(docs[-1], "at") if len(docs) == c.limit else None,
         )
 
     async def _causes(self, firm_id: str, docs: list[Document]) -> dict[str, Document]:

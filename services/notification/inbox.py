@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -21,18 +20,14 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.contracts import notification as cmd
 from shared.contracts.envelope import Envelope
-from shared.contracts.errors import DomainError, ErrorCode, NotFound
+from shared.contracts.errors import NotFound
 from shared.contracts.events import BulkUpdateCompleted, EmailReceived
 from shared.storage.mongo import Document
+from shared.storage.paging import BadCursor, cursor_of, older_than
 
 DUPLICATE_KEY = 11000
 EVERYONE = "*"  # the audience of a firm-wide item (a staff id cannot be "*")
 _ITEM_IDS = uuid.UUID("0b7d3c1e-5a84-4f0c-9a6e-2c51d7e8f934")
-_CURSOR_SEPARATOR = "|"
-
-
-class BadCursor(DomainError):
-    code = ErrorCode.VALIDATION_FAILED
 
 
 def item_id(firm_id: str, source: str) -> str:
@@ -54,21 +49,7 @@ def _phase_of(before: str | None) -> tuple[bool, str | None]:
 
 
 def _cursor(doc: Document) -> str:
-    return f"{doc['created_at'].isoformat()}{_CURSOR_SEPARATOR}{doc['_id']}"
-
-
-def _older_than(before: str | None) -> Document:
-    """The query part of a page that starts after ``before`` (newest first, ties by id)."""
-    if before is None:
-        return {}
-    moment, _, last_id = before.partition(_CURSOR_SEPARATOR)
-    try:
-        at = datetime.fromisoformat(moment)
-    except ValueError:
-        raise BadCursor("not a cursor this service returned", field="before") from None
-    if not last_id or at.tzinfo is None:
-        raise BadCursor("not a cursor this service returned", field="before")
-    return {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}
+    return cursor_of(doc, "created_at")
 
 
 class InboxRepository:
@@ -98,7 +79,7 @@ class InboxRepository:
     async def page(
         self, firm_id: str, staff_id: str, before: str | None, size: int
     ) -> list[Document]:
-        query = {**self._visible(firm_id, staff_id), **_older_than(before)}
+        query = {**self._visible(firm_id, staff_id), **older_than(before, "created_at")}
         cursor = self.items.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
         return await cursor.limit(size).to_list()
 

@@ -7,9 +7,10 @@ import subprocess
 
 import pytest
 
-from shared.cli.client import Client
+from shared.cli.client import Client, CommandRefused
 from shared.contracts import crm as cmd
-from shared.contracts import notification
+from shared.contracts import mailsync, notification
+from shared.contracts.errors import ErrorCode
 from shared.contracts.events import SettingAction
 from tests.e2e.test_crm_cli import crmctl, reply_of
 from tests.infra import Infra
@@ -64,6 +65,11 @@ class TestStaffMembers:
         assert "not-a-staff-member" in refused(inbox, "unknown_staff")
         cancel = crmctl(infra, "cancel", *f, "acc-1/adr-1", "--actor", "ghost")
         assert "ghost" in refused(cancel, "unknown_staff")  # identity: before anything else
+        with pytest.raises(CommandRefused) as mailsync_refused:
+            await client.call(
+                mailsync.ListMailboxes(firm_id=firm, actor="ghost"), mailsync.Mailboxes
+            )
+        assert mailsync_refused.value.reply.code == ErrorCode.UNKNOWN_STAFF
 
 
 class TestInboxAndAudit:
@@ -88,14 +94,15 @@ class TestInboxAndAudit:
         await eventually(invited, timeout=30, what="login and invitation in the trail")
         cancelled = crmctl(infra, "cancel", *f, f"{s.account_id}/{first}", "--actor", "anna")
         assert cancelled.returncode == 0, cancelled.stdout
-        job = await call_once_staff_known(
-            client,
-            cmd.RequestBulkUpdate(
-                firm_id=s.firm_id, actor="anna", account_ids=(s.account_id, "acc-gone"),
-                email_sync=SettingAction.ENABLE,
-            ),
-            cmd.BulkUpdateAccepted,
+        moved = unique_email("moved")
+        second = s.address(1).address_id
+        as_anna = ("--actor", "anna")
+        reply_of(crmctl(infra, "change-address", *f, s.contact_id, second, moved, *as_anna))
+        bulk_run = crmctl(
+            infra, "bulk-update", *f, "--account", s.account_id, "--account", "acc-gone",
+            "--email-sync", "enable", "--job-id", "job-anna-1", *as_anna,
         )  # fmt: skip
+        assert bulk_run.returncode == 0, bulk_run.stdout
 
         async def trail_complete() -> bool:
             actions = {r["action"] for r in audit(infra, s.firm_id)}
@@ -112,8 +119,12 @@ class TestInboxAndAudit:
         assert (sent["actor"], sent["caused_by"]) == ("anna", login["record_id"])
         cancel = by_action["invitation_cancelled"]
         assert (cancel["actor"], cancel["command"]) == ("anna", "CancelInvitations")
+        changed = by_action["address_changed"]
+        assert (changed["actor"], changed["command"], changed["email"]) == (
+            "anna", "ChangeAddress", moved,
+        )  # fmt: skip
         bulk = by_action["bulk_update_completed"]
-        assert (bulk["actor"], bulk["job_id"]) == ("anna", job.job_id)
+        assert (bulk["actor"], bulk["job_id"]) == ("anna", "job-anna-1")
         assert "1 errors" in str(bulk["detail"])
         assert [r["at"] for r in records] == sorted((r["at"] for r in records), reverse=True)
 
