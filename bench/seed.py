@@ -17,6 +17,7 @@ from bench.output import Progress, say
 from shared.cli import client_list
 from shared.cli.client import Client
 from shared.contracts import crm as cmd
+from shared.contracts import staff
 from shared.messaging.commands import CommandTimeout
 
 ATTEMPTS = 3
@@ -64,8 +65,13 @@ def rows(accounts: int, per_account: float, domain: str) -> Iterator[cmd.ImportR
 
 
 async def register_firm(client: Client, firm_id: str) -> None:
+    """The firm, and "bench" as its staff member: the actor of every bench command."""
     command = cmd.RegisterFirm(firm_id=firm_id, actor="bench", name="Bench Accounting")
     await client.call(command, cmd.FirmRegisteredReply)
+    member = staff.RegisterStaffMember(
+        firm_id=firm_id, staff_id="bench", name="Bench", email=f"bench@{firm_id}.example.com"
+    )
+    await client.call(member, staff.StaffMemberRegisteredReply)
 
 
 async def seed(client: Client, accounts: int, per_account: float, in_flight: int = 2) -> Seeded:

@@ -17,7 +17,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.contracts.asyncapi import ServiceContracts, document_of, register
-from shared.contracts.envelope import EventPayload
+from shared.contracts.envelope import Envelope, EventPayload
+from shared.contracts.events import StaffMemberRegistered
 from shared.http import (
     ASGIApp,
     InternalServer,
@@ -30,6 +31,7 @@ from shared.messaging.cluster import rabbit_broker
 from shared.messaging.commands import CommandHandlers
 from shared.messaging.events import EventPublisher, EventSubscriptions, declare_dead_letters
 from shared.messaging.middleware import DeadLetterPolicy
+from shared.messaging.staff import KnownStaff, StaffDirectory, StaffGate
 from shared.settings import ServiceSettings
 from shared.storage.clock import DatabaseClock
 from shared.storage.idempotency import ProcessedEvents
@@ -54,6 +56,7 @@ class Runtime:
     publisher: EventPublisher
     processed: ProcessedEvents
     clock: DatabaseClock
+    staff_gate: StaffGate = field(default_factory=StaffGate)
     relay: OutboxRelay | None = None
     startup: list[Hook] = field(default_factory=list)
     shutdown: list[Hook] = field(default_factory=list)
@@ -71,19 +74,36 @@ class Runtime:
         )
         return self.relay
 
+    def check_staff(self, directory: StaffDirectory) -> None:
+        """Refuse commands whose ``actor`` or ``staff_id`` ``directory`` does not know."""
+        self.staff_gate.directory = directory
+
+    def know_staff(self) -> KnownStaff:
+        """Keep a copy of the firms' staff (StaffMemberRegistered) and check commands by it."""
+        known = KnownStaff(self.db)
+
+        @self.events.handle(StaffMemberRegistered)
+        async def on_staff_member_registered(event: Envelope[StaffMemberRegistered]) -> None:
+            """A staff member who may now act on the firm's commands."""
+            await known.record(event)
+
+        self.check_staff(known)
+        return known
+
 
 def build_runtime(
     name: str, settings: ServiceSettings, publishes: Iterable[type[EventPayload]]
 ) -> Runtime:
     configure_logging(name, settings.log_level)
     registry = CollectorRegistry()
+    staff_gate = StaffGate()
     # One address or a cluster's nodes; reconnects to any live node (shared/messaging/cluster.py).
     broker = rabbit_broker(
         settings.rabbitmq_url.get_secret_value(),
         default_channel=Channel(prefetch_count=settings.prefetch_count),
         middlewares=[
             RabbitPrometheusMiddleware(registry=registry, app_name=name),
-            DeadLetterPolicy(name),
+            DeadLetterPolicy(name, staff_gate),
         ],
         logger=get_logger(f"{name}.broker"),
         graceful_timeout=10.0,
@@ -102,6 +122,7 @@ def build_runtime(
         publisher=EventPublisher(broker, publishes),
         processed=ProcessedEvents(db["processed_events"]),
         clock=DatabaseClock(db),
+        staff_gate=staff_gate,
     )
 
 

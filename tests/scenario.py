@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from shared.cli.client import Client
+from shared.cli.client import Client, CommandRefused
 from shared.contracts import crm as cmd
+from shared.contracts import staff
+from shared.contracts.commands import Accepted, Command
+from shared.contracts.errors import ErrorCode
 from shared.contracts.events import AccountType
 
 
@@ -47,6 +52,35 @@ async def new_firm(client: Client, name: str = "Test Accounting", **settings: An
         cmd.RegisterFirm(firm_id=firm_id, name=name, **settings), cmd.FirmRegisteredReply
     )
     return firm_id
+
+
+async def staff_member(client: Client, firm_id: str, staff_id: str | None = None) -> str:
+    """A registered staff member of the firm (crm knows at once; other services soon)."""
+    staff_id = staff_id or f"staff-{uuid.uuid4().hex[:8]}"
+    await client.call(
+        staff.RegisterStaffMember(
+            firm_id=firm_id, staff_id=staff_id, name="Sam Staff", email=unique_email(staff_id)
+        ),
+        staff.StaffMemberRegisteredReply,
+    )
+    return staff_id
+
+
+R = TypeVar("R", bound=Accepted)
+
+
+async def call_once_staff_known(
+    client: Client, command: Command, reply: type[R], *, timeout: float = 15.0
+) -> R:
+    """``command``, sent again while its service has not heard of the staff member yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await client.call(command, reply)
+        except CommandRefused as refused:
+            if refused.reply.code != ErrorCode.UNKNOWN_STAFF or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.1)
 
 
 async def account_with_contact(

@@ -102,6 +102,8 @@ class SettingChanged(Event):
     actor: str
     send_invitation: bool = False
     personal_message: str | None = None
+    job_id: str | None = None
+    """The bulk update that made the change (for the audit trail)."""
 
 
 # --- value objects ---------------------------------------------------------------------
@@ -453,6 +455,7 @@ class Account:
         *,
         send_invitation: bool = False,
         personal_message: str | None = None,
+        job_id: str | None = None,
     ) -> bool:
         """Apply new settings to one address; returns False when nothing changed."""
         current = self.settings_of(contact_id, address_id)
@@ -470,6 +473,7 @@ class Account:
                 actor,
                 send_invitation=send_invitation,
                 personal_message=personal_message,
+                job_id=job_id,
             )
         )
         self.updated_at = now()
@@ -496,6 +500,7 @@ class Account:
                         actor,
                         send_invitation=invite,
                         personal_message=change.personal_message if invite else None,
+                        job_id=job_id,
                     )
                     invited += invite
                 changed += bool(steps)

@@ -7,6 +7,7 @@ at run time to validate messages and to write the AsyncAPI document.
 from faststream import Context
 
 from services.crm.addresses import AddressService
+from services.crm.audit import AuditTrail
 from services.crm.bulk import BulkUpdates
 from services.crm.facts import IdentityFacts
 from services.crm.imports import ImportService
@@ -166,26 +167,32 @@ def register_queries(commands: CommandHandlers, queries: Queries) -> None:
         return await queries.list_signatories(command)
 
 
-def register_events(events: EventSubscriptions, facts: IdentityFacts) -> None:
+def register_events(events: EventSubscriptions, facts: IdentityFacts, audit: AuditTrail) -> None:
+    """identity's access facts: the account list's columns, and the audit trail."""
+
     @events.handle(InvitationIssued)
     async def on_invitation_issued(event: Envelope[InvitationIssued]) -> None:
         """The address is pending activation."""
         await facts.access_changed(event)
+        await audit.record(event)
 
     @events.handle(InvitationCancelled)
     async def on_invitation_cancelled(event: Envelope[InvitationCancelled]) -> None:
         """The address is no longer pending activation."""
         await facts.access_changed(event)
+        await audit.record(event)
 
     @events.handle(UserActivated)
     async def on_user_activated(event: Envelope[UserActivated]) -> None:
         """Someone can log in to the account with this address."""
         await facts.access_changed(event)
+        await audit.record(event)
 
     @events.handle(AccessRevoked)
     async def on_access_revoked(event: Envelope[AccessRevoked]) -> None:
         """This address can no longer log in to the account."""
         await facts.access_changed(event)
+        await audit.record(event)
 
     @events.handle(UserLoggedIn)
     async def on_user_logged_in(event: Envelope[UserLoggedIn]) -> None:

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from services.crm import bulk
 from services.crm.addresses import AddressService
+from services.crm.audit import AuditTrail
 from services.crm.bulk import Tuning
 from services.crm.common import Store
 from services.crm.entrypoints import (
@@ -21,6 +22,8 @@ from services.crm.listing import AccountListing
 from services.crm.queries import Queries
 from services.crm.repository import AccountRepository, ContactRepository, FirmRepository
 from services.crm.service import CrmService
+from services.crm.staff import STAFF, StaffMembers, StaffRepository
+from services.crm.staff_entrypoints import register_audit_events, register_staff_commands
 from shared.contracts import events
 from shared.runtime import Runtime, build_app, build_runtime
 from shared.settings import ServiceSettings
@@ -28,6 +31,7 @@ from shared.settings import ServiceSettings
 PUBLISHES = (
     events.FirmRegistered,
     events.FirmSettingsChanged,
+    events.StaffMemberRegistered,
     events.AccountCreated,
     events.ContactLinked,
     events.ContactUnlinked,
@@ -64,7 +68,7 @@ def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFas
     crm_settings = CrmSettings.from_service_settings(settings)
     runtime = build_runtime("crm", crm_settings, PUBLISHES)
     relay = runtime.with_outbox(
-        [runtime.db[name] for name in ("firms", "contacts", "accounts", bulk.JOBS)]
+        [runtime.db[name] for name in ("firms", "contacts", "accounts", bulk.JOBS, STAFF)]
     )
     contacts = ContactRepository(runtime.db, relay)
     accounts = AccountRepository(runtime.db, relay)
@@ -76,12 +80,19 @@ def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFas
     register_queries(runtime.commands, Queries(store))
     updates = bulk.BulkUpdates(store, runtime.db, relay, runtime.clock, crm_settings.bulk_tuning())
     register_bulk_updates(runtime.commands, updates)
-    register_events(runtime.events, IdentityFacts(listing))
+    staff = StaffRepository(runtime.db, relay)
+    runtime.check_staff(staff)
+    audit = AuditTrail(runtime.db, store)
+    register_staff_commands(runtime.commands, StaffMembers(store, staff, runtime.clock), audit)
+    register_events(runtime.events, IdentityFacts(listing), audit)
+    register_audit_events(runtime.events, audit)
     runtime.startup += [
         contacts.ensure_indexes,
         accounts.ensure_indexes,
         listing.ensure_indexes,
         updates.ensure_indexes,
+        staff.ensure_indexes,
+        audit.ensure_indexes,
         updates.start,
     ]
     runtime.shutdown.append(updates.stop)

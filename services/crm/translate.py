@@ -18,6 +18,7 @@ from services.crm.domain import (
 from shared.contracts import events as contract
 from shared.contracts.categories import NotificationCategory
 from shared.contracts.envelope import Envelope, EventPayload
+from shared.messaging.commands import handling_command
 
 
 def _payload(account: Account, event: Event) -> EventPayload:
@@ -45,6 +46,7 @@ def _payload(account: Account, event: Event) -> EventPayload:
                 contract.AddressRef(address_id=a.id, email=a.email) for a in event.addresses
             ),
             actor=event.actor,
+            command=handling_command(),
         )
     if isinstance(event, AddressAttached):
         return contract.AddressAdded(
@@ -87,6 +89,8 @@ def _setting_payload(account: Account, event: SettingChanged) -> EventPayload:
                 enabled=s.login,
                 send_invitation=event.send_invitation,
                 personal_message=event.personal_message,
+                command=handling_command(),
+                job_id=event.job_id,
             )
         case "notify":
             return contract.NotifyToggled(
@@ -138,6 +142,7 @@ def email_changed(
             new_email=new.email,
             account_ids=tuple(account_ids),
             actor=actor,
+            command=handling_command(),
         ),
         firm_id=firm_id,
         aggregate_id=contact_id,

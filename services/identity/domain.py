@@ -80,6 +80,8 @@ class InvitationEnded:
     invitation: Invitation
     email: str
     reason: EndReason
+    actor: str | None = None
+    """Who ended it, when a staff member did (a cancel, a resend); else its cause's."""
 
 
 @dataclass(frozen=True)
@@ -221,13 +223,13 @@ class Grant:
         self._issue(invite(actor, message))
         return True
 
-    def cancel_invitation(self) -> bool:
+    def cancel_invitation(self, actor: str | None = None) -> bool:
         """The link stops working; Login stays on and the address shows as not invited.
 
         The invitation is *withdrawn*: the person cannot ask for a fresh link until staff
         invite again.
         """
-        return self._end_invitation(EndReason.CANCELLED)
+        return self._end_invitation(EndReason.CANCELLED, actor)
 
     def request_fresh_link(
         self, invite: InvitationFactory, at: datetime, min_interval: timedelta
@@ -312,16 +314,16 @@ class Grant:
 
     def _issue(self, invitation: Invitation) -> None:
         # The newest link is the only live one: a new invitation replaces the old.
-        self._end_invitation(EndReason.REPLACED)
+        self._end_invitation(EndReason.REPLACED, invitation.invited_by)
         self.invitation = invitation
         self.events.append(InvitationSent(invitation, self.email))
 
-    def _end_invitation(self, reason: EndReason) -> bool:
+    def _end_invitation(self, reason: EndReason, actor: str | None = None) -> bool:
         invitation = self.invitation
         if invitation is None or invitation.state is not InvitationState.LIVE:
             return False
         withdrawn = reason is EndReason.CANCELLED
         ended = InvitationState.WITHDRAWN if withdrawn else InvitationState.CANCELLED
         self.invitation = replace(invitation, state=ended)
-        self.events.append(InvitationEnded(invitation, self.email, reason))
+        self.events.append(InvitationEnded(invitation, self.email, reason, actor))
         return True

@@ -76,6 +76,8 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
     # Reset links and confirmations go to notification point to point (``courier.py``).
     runtime.commands.sends(DeliverPasswordReset, None)
     runtime.commands.sends(DeliverPasswordChanged, None)
+    # After the handlers: refuse commands naming unknown staff (shared/messaging/staff.py).
+    runtime.know_staff()
     app = build_app(
         runtime,
         description="Portal users, credentials, invitations, account access grants and sessions.",

@@ -44,7 +44,7 @@ class InvitationCommands:
         selected = await self._select(c.firm_id, c.targets)
 
         def cancel(grant: Grant) -> bool:
-            return grant.cancel_invitation()
+            return grant.cancel_invitation(c.actor)
 
         done, skipped = await self._apply(
             c.firm_id, selected, cancel, correlation_id, "no pending invitation"

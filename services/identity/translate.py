@@ -17,6 +17,7 @@ from shared.contracts.events import (
     InvitationIssued,
     UserActivated,
 )
+from shared.messaging.commands import handling_command
 
 
 def _payload(grant: Grant, event: GrantEvent) -> EventPayload:
@@ -31,6 +32,7 @@ def _payload(grant: Grant, event: GrantEvent) -> EventPayload:
             expires_at=i.expires_at,
             personal_message=i.personal_message,
             invited_by=i.invited_by,
+            command=handling_command(),
         )
     if isinstance(event, InvitationEnded):
         return InvitationCancelled(
@@ -39,6 +41,8 @@ def _payload(grant: Grant, event: GrantEvent) -> EventPayload:
             address_id=grant.address_id,
             email=event.email,
             reason=InvitationEndReason(event.reason.value),
+            actor=event.actor,
+            command=handling_command(),
         )
     if isinstance(event, AccessActivated):
         return UserActivated(

@@ -134,6 +134,8 @@ def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFas
     register_commands(runtime.commands, parts.service)
     runtime.startup += [parts.ensure_indexes, parts.supervisor.start]
     runtime.shutdown.insert(0, parts.supervisor.stop)
+    # After the handlers: refuse commands naming unknown staff (shared/messaging/staff.py).
+    runtime.know_staff()
     app = build_app(
         runtime,
         description="Connected IMAP mailboxes, the addresses synced into each account, "

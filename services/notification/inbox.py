@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -21,18 +20,14 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.contracts import notification as cmd
 from shared.contracts.envelope import Envelope
-from shared.contracts.errors import DomainError, ErrorCode, NotFound
+from shared.contracts.errors import NotFound
 from shared.contracts.events import BulkUpdateCompleted, EmailReceived
 from shared.storage.mongo import Document
+from shared.storage.paging import BadCursor, cursor_of, older_than
 
 DUPLICATE_KEY = 11000
 EVERYONE = "*"  # the audience of a firm-wide item (a staff id cannot be "*")
 _ITEM_IDS = uuid.UUID("0b7d3c1e-5a84-4f0c-9a6e-2c51d7e8f934")
-_CURSOR_SEPARATOR = "|"
-
-
-class BadCursor(DomainError):
-    code = ErrorCode.VALIDATION_FAILED
 
 
 def item_id(firm_id: str, source: str) -> str:
@@ -40,22 +35,21 @@ def item_id(firm_id: str, source: str) -> str:
     return str(uuid.uuid5(_ITEM_IDS, f"{firm_id}|{source}"))
 
 
-def _cursor(doc: Document) -> str:
-    return f"{doc['created_at'].isoformat()}{_CURSOR_SEPARATOR}{doc['_id']}"
+_UNREAD, _READ = "u|", "r|"
 
 
-def _older_than(before: str | None) -> Document:
-    """The query part of a page that starts after ``before`` (newest first, ties by id)."""
+def _phase_of(before: str | None) -> tuple[bool, str | None]:
+    """(in the read phase, the position within it) of a cursor; the unread phase first."""
     if before is None:
-        return {}
-    moment, _, last_id = before.partition(_CURSOR_SEPARATOR)
-    try:
-        at = datetime.fromisoformat(moment)
-    except ValueError:
-        raise BadCursor("not a cursor this service returned", field="before") from None
-    if not last_id or at.tzinfo is None:
-        raise BadCursor("not a cursor this service returned", field="before")
-    return {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}
+        return False, None
+    for phase in (_UNREAD, _READ):
+        if before.startswith(phase):
+            return phase == _READ, before.removeprefix(phase)
+    raise BadCursor("not a cursor this service returned", field="before")
+
+
+def _cursor(doc: Document) -> str:
+    return cursor_of(doc, "created_at")
 
 
 class InboxRepository:
@@ -85,7 +79,7 @@ class InboxRepository:
     async def page(
         self, firm_id: str, staff_id: str, before: str | None, size: int
     ) -> list[Document]:
-        query = {**self._visible(firm_id, staff_id), **_older_than(before)}
+        query = {**self._visible(firm_id, staff_id), **older_than(before, "created_at")}
         cursor = self.items.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
         return await cursor.limit(size).to_list()
 
@@ -207,27 +201,46 @@ class Inbox:
         )
 
     async def list_items(self, command: cmd.ListInboxItems) -> cmd.InboxItems:
-        firm, staff = command.firm_id, command.staff_id
+        """Unread items first, then read ones (unless ``unread_only``), each newest first.
+
+        The cursor names its phase (``u|…`` or ``r|…``), so a page picks up where the last
+        one stopped, in either phase.
+        """
+        firm, staff, limit = command.firm_id, command.staff_id, command.limit
+        read_phase, before = _phase_of(command.before)
         chosen: list[tuple[Document, bool]] = []
-        before = command.before
-        size = command.limit * (self.PAGE_FACTOR if command.unread_only else 1)
-        while len(chosen) < command.limit:
+        next_cursor: str | None = None
+        if not read_phase:
+            unread = await self._collect(firm, staff, before, read=False, wanted=limit)
+            chosen += [(doc, False) for doc in unread]
+            if len(unread) == limit:
+                next_cursor = _UNREAD + _cursor(unread[-1])
+            before = None
+        if len(chosen) < limit and not command.unread_only:
+            wanted = limit - len(chosen)
+            read = await self._collect(firm, staff, before, read=True, wanted=wanted)
+            chosen += [(doc, True) for doc in read]
+            next_cursor = _READ + _cursor(read[-1]) if len(read) == wanted else None
+        return cmd.InboxItems(
+            items=tuple(_item(doc, was_read) for doc, was_read in chosen),
+            unread=await self.items.unread_count(firm, staff),
+            next=next_cursor,
+        )
+
+    async def _collect(
+        self, firm: str, staff: str, before: str | None, *, read: bool, wanted: int
+    ) -> list[Document]:
+        """Up to ``wanted`` items, newest first, that this staff member has (not) read."""
+        found: list[Document] = []
+        size = wanted * self.PAGE_FACTOR
+        while len(found) < wanted:
             docs = await self.items.page(firm, staff, before, size)
-            read = await self.items.read_ids(firm, staff, [d["_id"] for d in docs])
-            for doc in docs:
-                if not (command.unread_only and doc["_id"] in read):
-                    chosen.append((doc, doc["_id"] in read))
-                if len(chosen) == command.limit:
-                    break
+            marked = await self.items.read_ids(firm, staff, [d["_id"] for d in docs])
+            found += [d for d in docs if (d["_id"] in marked) == read][: wanted - len(found)]
             if len(docs) < size:
                 break
             before = _cursor(docs[-1])
-        full = len(chosen) == command.limit
-        return cmd.InboxItems(
-            items=tuple(_item(doc, read) for doc, read in chosen),
-            unread=await self.items.unread_count(firm, staff),
-            next=_cursor(chosen[-1][0]) if full else None,
-        )
+        return found
 
     async def mark_read(self, command: cmd.MarkInboxItemsRead) -> cmd.InboxItemsMarked:
         """Every listed item must be this staff member's; otherwise nothing is marked."""

@@ -131,6 +131,8 @@ def bootstrap(
         reply_type=SettingChanged,
         timeout=config.request_timeout_seconds,
     )
+    # After the handlers: refuse commands naming unknown staff (shared/messaging/staff.py).
+    runtime.know_staff()
     app = build_app(
         runtime,
         description="Emails clients their invitations, system notifications (with an "

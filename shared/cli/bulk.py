@@ -15,6 +15,7 @@ from shared.cli.common import Actor, Firm, Url, console, run
 from shared.contracts import crm as cmd
 from shared.contracts.categories import NotificationCategory
 from shared.contracts.events import SettingAction
+from shared.contracts.types import SYSTEM_ACTOR
 
 Action = Annotated[
     SettingAction, typer.Option(help="nothing, enable (for all contacts) or disable.")
@@ -94,7 +95,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         wait: Annotated[bool, typer.Option(help="Follow the progress until it ends.")] = True,
         timeout: Annotated[float, typer.Option(help="Seconds to follow before giving up.")] = 3600,
-        actor: Actor = "cli",
+        actor: Actor = SYSTEM_ACTOR,
         url: Url = None,
     ) -> None:
         """Change Login, Notify, Email sync or Signatory for every contact of many accounts."""

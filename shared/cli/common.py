@@ -15,7 +15,16 @@ from shared.cli.client import CommandRefused
 from shared.messaging.commands import CommandTimeout
 
 Firm = Annotated[str, typer.Option("--firm", "-f", envvar="CRM_FIRM", help="Firm id.")]
-Actor = Annotated[str, typer.Option("--actor", envvar="CRM_ACTOR", help="Staff member acting.")]
+Actor = Annotated[
+    str,
+    typer.Option(
+        "--actor",
+        envvar="CRM_ACTOR",
+        help="Your staff id (crmctl staff add); without it, crmctl acts as 'system'.",
+    ),
+]
+"""Who acts: a registered staff member of the firm, else the reserved actor ``system``
+(the default, so the audit trail says the platform did it). Anything else is refused."""
 Url = Annotated[str | None, typer.Option("--url", envvar="RABBITMQ_URL", help="AMQP URL.")]
 
 console = Console()

@@ -17,6 +17,7 @@ from shared.cli.client import CommandRefused, connect
 from shared.cli.common import Actor, Firm, Url
 from shared.contracts import identity as cmd
 from shared.contracts.commands import Accepted
+from shared.contracts.types import SYSTEM_ACTOR
 from shared.messaging.commands import CommandTimeout
 
 console = Console()
@@ -97,7 +98,7 @@ def register(app: typer.Typer) -> None:
         firm: Firm,
         targets: Targets,
         message: Annotated[str | None, typer.Option(help="A new personal message.")] = None,
-        actor: Actor = "cli",
+        actor: Actor = SYSTEM_ACTOR,
         url: Url = None,
     ) -> None:
         """Resend invitations (one or many); each earlier link stops working."""
@@ -111,7 +112,7 @@ def register(app: typer.Typer) -> None:
         _outcome(reply.resent, reply.skipped, "resent")
 
     @app.command("cancel")
-    def cancel(firm: Firm, targets: Targets, actor: Actor = "cli", url: Url = None) -> None:
+    def cancel(firm: Firm, targets: Targets, actor: Actor = SYSTEM_ACTOR, url: Url = None) -> None:
         """Cancel invitations (one or many): the links stop working, Login stays on."""
         command = cmd.CancelInvitations(
             firm_id=firm, actor=actor, targets=tuple(parse_target(t) for t in targets)

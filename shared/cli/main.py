@@ -23,10 +23,12 @@ from shared.cli.common import run as _run
 from shared.cli.dead_letters import Selection
 from shared.cli.demo import run_demo
 from shared.cli.identity import register as register_identity_commands
+from shared.cli.staff import register as register_staff_commands
 from shared.contracts import crm as cmd
 from shared.contracts.categories import NotificationCategory
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import AccountType, NotificationRequested
+from shared.contracts.types import SYSTEM_ACTOR
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 dead_letters = typer.Typer(help="Inspect and replay dead letters.", no_args_is_help=True)
@@ -61,7 +63,7 @@ async def create_account(
     name: str,
     account_type: AccountType = AccountType.INDIVIDUAL,
     tag: Annotated[list[str] | None, typer.Option()] = None,
-    actor: Actor = "cli",
+    actor: Actor = SYSTEM_ACTOR,
     url: Url = None,
 ) -> None:
     """Create a client account."""
@@ -81,7 +83,7 @@ async def create_contact(
     time_zone: Annotated[
         str | None, typer.Option(help="IANA zone, e.g. Europe/Paris (the firm's by default).")
     ] = None,
-    actor: Actor = "cli",
+    actor: Actor = SYSTEM_ACTOR,
     url: Url = None,
 ) -> None:
     """Create a contact with one or more addresses (--email work:ann@example.com)."""
@@ -105,7 +107,7 @@ async def create_contact(
 @app.command("link")
 @_run
 async def link(
-    firm: Firm, account: str, contact: str, actor: Actor = "cli", url: Url = None
+    firm: Firm, account: str, contact: str, actor: Actor = SYSTEM_ACTOR, url: Url = None
 ) -> None:
     """Link a contact to an account (every setting off; toggle them afterwards)."""
     command = cmd.LinkContact(firm_id=firm, actor=actor, account_id=account, contact_id=contact)
@@ -115,7 +117,7 @@ async def link(
 @app.command("unlink")
 @_run
 async def unlink(
-    firm: Firm, account: str, contact: str, actor: Actor = "cli", url: Url = None
+    firm: Firm, account: str, contact: str, actor: Actor = SYSTEM_ACTOR, url: Url = None
 ) -> None:
     """Unlink a contact from an account (its settings there go away)."""
     command = cmd.UnlinkContact(firm_id=firm, actor=actor, account_id=account, contact_id=contact)
@@ -138,7 +140,7 @@ async def add_address(
     notify: bool = False,
     email_sync: bool = False,
     signatory: bool = False,
-    actor: Actor = "cli",
+    actor: Actor = SYSTEM_ACTOR,
     url: Url = None,
 ) -> None:
     """Add an address to a contact; --account chooses its settings on that account."""
@@ -168,7 +170,7 @@ async def change_address(
     address: str,
     email: str,
     label: str | None = None,
-    actor: Actor = "cli",
+    actor: Actor = SYSTEM_ACTOR,
     url: Url = None,
 ) -> None:
     """Edit an address; a pending invitation to the old one dies, a new one goes out."""
@@ -181,7 +183,7 @@ async def change_address(
 @app.command("unlinked-login-off")
 @_run
 async def unlinked_login_off(
-    firm: Firm, account: str, address: str, email: str, actor: Actor = "cli", url: Url = None
+    firm: Firm, account: str, address: str, email: str, actor: Actor = SYSTEM_ACTOR, url: Url = None
 ) -> None:
     """Turn Login off for an unlinked email (an old address that still has access)."""
     command = cmd.TurnOffUnlinkedEmail(
@@ -202,7 +204,7 @@ async def import_clients(
     import_id: Annotated[
         str | None, typer.Option(help="Defaults to one derived from the file's content.")
     ] = None,
-    actor: Actor = "cli",
+    actor: Actor = SYSTEM_ACTOR,
     url: Url = None,
 ) -> None:
     """Import a client list (CSV, README "Importing a client list"); safe to re-run."""
@@ -249,7 +251,7 @@ def _toggle_command(name: str, setting: type[cmd.CrmCommand], help_text: str) ->
         invite: Annotated[bool, typer.Option(help="Login only: send the invitation now.")] = False,
         message: Annotated[str | None, typer.Option(help="Login only: personal message.")] = None,
         category: Annotated[list[NotificationCategory] | None, typer.Option()] = None,
-        actor: Actor = "cli",
+        actor: Actor = SYSTEM_ACTOR,
         url: Url = None,
     ) -> None:
         fields: dict[str, Any] = {
@@ -450,6 +452,7 @@ async def demo(url: Url = None) -> None:
 
 register_identity_commands(app)
 register_bulk_commands(app)
+register_staff_commands(app)
 
 
 def _yes(value: bool) -> str:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contracts.types import FirmId, StaffId
+from shared.contracts.types import SYSTEM_ACTOR, FirmId, StaffId
 
 
 class Command(BaseModel):
@@ -26,9 +26,15 @@ class Command(BaseModel):
     schema_version: ClassVar[str] = "1.0"
     secret_fields: ClassVar[tuple[str, ...]] = ()
     """Fields that must never be logged, stored or left in a dead-letter queue."""
+    actor_fields: ClassVar[tuple[str, ...]] = ("actor",)
+    """Fields naming who acts: a staff member of the firm, or a reserved actor
+    (``system``, ``client``); the service refuses anybody else with ``unknown_staff``."""
+    staff_fields: ClassVar[tuple[str, ...]] = ()
+    """Fields that must name a registered staff member of the firm (no reserved actor)."""
 
     firm_id: FirmId
-    actor: StaffId = Field(default="system", description="The staff member or tool acting.")
+    # A registered staff member, or a reserved actor (``actor_fields`` below).
+    actor: StaffId = Field(default=SYSTEM_ACTOR, description="The staff member or tool acting.")
 
     @classmethod
     def command_name(cls) -> str:

@@ -43,6 +43,7 @@ class _Input(BaseModel):
 
 class RegisterFirm(CrmCommand):
     schema_version = "1.1"
+    actor_fields = ()  # a firm has no staff before it exists
 
     name: Name
     invitation_expiry_days: int = Field(default=7, ge=1, le=90)

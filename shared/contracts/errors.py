@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     VALIDATION_FAILED = "validation_failed"
     NOT_FOUND = "not_found"
     UNKNOWN_FIRM = "unknown_firm"
+    UNKNOWN_STAFF = "unknown_staff"
     CONFLICT = "conflict"
     UNKNOWN_COMMAND = "unknown_command"
     PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -62,6 +63,12 @@ class NotFound(DomainError):
 
 class UnknownFirm(DomainError):
     code = ErrorCode.UNKNOWN_FIRM
+
+
+class UnknownStaff(DomainError):
+    """A command names an ``actor`` or ``staff_id`` that is not a staff member of its firm."""
+
+    code = ErrorCode.UNKNOWN_STAFF
 
 
 class Conflict(DomainError):

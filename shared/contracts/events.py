@@ -102,6 +102,31 @@ class FirmSettingsChanged(FirmRegistered):
     )
 
 
+class StaffMemberRegistered(EventPayload):
+    """A staff member of the firm: who may act on its accounts and read an Inbox+.
+
+    Every service that takes commands keeps the firm's staff from this event, to refuse
+    an ``actor`` or ``staff_id`` that names nobody (``unknown_staff``).
+    """
+
+    event_type = "StaffMemberRegistered"
+    routing_key = "crm.staff.registered"
+    schema_version = "1.0"
+
+    staff_id: StaffId
+    name: Name
+    email: Email
+
+
+COMMAND_FIELD = Field(
+    default=None,
+    max_length=80,
+    pattern=r"^[A-Za-z]+$",
+    description="The command that made this change (ToggleLogin, RequestBulkUpdate...); "
+    "empty when another event caused it (see causation_id).",
+)
+
+
 class AccountCreated(EventPayload):
     event_type = "AccountCreated"
     routing_key = "crm.account.created"
@@ -133,6 +158,7 @@ class LoginToggled(EventPayload):
 
     event_type = "LoginToggled"
     routing_key = "crm.account.login_toggled"
+    schema_version = "1.2"
 
     account_id: AccountId
     contact_id: ContactId
@@ -144,6 +170,10 @@ class LoginToggled(EventPayload):
     )
     personal_message: PersonalMessage | None = None
     actor: StaffId
+    command: str | None = COMMAND_FIELD
+    job_id: Identifier | None = Field(
+        default=None, description="The bulk update this change was part of."
+    )
 
 
 class NotifyToggled(EventPayload):
@@ -225,11 +255,13 @@ class ContactUnlinked(EventPayload):
 
     event_type = "ContactUnlinked"
     routing_key = "crm.account.contact_unlinked"
+    schema_version = "1.2"
 
     account_id: AccountId
     contact_id: ContactId
     addresses: tuple[AddressRef, ...]
     actor: StaffId
+    command: str | None = COMMAND_FIELD
 
 
 class ContactEmailChanged(EventPayload):
@@ -237,6 +269,7 @@ class ContactEmailChanged(EventPayload):
 
     event_type = "ContactEmailChanged"
     routing_key = "crm.contact.email_changed"
+    schema_version = "1.2"
 
     contact_id: ContactId
     address_id: AddressId
@@ -244,6 +277,7 @@ class ContactEmailChanged(EventPayload):
     new_email: Email
     account_ids: tuple[AccountId, ...]
     actor: StaffId
+    command: str | None = COMMAND_FIELD
 
 
 class SettingAction(StrEnum):
@@ -322,7 +356,7 @@ class InvitationIssued(EventPayload):
 
     event_type = "InvitationIssued"
     routing_key = "identity.invitation.issued"
-    schema_version = "2.0"
+    schema_version = "2.1"
     upcasters: ClassVar[Mapping[int, Upcaster]] = {1: _without_activation_url}
 
     invitation_id: Identifier
@@ -333,6 +367,7 @@ class InvitationIssued(EventPayload):
     expires_at: datetime
     personal_message: PersonalMessage | None = None
     invited_by: StaffId
+    command: str | None = COMMAND_FIELD
 
 
 class InvitationEndReason(StrEnum):
@@ -347,12 +382,19 @@ class InvitationCancelled(EventPayload):
 
     event_type = "InvitationCancelled"
     routing_key = "identity.invitation.cancelled"
+    schema_version = "1.2"
 
     invitation_id: Identifier
     account_id: AccountId
     address_id: AddressId
     email: Email
     reason: InvitationEndReason
+    actor: StaffId | None = Field(
+        default=None,
+        description="Who ended it: the staff member who cancelled or resent it; empty when "
+        "a crm change ended it (see causation_id).",
+    )
+    command: str | None = COMMAND_FIELD
 
 
 class AccessRevoked(EventPayload):
@@ -562,6 +604,7 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
     for cls in (
         FirmRegistered,
         FirmSettingsChanged,
+        StaffMemberRegistered,
         AccountCreated,
         ContactLinked,
         LoginToggled,

@@ -51,6 +51,7 @@ class DeliverInvitation(NotificationCommand):
     """
 
     secret_fields = ("activation_url",)
+    actor_fields = ()  # identity's: who invited was checked by the command that did
 
     invitation: Envelope[InvitationIssued] = Field(description="The fact, as published.")
     activation_url: SecretStr = Field(
@@ -146,7 +147,10 @@ class InboxItem(BaseModel):
 
 
 class ListInboxItems(NotificationCommand):
-    """One staff member's Inbox+, newest first, paged by ``before`` (the previous ``next``)."""
+    """One staff member's Inbox+: unread items first, then read ones, each newest first;
+    paged by ``before`` (the previous page's ``next``)."""
+
+    staff_fields = ("staff_id",)
 
     staff_id: StaffId
     unread_only: bool = False
@@ -184,6 +188,7 @@ class MarkInboxItemsRead(NotificationCommand):
         )
     )
     schema_version = "1.1"
+    staff_fields = ("staff_id",)
 
     staff_id: StaffId
     item_ids: tuple[Identifier, ...] = Field(default=(), max_length=MAX_MARKED)

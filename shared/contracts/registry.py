@@ -6,14 +6,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shared.contracts import crm, identity, mailsync, notification
+from shared.contracts import crm, identity, mailsync, notification, staff
 from shared.contracts.commands import Command
 from shared.contracts.envelope import EventPayload
 from shared.contracts.events import EVENT_TYPES
 
 COMMAND_TYPES: dict[str, type[Command]] = {
     command.command_name(): command
-    for command in (*crm.COMMANDS, *identity.COMMANDS, *notification.COMMANDS, *mailsync.COMMANDS)
+    for command in (
+        *crm.COMMANDS,
+        *staff.COMMANDS,
+        *identity.COMMANDS,
+        *notification.COMMANDS,
+        *mailsync.COMMANDS,
+    )
 }
 
 __all__ = [

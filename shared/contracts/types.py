@@ -16,6 +16,13 @@ ContactId = Identifier
 AddressId = Identifier
 StaffId = Identifier
 
+SYSTEM_ACTOR = "system"
+"""The actor of what the platform itself does (and of a command that names nobody)."""
+CLIENT_ACTOR = "client"
+"""The actor of what a client does themselves (a fresh link asked for, an unsubscribe)."""
+RESERVED_ACTORS = frozenset({SYSTEM_ACTOR, CLIENT_ACTOR})
+"""Actors that are nobody's staff id: every other actor must be a registered staff member."""
+
 Email = Annotated[EmailStr, Field(max_length=254)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -22,6 +23,14 @@ from shared.messaging.topology import commands_queue
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 ReplyT = TypeVar("ReplyT", bound=Accepted)
+
+HANDLING_COMMAND: ContextVar[str | None] = ContextVar("handling_command", default=None)
+"""The name of the command being handled (set by the middleware around each handler), so
+the events a command causes can say which command it was (the audit trail's "why")."""
+
+
+def handling_command() -> str | None:
+    return HANDLING_COMMAND.get()
 
 
 def _is_command(name: str) -> Callable[[RabbitMessage], Awaitable[bool]]:

@@ -6,7 +6,8 @@
   caller stopped waiting (the request's ``timestamp`` + ``expiration`` passed) it is
   dropped unprocessed. A dead-lettered request would be replayed to nobody, and could
   carry a secret (ConnectMailbox's password).
-- A command's ``schema_version`` header must name a major the service reads.
+- A command's ``schema_version`` header must name a major the service reads, and its
+  ``actor`` (and ``staff_id``) a staff member of its firm (``shared.messaging.staff``).
 - Any other message that fails permanently (bad JSON, failed validation, unknown
   schema version, unknown type, too large, refused by the domain) is published to
   the dead-letter exchange with the reason in ``x-failure-reason`` and acknowledged;
@@ -31,8 +32,10 @@ from shared.contracts.envelope import MAX_MESSAGE_BYTES
 from shared.contracts.errors import ErrorCode, ErrorReply, StillChanging, UnsupportedVersion
 from shared.contracts.registry import COMMAND_TYPES
 from shared.logging import get_logger
+from shared.messaging.commands import HANDLING_COMMAND
 from shared.messaging.failures import PayloadTooLarge, describe, error_reply, is_permanent
 from shared.messaging.redaction import REMOVED_HEADER, without_secrets
+from shared.messaging.staff import StaffGate
 from shared.messaging.topology import (
     DEAD_LETTER_EXCHANGE,
     DELIVERY_LIMIT,
@@ -94,17 +97,21 @@ def check_command_version(headers: dict[str, Any]) -> None:
 class DeadLetterPolicy:
     """Broker middleware factory: ``RabbitBroker(middlewares=[DeadLetterPolicy("crm")])``."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, staff: StaffGate | None = None) -> None:
         self.service = service
+        self.staff = staff or StaffGate()
 
     def __call__(self, msg: Any, /, *, context: ContextRepo) -> _DeadLetterMiddleware:
-        return _DeadLetterMiddleware(msg, context=context, service=self.service)
+        return _DeadLetterMiddleware(msg, context=context, service=self.service, staff=self.staff)
 
 
 class _DeadLetterMiddleware(BaseMiddleware):
-    def __init__(self, msg: Any, /, *, context: ContextRepo, service: str) -> None:
+    def __init__(
+        self, msg: Any, /, *, context: ContextRepo, service: str, staff: StaffGate
+    ) -> None:
         super().__init__(msg, context=context)
         self.service = service
+        self.staff = staff
 
     async def on_receive(self) -> None:
         raw = self.msg
@@ -125,7 +132,13 @@ class _DeadLetterMiddleware(BaseMiddleware):
         try:
             _refuse_oversized(msg.body)
             check_command_version(dict(msg.headers))
-            return await call_next(msg)
+            await self.staff.check(msg.headers, msg.body)
+            command = msg.headers.get("command")
+            token = HANDLING_COMMAND.set(str(command) if command else None)
+            try:
+                return await call_next(msg)
+            finally:
+                HANDLING_COMMAND.reset(token)
         except Exception as exc:
             # A command's caller is told at once, a race lost after retries included
             # (an event with that failure is redelivered instead).

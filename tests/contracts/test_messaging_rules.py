@@ -31,9 +31,9 @@ def invitation_v1() -> dict[str, Any]:
 
 
 class TestUpcasting:
-    def test_a_1x_invitation_is_read_as_2_0_without_its_link(self) -> None:
+    def test_a_1x_invitation_is_read_as_2_x_without_its_link(self) -> None:
         read = Envelope[InvitationIssued].model_validate(invitation_v1())
-        assert read.schema_version == "2.0"
+        assert read.schema_version == InvitationIssued.schema_version == "2.1"
         assert "activation_url" not in read.model_dump()["payload"]
         assert "abc" not in read.model_dump_json()
 

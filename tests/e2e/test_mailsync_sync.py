@@ -21,7 +21,7 @@ from shared.storage.mongo import create_client
 from tests.e2e.mailsync_fixtures import EventTap, mailsync_events
 from tests.infra import ImapUser, Infra
 from tests.polling import eventually
-from tests.scenario import Scenario, account_with_contact
+from tests.scenario import Scenario, account_with_contact, call_once_staff_known, staff_member
 from tests.services import RunningServices
 
 pytestmark = pytest.mark.e2e
@@ -157,10 +157,12 @@ async def test_mail_sync_from_crm_to_the_email_tab_and_back(
 async def staff_inbox(client: Client, s: Scenario, *, count: int) -> list[notification.InboxItem]:
     """A staff member's Inbox+ once it holds ``count`` items."""
     found: list[notification.InboxItem] = []
+    anyone = await staff_member(client, s.firm_id)
 
     async def filled() -> bool:
-        page = await client.call(
-            notification.ListInboxItems(firm_id=s.firm_id, staff_id="staff-anyone"),
+        page = await call_once_staff_known(
+            client,
+            notification.ListInboxItems(firm_id=s.firm_id, staff_id=anyone),
             notification.InboxItems,
         )
         found[:] = page.items

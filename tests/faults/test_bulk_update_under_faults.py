@@ -44,7 +44,7 @@ from tests.faults.outcome import (
 from tests.infra import ROOT, Infra, free_port, local_sh
 from tests.infra import _smtp_catcher as smtp_catcher
 from tests.integration.test_bad_input import login_toggled_body
-from tests.scenario import new_firm
+from tests.scenario import new_firm, staff_member
 from tests.services import SERVICES, RunningServices, run_services
 
 ACCOUNTS = int(os.environ.get("FAULT_ACCOUNTS", "5000"))
@@ -380,6 +380,7 @@ async def test_a_bulk_update_with_invitations_survives_every_fault(
     poisons = poison_messages()
     await inject(client, poisons)
 
+    await staff_member(client, firm_id, "staff-faults")
     job = await client.call(
         cmd.RequestBulkUpdate(
             firm_id=firm_id,

@@ -53,7 +53,7 @@ from tests.faults.test_bulk_update_under_faults import (
 )
 from tests.infra import Infra
 from tests.infra import _smtp_catcher as smtp_catcher
-from tests.scenario import new_firm
+from tests.scenario import new_firm, staff_member
 from tests.services import SERVICES, RunningServices, run_services
 
 ACCOUNTS = int(os.environ.get("CLUSTER_FAULT_ACCOUNTS", "2000"))
@@ -190,6 +190,7 @@ async def test_a_bulk_update_with_invitations_survives_losing_cluster_nodes(
     firm_id = await new_firm(client, "Cluster Faults & Co")
     say(f"seeding {ACCOUNTS} accounts")
     accounts = await seed(client, firm_id, ACCOUNTS)
+    await staff_member(client, firm_id, "staff-cluster-faults")
     job = await client.call(
         cmd.RequestBulkUpdate(
             firm_id=firm_id,

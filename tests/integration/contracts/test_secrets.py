@@ -24,6 +24,7 @@ from shared.cli.dead_letters import Selection
 from shared.contracts import crm as cmd
 from shared.contracts import mailsync as mail_cmd
 from shared.contracts.errors import ErrorCode
+from shared.contracts.events import InvitationIssued
 from shared.mailcatcher import MailCatcher
 from shared.messaging.topology import DEAD_LETTER_EXCHANGE
 from tests.integration.contracts.tap import dead_letter, every_dead_letter, of_type, tap
@@ -95,7 +96,7 @@ class TestTheActivationLink:
             seen = await events.drain()
 
         assert "activation_url" not in issued.envelope["payload"]
-        assert issued.headers["schema_version"] == "2.0"
+        assert issued.headers["schema_version"] == InvitationIssued.schema_version == "2.1"
         for tapped in seen:
             assert token not in tapped.body.decode(), f"{tapped.routing_key} carries the token"
             assert token not in json.dumps(tapped.headers, default=str)

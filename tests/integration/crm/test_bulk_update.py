@@ -21,7 +21,7 @@ from shared.contracts.events import AccountType, SettingAction
 from shared.storage.mongo import Document
 from tests.integration.crm.conftest import EventTap, InProcess
 from tests.polling import eventually
-from tests.scenario import account_with_contact, new_firm, unique_email, view
+from tests.scenario import account_with_contact, new_firm, staff_member, unique_email, view
 from tests.services import RunningServices
 
 pytestmark = pytest.mark.integration
@@ -77,6 +77,7 @@ class TestBulkLogin:
         ]
         already = await create(client, firm, family("Dunn", emails[4], login=True))
 
+        await staff_member(client, firm, "staff-1")
         job = await client.call(
             cmd.RequestBulkUpdate(
                 firm_id=firm,

@@ -34,6 +34,7 @@ from shared.contracts.events import (
     FirmRegistered,
     LoginToggled,
     NotificationFailed,
+    StaffMemberRegistered,
 )
 from shared.messaging.events import EventPublisher
 from shared.messaging.topology import EVENTS_EXCHANGE
@@ -123,6 +124,13 @@ class Firm:
                 self.firm_id,
             )
         )
+
+    async def staff(self, staff_id: str) -> None:
+        """crm's fact that ``staff_id`` is a staff member of the firm (who may then act)."""
+        member = StaffMemberRegistered(
+            staff_id=staff_id, name="Sam Staff", email=f"{unique(staff_id)}@firm.example"
+        )
+        await self.publish(self.wrap(member, staff_id))
 
     async def account(self, name: str) -> str:
         account_id = unique("acc")

@@ -25,6 +25,7 @@ class TestResending:
         self, firm: Firm, client: Client, published: Published, services: RunningServices
     ) -> None:
         account, ann = await firm.account("Smith family"), firm.address()
+        await firm.staff("staff_9")
         await firm.publish(firm.login(account, ann))
         [first] = await published.wait_for(of("InvitationIssued", email=ann.email))
 

@@ -41,6 +41,7 @@ from shared.contracts.events import (
     NotificationPreferencesChanged,
     NotificationRequested,
     NotifyToggled,
+    StaffMemberRegistered,
     UserActivated,
 )
 from shared.contracts.notification import DeliverInvitation
@@ -109,6 +110,22 @@ class Notification:
             return await self.runtime.db["firms"].count_documents({"firm_id": firm_id}) >= 1
 
         await eventually(known, what=f"firm {firm_id}")
+
+    async def staff(self, firm_id: str, *staff_ids: str) -> None:
+        """crm's facts that these are the firm's staff, once the service knows them."""
+        for staff_id in staff_ids:
+            member = StaffMemberRegistered(
+                staff_id=staff_id, name="Sam Staff", email=f"{unique(staff_id)}@firm.example"
+            )
+            await self.publish(
+                Envelope.wrap(member, firm_id=firm_id, aggregate_id=staff_id, aggregate_version=1)
+            )
+
+        async def known() -> bool:
+            found = self.runtime.db["known_staff"].count_documents({"firm_id": firm_id})
+            return await found >= len(staff_ids)
+
+        await eventually(known, what=f"staff {staff_ids}")
 
     async def delivery(self, delivery_id: str) -> Document | None:
         return await self.runtime.db["deliveries"].find_one({"_id": delivery_id})

@@ -188,6 +188,7 @@ class TestInbox:
             attachment_count=2,
         )
         email = Envelope.wrap(message, firm_id=firm, aggregate_id="mbx", aggregate_version=1)
+        await notification.staff(firm, "staff_ann", "staff_bob")
         for envelope in (bulk, bulk, email, email):  # redelivered: still one item each
             await notification.publish(envelope)
 
@@ -241,6 +242,7 @@ class TestInbox:
         self, notification: Notification, client: Client
     ) -> None:
         firm = unique("firm")
+        await notification.staff(firm, "staff_ann")
         for n in range(5):
             report = BulkUpdateCompleted(
                 job_id=f"job-{n}", requested_by="staff_ann", accounts=n,
@@ -270,10 +272,12 @@ class TestInbox:
             before = page.next
         assert len(seen) == len(set(seen)) == 5
 
+        other_firm = unique("other-firm")
+        await notification.staff(other_firm, "staff_ann")
         with pytest.raises(CommandRefused) as refused:
             await client.call(
                 cmd.MarkInboxItemsRead(
-                    firm_id=unique("other-firm"), staff_id="staff_ann", item_ids=(seen[0],)
+                    firm_id=other_firm, staff_id="staff_ann", item_ids=(seen[0],)
                 ),
                 cmd.InboxItemsMarked,
             )
