@@ -1,4 +1,5 @@
-"""Plain ASGI endpoints every service serves: ``/health``, ``/metrics`` and its AsyncAPI document.
+"""Plain ASGI endpoints every service serves: ``/metrics`` and its AsyncAPI document (``/health``
+is ``shared.health``).
 
 ``/docs/asyncapi`` is a static page (``shared.contracts.asyncapi_html``): no script, nothing
 fetched from elsewhere, under a Content-Security-Policy that allows only its own style;
@@ -7,7 +8,6 @@ fetched from elsewhere, under a Content-Security-Policy that allows only its own
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -35,27 +35,6 @@ async def respond(
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def health_endpoint(probes: Mapping[str, Probe], timeout: float = 2.0) -> ASGIApp:
-    """200 when every dependency answers within ``timeout``, 503 naming the ones that don't."""
-
-    async def check(probe: Probe) -> str:
-        try:
-            await asyncio.wait_for(probe(), timeout)
-        except Exception as exc:
-            return f"down: {type(exc).__name__}"
-        return "up"
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        names = list(probes)
-        states = await asyncio.gather(*(check(probes[n]) for n in names))
-        checks = dict(zip(names, states, strict=True))
-        healthy = all(s == "up" for s in states)
-        body = json.dumps({"status": "ok" if healthy else "degraded", "checks": checks})
-        await respond(send, 200 if healthy else 503, body.encode(), "application/json")
-
-    return app
 
 
 def asyncapi_endpoints(document: Callable[[], Mapping[str, Any]]) -> list[tuple[str, ASGIApp]]:
@@ -91,8 +70,12 @@ DOCS_HEADERS = {
 }
 
 
-def metrics_endpoint(registry: CollectorRegistry) -> ASGIApp:
+def metrics_endpoint(registry: CollectorRegistry, refresh: Probe | None = None) -> ASGIApp:
+    """The registry's figures; ``refresh`` first reads those computed at scrape time."""
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if refresh is not None:
+            await refresh()
         await respond(send, 200, generate_latest(registry), CONTENT_TYPE_LATEST)
 
     return app

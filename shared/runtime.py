@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitBroker
-from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
@@ -18,12 +17,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.contracts.asyncapi import ServiceContracts, document_of, register
 from shared.contracts.envelope import EventPayload
-from shared.http import ASGIApp, asyncapi_endpoints, health_endpoint, metrics_endpoint
+from shared.health import Health, service_health
+from shared.http import ASGIApp, asyncapi_endpoints, metrics_endpoint
 from shared.logging import configure_logging, get_logger
 from shared.messaging.cluster import rabbit_broker
 from shared.messaging.commands import CommandHandlers
 from shared.messaging.events import EventPublisher, EventSubscriptions, declare_dead_letters
 from shared.messaging.middleware import DeadLetterPolicy
+from shared.metrics import ServiceMetrics, prometheus_middleware
 from shared.settings import ServiceSettings
 from shared.storage.clock import DatabaseClock
 from shared.storage.idempotency import ProcessedEvents
@@ -48,6 +49,8 @@ class Runtime:
     publisher: EventPublisher
     processed: ProcessedEvents
     clock: DatabaseClock
+    metrics: ServiceMetrics
+    health: Health
     relay: OutboxRelay | None = None
     startup: list[Hook] = field(default_factory=list)
     shutdown: list[Hook] = field(default_factory=list)
@@ -62,7 +65,9 @@ class Runtime:
             self.publisher,
             sweep_seconds=self.settings.outbox_sweep_seconds,
             prepare=prepare,
+            on_published=self.metrics.facts.published,
         )
+        self.metrics.watch_outbox(collections)
         return self.relay
 
 
@@ -76,7 +81,7 @@ def build_runtime(
         settings.rabbitmq_url.get_secret_value(),
         default_channel=Channel(prefetch_count=settings.prefetch_count),
         middlewares=[
-            RabbitPrometheusMiddleware(registry=registry, app_name=name),
+            prometheus_middleware(registry, name),
             DeadLetterPolicy(name),
         ],
         logger=get_logger(f"{name}.broker"),
@@ -96,6 +101,8 @@ def build_runtime(
         publisher=EventPublisher(broker, publishes),
         processed=ProcessedEvents(db["processed_events"]),
         clock=DatabaseClock(db),
+        metrics=ServiceMetrics(registry, name, broker),
+        health=service_health(broker, lambda: db.command("ping")),
     )
 
 
@@ -118,14 +125,6 @@ def build_app(
         )
     )
 
-    async def ping_database() -> object:
-        return await runtime.db.command("ping")
-
-    async def ping_broker() -> object:
-        if not await runtime.broker.ping(timeout=1.0):
-            raise ConnectionError("broker did not answer")
-        return True
-
     async def after_startup() -> None:
         await declare_dead_letters(runtime.broker, runtime.name)
         await runtime.events.declare()
@@ -133,6 +132,7 @@ def build_app(
             await hook()
         if runtime.relay is not None:
             await runtime.relay.start()
+        runtime.health.mark_started()
         log.info("service started")
 
     async def on_shutdown() -> None:
@@ -148,8 +148,10 @@ def build_app(
     return AsgiFastStream(
         runtime.broker,
         asgi_routes=[
-            ("/health", health_endpoint({"broker": ping_broker, "database": ping_database})),
-            ("/metrics", metrics_endpoint(runtime.registry)),
+            ("/health/live", runtime.health.live),
+            ("/health/ready", runtime.health.ready),
+            ("/health", runtime.health.report),
+            ("/metrics", metrics_endpoint(runtime.registry, runtime.metrics.gauges.refresh)),
             # Static, offline, no "try it out" (any HTTP caller could publish with it).
             *asyncapi_endpoints(lambda: document_of(contracts)),
             *routes,

@@ -8,6 +8,7 @@ from pydantic import Field
 from services.crm import bulk
 from services.crm.addresses import AddressService
 from services.crm.bulk import Tuning
+from services.crm.bulk_metrics import bulk_progress
 from services.crm.common import Store
 from services.crm.entrypoints import (
     register_bulk_updates,
@@ -76,6 +77,7 @@ def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFas
     register_queries(runtime.commands, Queries(store))
     updates = bulk.BulkUpdates(store, runtime.db, relay, runtime.clock, crm_settings.bulk_tuning())
     register_bulk_updates(runtime.commands, updates)
+    runtime.metrics.gauges.add("bulk_updates", bulk_progress(updates.jobs, updates.chunks))
     register_events(runtime.events, IdentityFacts(listing))
     runtime.startup += [
         contacts.ensure_indexes,

@@ -34,6 +34,7 @@ from services.notification.repository import (
 )
 from services.notification.service import NotificationService
 from services.notification.settings import NotificationSettings
+from services.notification.smtp_health import smtp_answers
 from services.notification.unsubscribe import unsubscribe_page
 from shared.contracts import events
 from shared.contracts.crm import SettingChanged, UnsubscribeCategory
@@ -80,6 +81,7 @@ def bootstrap(
     firms, recipients = FirmRepository(db), RecipientRepository(db)
     questions, inbox_items = QuestionRepository(db), InboxRepository(db)
     mailer = Mailer(smtp_config(config))
+    runtime.health.depend_on("smtp", smtp_answers(smtp_config(config)))
     deliverer = Deliverer(
         DeliveryRepository(db, relay, runtime.clock),
         mailer,
