@@ -15,7 +15,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from services.notification.links import banner_public_key
-from tests.infra import ROOT, Infra, free_port
+from tests.infra import ROOT, ImapUser, Infra, free_port
 
 SERVICES = ("crm", "identity", "notification", "mailsync")
 
@@ -25,6 +25,8 @@ class RunningServices:
     ports: dict[str, int]
     logs: Path
     env: dict[str, str] = field(default_factory=dict)
+    bounce_mailbox: ImapUser | None = None
+    """Where notification reads delivery-status notifications (a Dovecot user of its own)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def url(self, service: str, path: str = "") -> str:
@@ -110,6 +112,9 @@ def run_services(
         "PYTHONPATH": str(ROOT),
         **(extra_env or {}),
     }
+    if infra.imap_users_file is not None:
+        running.bounce_mailbox = infra.create_imap_user("bounces")
+        running.env.update(bounce_mailbox_env(running.bounce_mailbox))
     try:
         for service in SERVICES:
             running.start(service)
@@ -117,3 +122,14 @@ def run_services(
         yield running
     finally:
         running.stop_all()
+
+
+def bounce_mailbox_env(user: ImapUser) -> dict[str, str]:
+    return {
+        "BOUNCE_IMAP_HOST": user.host,
+        "BOUNCE_IMAP_PORT": str(user.port),
+        "BOUNCE_IMAP_TLS": "false",  # the local Dovecot speaks plain IMAP on loopback
+        "BOUNCE_IMAP_USERNAME": user.username,
+        "BOUNCE_IMAP_PASSWORD": user.password,
+        "BOUNCE_POLL_SECONDS": "1",
+    }
