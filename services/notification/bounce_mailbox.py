@@ -31,6 +31,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from services.notification.bounces import Bounces
 from shared.contracts import notification as cmd
 from shared.contracts.errors import DomainError
+from shared.health import NotReady
 from shared.logging import get_logger
 from shared.storage.mongo import Document
 
@@ -126,6 +127,8 @@ class BounceMailbox:
         self._bounces = bounces
         self._deliveries = deliveries
         self._task: asyncio.Task[None] | None = None
+        self._failure: str | None = None
+        """Why the last read failed; None once a read succeeds (``/health`` reports it)."""
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._read_forever(), name="bounce-mailbox")
@@ -138,11 +141,26 @@ class BounceMailbox:
 
     async def _read_forever(self) -> None:
         while True:
-            try:
-                await self.read_once()
-            except Exception as exc:  # the server away, a refused login: try again later
-                log.warning("bounce mailbox not read", error=repr(exc))
+            await self.poll()
             await asyncio.sleep(self._config.poll_seconds)
+
+    async def poll(self) -> None:
+        """Read the mailbox once; a failure is logged, remembered, and retried next time."""
+        try:
+            await self.read_once()
+        except Exception as exc:  # the server away, a refused login
+            self._failure = type(exc).__name__
+            log.warning("bounce mailbox not read", error=repr(exc))
+        else:
+            self._failure = None
+
+    async def check(self) -> None:
+        """A dependency of ``/health``: degraded while the mailbox cannot be read."""
+        if self._failure is not None:
+            c = self._config
+            raise NotReady(
+                f"the bounce mailbox at {c.host}:{c.port} was not read ({self._failure})"
+            )
 
     async def read_once(self) -> int:
         """Handle every unseen message; returns how many bounces were recorded."""

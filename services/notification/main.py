@@ -136,6 +136,7 @@ def bootstrap(
     bounce_mailbox = bounce_mailbox_of(config, bounces, db[DeliveryRepository.collection_name])
     if bounce_mailbox is not None:
         runtime.startup.append(bounce_mailbox.start)
+        runtime.health.depend_on("bounce_mailbox", bounce_mailbox.check)
         runtime.shutdown.insert(0, bounce_mailbox.stop)
     runtime.startup += [
         firms.ensure_indexes,

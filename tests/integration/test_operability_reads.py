@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import httpx
 import pytest
@@ -16,6 +17,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.crm.bulk_metrics import bulk_progress
 from services.mailsync.imap_health import mailboxes_syncing
+from services.notification.bounce_mailbox import BounceMailbox, BounceMailboxConfig
+from services.notification.bounces import Bounces
 from services.notification.mailer import SmtpConfig
 from services.notification.smtp_health import smtp_answers
 from shared.health import Health, NotReady, consumers_subscribed
@@ -182,3 +185,23 @@ def _app(routes: dict[str, object]) -> object:
         await routes[str(scope["path"])](scope, receive, send)  # type: ignore[operator]
 
     return app
+
+
+async def test_a_bounce_mailbox_that_cannot_be_read_is_reported(
+    infra: Infra, db: AsyncDatabase[Document]
+) -> None:
+    user = infra.create_imap_user("bounces")
+
+    def reader(password: str) -> BounceMailbox:
+        config = BounceMailboxConfig(user.host, user.port, False, user.username, password)
+        # Nothing unseen in a new mailbox: the bounces are never reached.
+        return BounceMailbox(config, cast(Bounces, None), db["deliveries"])
+
+    refused = reader("not-the-password")
+    await refused.poll()
+    with pytest.raises(NotReady, match=r"bounce mailbox .* was not read"):
+        await refused.check()
+
+    readable = reader(user.password)
+    await readable.poll()
+    await readable.check()
