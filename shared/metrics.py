@@ -32,8 +32,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pymongo.asynchronous.collection import AsyncCollection
 
+from shared.contracts.events import EVENT_TYPES
 from shared.logging import get_logger
-from shared.messaging.topology import dead_letter_queue_name
+from shared.messaging.topology import EVENTS_EXCHANGE, dead_letter_queue_name
 from shared.storage.mongo import Document
 from shared.storage.outbox import OUTBOX, PENDING_FILTER
 
@@ -51,10 +52,29 @@ COUNT_LIMIT = 100_000
 REPLY_QUEUE_PREFIXES = ("amq.rabbitmq.reply-to", "amq.gen-")
 """Queue names the broker makes up per caller: RPC replies (direct reply-to) and
 server-named queues. As a label, each would be a new time series for ever."""
+ANY_SOURCE = "platform."
+"""Routing keys of events any service may publish, under a prefix of its own."""
+_EVENT_KEYS = frozenset(c.routing_key for c in EVENT_TYPES.values())
+_ANY_SOURCE_SUFFIXES = tuple(
+    key.removeprefix("platform") for key in _EVENT_KEYS if key.startswith(ANY_SOURCE)
+)
 
 
 def bounded_destination(name: str) -> str:
-    """``<exchange>.<routing key>`` with a made-up reply queue folded into one value."""
+    """``<exchange>.<routing key>``, with the routing keys nobody can list in advance folded:
+
+    - a caller's reply queue becomes one value per kind (``default.amq.rabbitmq.reply-to``);
+    - an event of the integration exchange keeps its routing key when the contract names
+      it, becomes ``#.<suffix>`` when any service may publish it under its own prefix
+      (``invoices.notification.requested``), and ``other`` otherwise (a key no contract
+      has: what a publisher made up ends in the dead-letter queue anyway).
+    """
+    if name.startswith(f"{EVENTS_EXCHANGE.name}."):
+        key = name.removeprefix(f"{EVENTS_EXCHANGE.name}.")
+        if key in _EVENT_KEYS:
+            return name
+        suffix = next((s for s in _ANY_SOURCE_SUFFIXES if f".{key}".endswith(s)), None)
+        return f"{EVENTS_EXCHANGE.name}.{'#' + suffix if suffix else 'other'}"
     exchange, _, key = name.partition(".")
     for prefix in REPLY_QUEUE_PREFIXES:
         if key.startswith(prefix):
@@ -63,11 +83,13 @@ def bounded_destination(name: str) -> str:
 
 
 class BoundedLabels(RabbitMetricsSettingsProvider):
-    """FastStream's labels, except that reply queues are one ``handler``/``destination``.
+    """FastStream's ``handler``/``destination`` labels, bounded (:func:`bounded_destination`).
 
-    A refused command is answered by publishing to the caller's reply queue (see
-    ``shared.messaging.middleware``), and every ``crmctl`` run has its own: FastStream
-    labelled each as a destination of its own.
+    FastStream labels a message by exchange and routing key. Two kinds of those grow for
+    ever: the callers' reply queues (a command refused after retries is answered by a
+    publish to the caller's own reply queue, see ``shared.messaging.middleware``, and every
+    ``crmctl`` run has one), and the prefixes platform services publish their
+    NotificationRequested under.
     """
 
     def get_consume_attrs_from_message(self, msg: Any) -> ConsumeAttrs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import httpx
 import pytest
@@ -136,19 +137,39 @@ async def test_a_dead_letter_is_counted_in_its_queue(
     await eventually(counted, timeout=30, what="the dead letter counted")
 
 
-async def test_reply_queues_do_not_become_labels(services: RunningServices, infra: Infra) -> None:
-    """Each caller has a reply queue of its own; refusals from three callers, one label."""
+async def test_callers_and_publishers_do_not_become_labels(
+    services: RunningServices, infra: Infra, client: Client
+) -> None:
+    """Each caller has a reply queue of its own, each platform service its own prefix."""
+    queue = "notification.dead-letter"
+    before = value(await scrape(services, "notification"), "backbone_dead_letters", queue=queue)
+    for _ in range(3):  # unreadable: dead-lettered, and counted on the way
+        await client.broker.publish(
+            b"{not json",
+            exchange=EVENTS_EXCHANGE,
+            routing_key=f"src-{uuid.uuid4().hex[:6]}.notification.requested",
+            headers={"type": "NotificationRequested", "schema_version": "1.0", "firm_id": "x"},
+            persist=True,
+        )
     for _ in range(3):
         async with connect(infra.rabbitmq_url, timeout=20) as caller:
             with pytest.raises(CommandRefused):
                 await caller.call(
                     cmd.GetAccount(firm_id="no-such-firm", account_id="acc_x"), cmd.AccountView
                 )
+
+    async def all_three_handled() -> bool:
+        samples = await scrape(services, "notification")
+        return value(samples, "backbone_dead_letters", queue=queue) >= before + 3
+
+    await eventually(all_three_handled, timeout=30, what="the three requests dead-lettered")
     for service in SERVICES:
         async with httpx.AsyncClient() as http:
             text = (await http.get(services.url(service, "/metrics"))).text
         labels = set(re.findall(r'(?:handler|destination)="([^"]*)"', text))
-        assert not [label for label in labels if re.search(r"reply-to\.|amq\.gen-", label)]
+        assert not [label for label in labels if re.search(r"reply-to\.|amq\.gen-|src-", label)]
+        if service == "notification":
+            assert "integration.events.#.notification.requested" in labels
 
 
 async def test_identity_serves_its_asyncapi_document(services: RunningServices) -> None:

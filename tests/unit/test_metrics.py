@@ -32,6 +32,17 @@ def test_server_named_queues_fold_and_real_names_stay() -> None:
     )
 
 
+def test_events_any_service_publishes_are_one_handler() -> None:
+    for source in ("invoices.", "billing.invoices.", "x9f3.", ""):
+        name = f"integration.events.{source}notification.requested"
+        assert bounded_destination(name) == "integration.events.#.notification.requested"
+    assert (
+        bounded_destination("integration.events.ledger.transactions.questions_updated")
+        == "integration.events.#.transactions.questions_updated"
+    )
+    assert bounded_destination("integration.events.made.up.key") == "integration.events.other"
+
+
 def test_published_events_count_emails_by_kind_and_invitations() -> None:
     registry = CollectorRegistry()
     facts = PublishedFacts(registry)
