@@ -17,12 +17,11 @@ from deploy.smtp_catcher import REJECTED_DOMAIN
 from shared.cli.client import Client
 from shared.contracts import crm as cmd
 from shared.contracts import identity as ids
-from shared.contracts.events import AccountType
 from shared.mailcatcher import MailCatcher
 from tests.e2e.test_crm_cli import crmctl
 from tests.infra import Infra
 from tests.polling import eventually
-from tests.scenario import Scenario, new_firm
+from tests.scenario import Scenario, account_with_contact
 from tests.services import RunningServices
 
 pytestmark = pytest.mark.e2e
@@ -30,24 +29,7 @@ pytestmark = pytest.mark.e2e
 
 async def invited(client: Client, email: str) -> Scenario:
     """A firm and an account whose one contact, at ``email``, is invited."""
-    firm_id = await new_firm(client)
-    account = await client.call(
-        cmd.CreateAccount(firm_id=firm_id, name="Berg family", account_type=AccountType.FAMILY),
-        cmd.AccountCreatedReply,
-    )
-    contact = await client.call(
-        cmd.CreateContact(
-            firm_id=firm_id, name="Eva Berg", addresses=(cmd.NewAddress(email=email),)
-        ),
-        cmd.ContactCreatedReply,
-    )
-    await client.call(
-        cmd.LinkContact(
-            firm_id=firm_id, account_id=account.account_id, contact_id=contact.contact_id
-        ),
-        cmd.Linked,
-    )
-    s = Scenario(firm_id, account.account_id, contact.contact_id, contact.addresses)
+    s = await account_with_contact(client, addresses=(email,), notify_first=False)
     await client.call(s.toggle_login(0), cmd.SettingChanged)
     return s
 
