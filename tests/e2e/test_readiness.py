@@ -5,6 +5,8 @@ The replica reaches MongoDB and RabbitMQ through TCP proxies of the test's own, 
 "going away" is a cut connection, exactly as a network fault looks to it, while the
 session's servers keep serving everyone else. It is one more crm replica on the
 session's queues: commands reaching it meanwhile are retried, as with any replica.
+Likewise a notification replica whose SMTP server is away reports itself degraded and
+stays ready.
 """
 
 from __future__ import annotations
@@ -172,3 +174,28 @@ async def test_readiness_follows_the_broker_and_the_consumers(
         return (await states(crm))[1] == 200
 
     await eventually(ready, timeout=60, what="crm ready again: reconnected and consuming")
+
+
+async def test_an_smtp_server_away_degrades_notification_which_stays_ready(
+    services: RunningServices, tmp_path: Path
+) -> None:
+    """A notification replica whose SMTP server does not answer (nothing listens there)."""
+    smtp_away = free_port()
+    notification = RunningServices(
+        {"notification": free_port()}, tmp_path, {**services.env, "SMTP_PORT": str(smtp_away)}
+    )
+    notification.start("notification")
+    try:
+        await asyncio.to_thread(notification.wait_healthy, "notification")
+        async with httpx.AsyncClient(timeout=10) as http:
+            report = await http.get(notification.url("notification", "/health"))
+            ready = await http.get(notification.url("notification", "/health/ready"))
+    finally:
+        notification.stop_all()
+    assert report.status_code == 200
+    body = report.json()
+    assert body["status"] == "degraded"
+    assert body["dependencies"]["smtp"].startswith(
+        f"degraded: the SMTP server 127.0.0.1:{smtp_away} did not answer"
+    )
+    assert ready.status_code == 200
