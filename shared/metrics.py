@@ -42,7 +42,7 @@ log = get_logger(__name__)
 
 PREFIX = "backbone"
 READ_TIMEOUT_SECONDS = 2.0
-OUTBOX_SAMPLE = 500
+OUTBOX_SAMPLE = 100
 """Pending documents read per collection to find the oldest unpublished event."""
 COUNT_LIMIT = 100_000
 """Counts stop here: a figure that large already says what it must."""
