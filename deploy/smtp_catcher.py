@@ -13,7 +13,9 @@ Every message it accepts is stored as one ``.eml`` file in ``--dir``:
   test double, kept fast for load tests.
 
 Any AUTH attempt is accepted (without TLS), so a client configured with
-credentials works too. Usage::
+credentials works too. Recipients at ``rejected.example.com`` (``REJECTED_DOMAIN``) are
+refused for good, ``550 5.1.1``, as a real server refuses a mailbox that does not exist:
+the hard bounce at send time, for tests and demos. Usage::
 
     python deploy/smtp_catcher.py --host 127.0.0.1 --port 1025 --dir .local/smtp/inbox
 """
@@ -73,9 +75,20 @@ def _header_safe(value: str) -> bytes:
     return value.replace("\r", " ").replace("\n", " ").encode("utf-8", "surrogateescape")
 
 
+REJECTED_DOMAIN = "rejected.example.com"
+
+
 class CatchAllHandler:
     def __init__(self, mailbox: Mailbox) -> None:
         self.mailbox = mailbox
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.rpartition("@")[2].lower() == REJECTED_DOMAIN:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope

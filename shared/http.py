@@ -1,4 +1,5 @@
-"""Plain ASGI endpoints every service serves: ``/health``, ``/metrics`` and its AsyncAPI document.
+"""Plain ASGI endpoints every service serves: ``/metrics`` and its AsyncAPI document (``/health``
+is ``shared.health``).
 
 ``/metrics`` and the AsyncAPI document are for operators, not for the origin clients use:
 an :class:`InternalServer` serves them (and ``/health``) on a port of their own that no
@@ -44,27 +45,6 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
-def health_endpoint(probes: Mapping[str, Probe], timeout: float = 2.0) -> ASGIApp:
-    """200 when every dependency answers within ``timeout``, 503 naming the ones that don't."""
-
-    async def check(probe: Probe) -> str:
-        try:
-            await asyncio.wait_for(probe(), timeout)
-        except Exception as exc:
-            return f"down: {type(exc).__name__}"
-        return "up"
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        names = list(probes)
-        states = await asyncio.gather(*(check(probes[n]) for n in names))
-        checks = dict(zip(names, states, strict=True))
-        healthy = all(s == "up" for s in states)
-        body = json.dumps({"status": "ok" if healthy else "degraded", "checks": checks})
-        await respond(send, 200 if healthy else 503, body.encode(), "application/json")
-
-    return app
-
-
 def asyncapi_endpoints(document: Callable[[], Mapping[str, Any]]) -> list[tuple[str, ASGIApp]]:
     """The page, the YAML and the JSON of the document ``document()`` builds (once, lazily)."""
     built: dict[str, bytes] = {}
@@ -98,8 +78,12 @@ DOCS_HEADERS = {
 }
 
 
-def metrics_endpoint(registry: CollectorRegistry) -> ASGIApp:
+def metrics_endpoint(registry: CollectorRegistry, refresh: Probe | None = None) -> ASGIApp:
+    """The registry's figures; ``refresh`` first reads those computed at scrape time."""
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if refresh is not None:
+            await refresh()
         await respond(send, 200, generate_latest(registry), CONTENT_TYPE_LATEST)
 
     return app

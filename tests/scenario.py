@@ -90,12 +90,15 @@ async def account_with_contact(
     settings: tuple[cmd.SettingsInput, ...] | None = None,
     notify_first: bool = True,
     firm: Mapping[str, Any] | None = None,
+    addresses: tuple[str, ...] | None = None,
 ) -> Scenario:
     """A firm, a family account, a contact with ``emails`` addresses linked to it.
 
     By default the first address has Notify on (every category) and the rest is off.
     ``firm``: RegisterFirm's fields for the firm (its name, slug, look).
+    ``addresses``: these emails instead of ``emails`` made-up ones.
     """
+    chosen = addresses or tuple(unique_email(f"ann{i}") for i in range(emails))
     firm_id = await new_firm(client, **(firm or {}))
     account = await client.call(
         cmd.CreateAccount(firm_id=firm_id, name="Smith family", account_type=AccountType.FAMILY),
@@ -105,7 +108,7 @@ async def account_with_contact(
         cmd.CreateContact(
             firm_id=firm_id,
             name="Ann Smith",
-            addresses=tuple(cmd.NewAddress(email=unique_email(f"ann{i}")) for i in range(emails)),
+            addresses=tuple(cmd.NewAddress(email=email) for email in chosen),
         ),
         cmd.ContactCreatedReply,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.keys import fresh_keys
-from tests.infra import ROOT, Infra, free_port
+from tests.infra import ROOT, ImapUser, Infra, free_port
 
 SERVICES = ("crm", "identity", "notification", "mailsync")
 
@@ -27,6 +27,8 @@ class RunningServices:
     """Settings of one service only (its own RABBITMQ_URL, say), over ``env``."""
     internal_ports: dict[str, int] = field(default_factory=dict)
     """Where each serves /metrics and /docs/asyncapi (INTERNAL_HTTP_PORT; none if absent)."""
+    bounce_mailbox: ImapUser | None = None
+    """Where notification reads delivery-status notifications (a Dovecot user of its own)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def url(self, service: str, path: str = "") -> str:
@@ -120,6 +122,9 @@ def run_services(
         "PYTHONPATH": str(ROOT),
         **(extra_env or {}),
     }
+    if infra.imap_users_file is not None:
+        running.bounce_mailbox = infra.create_imap_user("bounces")
+        running.env.update(bounce_mailbox_env(running.bounce_mailbox))
     try:
         for service in SERVICES:
             running.start(service)
@@ -127,3 +132,14 @@ def run_services(
         yield running
     finally:
         running.stop_all()
+
+
+def bounce_mailbox_env(user: ImapUser) -> dict[str, str]:
+    return {
+        "BOUNCE_IMAP_HOST": user.host,
+        "BOUNCE_IMAP_PORT": str(user.port),
+        "BOUNCE_IMAP_TLS": "false",  # the local Dovecot speaks plain IMAP on loopback
+        "BOUNCE_IMAP_USERNAME": user.username,
+        "BOUNCE_IMAP_PASSWORD": user.password,
+        "BOUNCE_POLL_SECONDS": "1",
+    }

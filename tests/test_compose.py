@@ -312,8 +312,10 @@ class TestAppServices:
         hosts = {h.partition(":")[0] for h in url.netloc.rpartition("@")[2].split(",")}
         assert hosts == {hostname(n, s) for n, s in databases(services).items()}
 
-    def test_healthcheck_probes_the_health_endpoint(self, services: Services, name: str) -> None:
-        assert "http://localhost:8000/health" in " ".join(services[name]["healthcheck"]["test"])
+    def test_healthcheck_probes_readiness(self, services: Services, name: str) -> None:
+        assert "http://localhost:8000/health/ready" in " ".join(
+            services[name]["healthcheck"]["test"]
+        )
 
     def test_runs_its_own_faststream_app_on_port_8000(self, services: Services, name: str) -> None:
         run = command(services[name])

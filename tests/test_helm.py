@@ -276,8 +276,9 @@ class TestWhatTheCodeSays:
     """The readers above find what they look for (else the wiring tests prove nothing)."""
 
     def test_routes_are_found(self) -> None:
-        assert common_routes("http") == {"/health"}
-        assert {"/health", "/metrics", "/docs/asyncapi"} <= common_routes("internal")
+        health = {"/health", "/health/live", "/health/ready"}
+        assert common_routes("http") == health
+        assert health | {"/metrics", "/docs/asyncapi"} <= common_routes("internal")
         assert {"/activate", "/login", "/portal"} <= own_routes("identity")
         assert own_routes("notification") == {"/unsubscribe"}
 
@@ -345,12 +346,13 @@ class TestDeployments:
         unknown = [e["name"] for e in env if e["name"] not in known]
         assert unknown == [], f"{service} is given settings it does not read"
 
-    def test_only_smtp_credentials_are_optional(self, manifests: list[Manifest]) -> None:
+    def test_only_mail_server_credentials_are_optional(self, manifests: list[Manifest]) -> None:
+        optional = {"SMTP_USERNAME", "SMTP_PASSWORD", "BOUNCE_IMAP_PASSWORD"}
         for service, deployment in deployments(manifests).items():
             for e in container(deployment)["env"]:
                 ref = e.get("valueFrom", {}).get("secretKeyRef", {})
                 if ref.get("optional"):
-                    assert e["name"] in {"SMTP_USERNAME", "SMTP_PASSWORD"}, (service, e)
+                    assert e["name"] in optional, (service, e)
 
     def test_probes_hit_routes_the_services_serve(self, manifests: list[Manifest]) -> None:
         assert probe_problems(manifests) == []

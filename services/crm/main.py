@@ -9,6 +9,7 @@ from services.crm import bulk
 from services.crm.addresses import AddressService
 from services.crm.audit import AuditTrail
 from services.crm.bulk import Tuning
+from services.crm.bulk_metrics import bulk_progress
 from services.crm.common import Store
 from services.crm.entrypoints import (
     register_bulk_updates,
@@ -84,6 +85,7 @@ def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFas
     runtime.check_staff(staff)
     audit = AuditTrail(runtime.db, store)
     register_staff_commands(runtime.commands, StaffMembers(store, staff, runtime.clock), audit)
+    runtime.metrics.gauges.add("bulk_updates", bulk_progress(updates.jobs, updates.chunks))
     register_events(runtime.events, IdentityFacts(listing), audit)
     register_audit_events(runtime.events, audit)
     runtime.startup += [

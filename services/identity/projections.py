@@ -37,6 +37,10 @@ class AccountNames:
         return {doc["account_id"]: doc["name"] async for doc in cursor}
 
 
+REASON_LENGTH = 500
+"""Enough for a server's reply or a DSN's status and diagnostic."""
+
+
 class InvalidAddresses:
     """Addresses the notification service could not deliver to for good (hard bounces)."""
 
@@ -58,23 +62,24 @@ class InvalidAddresses:
                 "$set": {
                     "firm_id": firm_id,
                     "email_key": email.casefold(),
-                    "reason": reason[:200],
+                    "reason": reason[:REASON_LENGTH],
                     "at": datetime.now(UTC),
                 }
             },
             upsert=True,
         )
 
-    async def among(self, firm_id: str, emails: Iterable[str]) -> set[str]:
-        """The casefolded addresses of ``emails`` that are known to be invalid (by ``_id``)."""
+    async def among(self, firm_id: str, emails: Iterable[str]) -> dict[str, str]:
+        """The casefolded addresses of ``emails`` known to be invalid, with the reason."""
         ids = list({self._key(firm_id, email) for email in emails})
         if not ids:
-            return set()
-        query = {"firm_id": firm_id, "_id": {"$in": ids}}
-        cursor = self.collection.find(query, {"email_key": 1})
-        return {doc["email_key"] async for doc in cursor}
+            return {}
+        return await self._reasons({"firm_id": firm_id, "_id": {"$in": ids}})
 
-    async def of_firm(self, firm_id: str) -> set[str]:
+    async def of_firm(self, firm_id: str) -> dict[str, str]:
         """Every casefolded address of the firm known to be invalid (a short list)."""
-        cursor = self.collection.find({"firm_id": firm_id}, {"email_key": 1})
-        return {doc["email_key"] async for doc in cursor}
+        return await self._reasons({"firm_id": firm_id})
+
+    async def _reasons(self, query: Document) -> dict[str, str]:
+        cursor = self.collection.find(query, {"email_key": 1, "reason": 1})
+        return {doc["email_key"]: str(doc.get("reason") or "") async for doc in cursor}

@@ -79,7 +79,7 @@ class InvitationCommands:
 
     async def _invalid_page(
         self, firm_id: str, page: AddressPage
-    ) -> tuple[int, list[list[Grant]], set[str]]:
+    ) -> tuple[int, list[list[Grant]], dict[str, str]]:
         """The addresses with a bounced email: found from the firm's (few) bounced emails."""
         invalid = await self.invalid.of_firm(firm_id)
         addresses = await self.grants.awaiting_addresses_with(firm_id, invalid)
@@ -156,7 +156,9 @@ def _ids(grant: Grant) -> dict[str, str]:
     return {"account_id": grant.account_id, "address_id": grant.address_id}
 
 
-def _row(group: list[Grant], names: dict[str, str], invalid: set[str]) -> cmd.PendingActivation:
+def _row(
+    group: list[Grant], names: dict[str, str], invalid: dict[str, str]
+) -> cmd.PendingActivation:
     """One address's row; its first grant is the one whose email the list sorted by."""
     accounts = tuple(
         cmd.PendingAccount(
@@ -171,6 +173,7 @@ def _row(group: list[Grant], names: dict[str, str], invalid: set[str]) -> cmd.Pe
     sent = [a for a in accounts if a.sent_at is not None]
     newest = max(sent, key=lambda a: a.sent_at or _NEVER) if sent else None
     first = group[0]
+    reasons = sorted({invalid[k] for k in {g.email.casefold() for g in group} if k in invalid})
     return cmd.PendingActivation(
         address_id=first.address_id,
         contact_id=first.contact_id,
@@ -178,5 +181,6 @@ def _row(group: list[Grant], names: dict[str, str], invalid: set[str]) -> cmd.Pe
         accounts=accounts,
         sent_at=newest.sent_at if newest else None,
         invited_by=newest.invited_by if newest else None,
-        invalid=any(g.email.casefold() in invalid for g in group),
+        invalid=bool(reasons),
+        invalid_reason="; ".join(reasons) if reasons else None,
     )

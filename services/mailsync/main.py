@@ -9,6 +9,7 @@ from faststream.asgi import AsgiFastStream
 
 from services.mailsync.copies import FirmCopies
 from services.mailsync.entrypoints import register_commands, register_events, register_firm_events
+from services.mailsync.imap_health import mailboxes_syncing
 from services.mailsync.ingest import Ingestor
 from services.mailsync.mailboxes import Mailboxes
 from services.mailsync.projection import AddressFollower
@@ -80,6 +81,7 @@ class Mailsync:
 def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
     synced = SyncedAddresses(runtime.db)
     mailboxes = Mailboxes(runtime.db)
+    runtime.health.depend_on("imap", mailboxes_syncing(mailboxes.collection))
     firms = FirmSettings(runtime.db)
     copies = FirmCopies(runtime.db)
     relay = runtime.with_outbox([runtime.db["messages"], runtime.db["documents"]])

@@ -9,8 +9,10 @@ from datetime import timedelta
 from functools import partial
 
 from faststream.asgi import AsgiFastStream
+from pymongo.asynchronous.collection import AsyncCollection
 
 from services.notification.account_emails import AccountEmails, AccountMailRenderer
+from services.notification.bounce_mailbox import BounceMailbox, BounceMailboxConfig
 from services.notification.bounces import Bounces
 from services.notification.deliveries import DeliveryRepository
 from services.notification.delivery import Deliverer
@@ -37,12 +39,14 @@ from services.notification.repository import (
 )
 from services.notification.service import NotificationService
 from services.notification.settings import NotificationSettings
+from services.notification.smtp_health import smtp_answers
 from services.notification.unsubscribe import unsubscribe_page
 from shared.contracts import events
 from shared.contracts.crm import SettingChanged, UnsubscribeCategory
 from shared.messaging.commands import send_command
 from shared.runtime import Runtime, build_app, build_runtime
 from shared.settings import ServiceSettings
+from shared.storage.mongo import Document
 
 SERVICE = "notification"
 PUBLISHES = (events.NotificationDelivered, events.NotificationFailed, events.NotificationRejected)
@@ -59,6 +63,25 @@ def smtp_config(settings: NotificationSettings) -> SmtpConfig:
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         start_tls=settings.smtp_start_tls,
     )
+
+
+def bounce_mailbox_of(
+    settings: NotificationSettings, bounces: Bounces, deliveries: AsyncCollection[Document]
+) -> BounceMailbox | None:
+    """The reader of the bounce mailbox, when one is configured."""
+    if not settings.bounce_imap_host:
+        return None
+    password = settings.bounce_imap_password
+    config = BounceMailboxConfig(
+        host=settings.bounce_imap_host,
+        port=settings.bounce_imap_port,
+        tls=settings.bounce_imap_tls,
+        username=settings.bounce_imap_username or "",
+        password=password.get_secret_value() if password else "",
+        folder=settings.bounce_imap_folder,
+        poll_seconds=settings.bounce_poll_seconds,
+    )
+    return BounceMailbox(config, bounces, deliveries)
 
 
 def delivery_lease(settings: NotificationSettings) -> timedelta:
@@ -83,6 +106,7 @@ def bootstrap(
     firms, recipients, accounts = FirmRepository(db), RecipientRepository(db), AccountNames(db)
     questions, inbox_items = QuestionRepository(db), InboxRepository(db)
     mailer = Mailer(smtp_config(config))
+    runtime.health.depend_on("smtp", smtp_answers(smtp_config(config)))
     deliverer = Deliverer(
         DeliveryRepository(db, relay, runtime.clock),
         mailer,
@@ -112,9 +136,13 @@ def bootstrap(
     register_account_email_commands(runtime.commands, account_emails)
     register_digest_handlers(runtime.events, digests)
     register_inbox_handlers(runtime.events, inbox)
-    register_commands(
-        runtime.commands, inbox, Bounces(db, db[DeliveryRepository.collection_name], relay)
-    )
+    bounces = Bounces(db, db[DeliveryRepository.collection_name], relay)
+    register_commands(runtime.commands, inbox, bounces)
+    bounce_mailbox = bounce_mailbox_of(config, bounces, db[DeliveryRepository.collection_name])
+    if bounce_mailbox is not None:
+        runtime.startup.append(bounce_mailbox.start)
+        runtime.health.depend_on("bounce_mailbox", bounce_mailbox.check)
+        runtime.shutdown.insert(0, bounce_mailbox.stop)
     runtime.startup += [
         firms.ensure_indexes,
         accounts.ensure_indexes,

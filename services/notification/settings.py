@@ -26,6 +26,17 @@ class NotificationSettings(SmtpSettings):
         ge=0,
         description="How often the scheduler looks for due transactions digests (0: never).",
     )
+    bounce_imap_host: str | None = Field(
+        default=None,
+        description="The mailbox delivery-status notifications (bounces) arrive in, read "
+        "over IMAP (services/notification/bounce_mailbox.py); unset: none is read.",
+    )
+    bounce_imap_port: int = Field(default=993, ge=1, le=65535)
+    bounce_imap_tls: bool = Field(default=True, description="Implicit TLS (IMAPS); off: plain.")
+    bounce_imap_username: str | None = None
+    bounce_imap_password: SecretStr | None = None
+    bounce_imap_folder: str = "INBOX"
+    bounce_poll_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("notification_link_key")
     @classmethod

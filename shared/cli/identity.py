@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from shared.cli.client import CommandRefused, connect
@@ -89,7 +90,7 @@ def register(app: typer.Typer) -> None:
                 ", ".join(a.account_name or a.account_id for a in item.accounts),
                 item.sent_at.strftime("%Y-%m-%d %H:%M") if item.sent_at else "",
                 item.invited_by or "",
-                "[red]bounced[/red]" if item.invalid else "",
+                f"[red]bounced[/red] {escape(item.invalid_reason or '')}" if item.invalid else "",
             )
         console.print(table)
 

@@ -118,6 +118,11 @@ class PendingActivation(BaseModel):
     sent_at: datetime | None = Field(description="The newest invitation to this address.")
     invited_by: StaffId | None
     invalid: bool = Field(description="Mail to this address bounced for good.")
+    invalid_reason: str | None = Field(
+        default=None,
+        description="Why, in the mail server's words (its refusal at send time, or the "
+        "delivery-status notification's status and diagnostic); null when not invalid.",
+    )
 
 
 class PendingActivations(Accepted):

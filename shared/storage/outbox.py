@@ -45,6 +45,8 @@ BATCH_WINDOW_SECONDS = 0.01
 
 Prepare = Callable[[Document], Document]
 """Completes an envelope just before it is published (e.g. with a derived secret)."""
+Published = Callable[[Sequence[Document]], None]
+"""Told the envelopes the broker confirmed (the metrics count them)."""
 
 
 def outbox_fields(events: Iterable[Envelope[EventPayload]]) -> Document:
@@ -84,8 +86,10 @@ class OutboxRelay:
         sweep_seconds: float = 2.0,
         workers: int = 4,
         prepare: Mapping[str, Prepare] | None = None,
+        on_published: Published | None = None,
     ) -> None:
         self._collections = {c.name: c for c in collections}
+        self._on_published = on_published
         self._publisher = publisher
         self._sweep_seconds = sweep_seconds
         self._workers = workers
@@ -96,6 +100,10 @@ class OutboxRelay:
         self._again: set[tuple[str, Any]] = set()
         """Notified while in flight: looked at again once the worker holding them is done."""
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def collections(self) -> list[AsyncCollection[Document]]:
+        return list(self._collections.values())
 
     def notify(self, collection: str, doc_id: Any) -> None:
         """Ask for the outbox of one document to be published soon."""
@@ -160,6 +168,8 @@ class OutboxRelay:
         # not coalesce them. The broker keeps a channel's order; should a retry reorder
         # them, consumers apply the aggregate_version rule anyway.
         await asyncio.gather(*(self._publisher.publish(self._prepared(e)) for e in pending))
+        if self._on_published is not None:
+            self._on_published(pending)
         return _Published(doc["_id"], doc.get("version"), tuple(e["event_id"] for e in pending))
 
     def _prepared(self, envelope: Document) -> Document:
