@@ -35,7 +35,7 @@ def smtp_config(settings: MailsyncSettings) -> SmtpConfig:
         port=settings.smtp_port,
         username=settings.smtp_username,
         password=password,
-        start_tls=settings.smtp_start_tls,
+        security=settings.smtp_security(),
         timeout=settings.smtp_timeout_seconds,
     )
 

@@ -11,6 +11,7 @@ import aiosmtplib
 
 from services.mailsync.domain import reply_subject
 from shared.contracts.errors import Conflict
+from shared.smtp import SmtpSecurity
 from shared.storage.mongo import Document
 
 MAX_REFERENCES = 20
@@ -22,7 +23,7 @@ class SmtpConfig:
     port: int
     username: str | None
     password: str | None
-    start_tls: bool | None
+    security: SmtpSecurity
     timeout: float
 
 
@@ -61,8 +62,8 @@ async def send(config: SmtpConfig, message: EmailMessage) -> None:
             port=config.port,
             username=config.username,
             password=config.password,
-            start_tls=config.start_tls,
             timeout=config.timeout,
+            **config.security.client_options(),
         )
     except aiosmtplib.SMTPResponseException as exc:
         raise Conflict(f"the mail server refused the reply: {exc.code} {exc.message}") from exc
