@@ -56,6 +56,8 @@ start_one() {
     export NOTIFICATION_PUBLIC_URL="${NOTIFICATION_PUBLIC_URL:-http://127.0.0.1:8003}"
     # uvicorn takes X-Forwarded-For only from these proxies: none unless you set some.
     export FORWARDED_ALLOW_IPS="${FORWARDED_ALLOW_IPS:-}"
+    # mailsync may connect to the local Dovecot (loopback, plain IMAP): see docs/email-sync.md.
+    export IMAP_ALLOWED_SERVERS="${IMAP_ALLOWED_SERVERS:-$IMAP_HOST:$IMAP_PORT/plain}"
     cd "$ROOT"
     if [[ "$name" == identity ]]; then
       # identity checks activation banner links with notification's public key.

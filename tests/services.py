@@ -106,6 +106,8 @@ def run_services(
         "BANNER_LINK_PUBLIC_KEY": banner_public_key(link_key.encode()),
         "FORWARDED_ALLOW_IPS": "",  # no proxy in front: X-Forwarded-For is never trusted
         "MAILBOX_SECRET_KEY": Fernet.generate_key().decode(),
+        # the shared Dovecot is on loopback without TLS: mailsync refuses that unless told
+        "IMAP_ALLOWED_SERVERS": f"{infra.imap_host}:{infra.imap_port}/plain",
         "OUTBOX_SWEEP_SECONDS": "0.5",
         "PYTHONPATH": str(ROOT),
         **(extra_env or {}),

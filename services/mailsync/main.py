@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from faststream.asgi import AsgiFastStream
 
+from services.mailsync.destinations import Destinations
 from services.mailsync.entrypoints import register_commands, register_events
 from services.mailsync.ingest import Ingestor
 from services.mailsync.mailboxes import Mailboxes
@@ -84,6 +85,7 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
     ingestor = Ingestor(store, synced, firms, max_attachment_bytes=config.max_attachment_bytes)
     key = config.mailbox_secret_key.get_secret_value() if config.mailbox_secret_key else None
     secrets = SecretBox(key)
+    destinations = Destinations(config.allowed_servers())
     service = MailsyncService(
         mailboxes,
         firms,
@@ -92,6 +94,7 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
         secrets,
         smtp_config(config),
         imap_timeout=config.imap_timeout_seconds,
+        destinations=destinations,
     )
 
     def make_worker(mailbox: Document, lease: Lease) -> MailboxWorker:
@@ -104,6 +107,7 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
             secrets=secrets,
             poll_seconds=config.poll_seconds,
             timeout=config.imap_timeout_seconds,
+            destinations=destinations,
             reconnect_max_seconds=config.reconnect_max_seconds,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from services.mailsync.destinations import Destinations
 from services.mailsync.domain import Exchange, mailbox_key
 from services.mailsync.imap import ImapConfig, ImapError, connect
 from services.mailsync.ingest import Filing, Ingestor
@@ -25,6 +26,10 @@ class MailboxRefused(DomainError):
     code = ErrorCode.VALIDATION_FAILED
 
 
+LOGIN_REFUSED = "the IMAP server refused the username or secret"
+UNREACHABLE = "the IMAP server could not be reached or did not answer as an IMAP server"
+
+
 class MailsyncService:
     def __init__(
         self,
@@ -36,6 +41,7 @@ class MailsyncService:
         smtp: SmtpConfig,
         *,
         imap_timeout: float,
+        destinations: Destinations,
     ) -> None:
         self._mailboxes = mailboxes
         self._firms = firms
@@ -44,6 +50,7 @@ class MailsyncService:
         self._secrets = secrets
         self._smtp = smtp
         self._imap_timeout = imap_timeout
+        self._destinations = destinations
 
     # --- mailboxes -------------------------------------------------------------------
 
@@ -74,14 +81,23 @@ class MailsyncService:
     async def _verify(self, command: cmd.ConnectMailbox, secret: str) -> list[str]:
         """Log in, and check the requested folders exist; returns the folders to sync."""
         config = ImapConfig(
-            command.host, command.port, command.tls, command.username, secret, self._imap_timeout
+            command.host,
+            command.port,
+            command.tls,
+            command.username,
+            secret,
+            self._imap_timeout,
+            self._destinations,
         )
         try:
             async with connect(config) as session:
                 available = await session.folders()
         except ImapError as exc:
-            field = "secret" if exc.login else "host"
-            raise MailboxRefused(str(exc), field=field) from exc
+            # A fixed reason: echoing what a server said would turn this command into a
+            # probe of whatever listens at host:port.
+            if exc.login:
+                raise MailboxRefused(LOGIN_REFUSED, field="secret") from exc
+            raise MailboxRefused(UNREACHABLE, field="host") from exc
         missing = [f for f in command.folders or () if f not in available]
         if missing:
             raise MailboxRefused(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from services.mailsync.destinations import AllowedServer, parse_allowed_servers
 from shared.settings import SmtpSettings
 
 MEGABYTE = 1024 * 1024
@@ -25,3 +26,18 @@ class MailsyncSettings(SmtpSettings):
     imap_timeout_seconds: float = Field(default=30.0, gt=0)
     reconnect_max_seconds: float = Field(default=60.0, gt=0)
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    imap_allowed_servers: str = Field(
+        default="",
+        description="host:port[/plain], comma-separated: IMAP servers allowed although "
+        "their address is private or loopback or their port is not 143/993; /plain also "
+        "allows them without TLS (services/mailsync/destinations.py).",
+    )
+
+    @field_validator("imap_allowed_servers")
+    @classmethod
+    def _allowed_servers_readable(cls, value: str) -> str:
+        parse_allowed_servers(value)  # refuses to start naming the bad entry
+        return value
+
+    def allowed_servers(self) -> tuple[AllowedServer, ...]:
+        return parse_allowed_servers(self.imap_allowed_servers)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo.errors import PyMongoError
 
+from services.mailsync.destinations import Destinations
 from services.mailsync.imap import ImapConfig, ImapError, ImapSession, connect
 from services.mailsync.ingest import Ingestor
 from services.mailsync.mail import header_addresses
@@ -43,7 +44,9 @@ HEADER_BATCH = 200
 HEADERS = "BODY.PEEK[HEADER.FIELDS (FROM TO CC)]"
 
 
-def imap_config(mailbox: Document, secrets: SecretBox, timeout: float) -> ImapConfig:
+def imap_config(
+    mailbox: Document, secrets: SecretBox, timeout: float, destinations: Destinations
+) -> ImapConfig:
     return ImapConfig(
         host=mailbox["host"],
         port=mailbox["port"],
@@ -51,6 +54,7 @@ def imap_config(mailbox: Document, secrets: SecretBox, timeout: float) -> ImapCo
         username=mailbox["username"],
         password=secrets.decrypt(mailbox["secret"]),
         timeout=timeout,
+        destinations=destinations,
     )
 
 
@@ -66,6 +70,7 @@ class MailboxWorker:
         secrets: SecretBox,
         poll_seconds: float,
         timeout: float,
+        destinations: Destinations,
         reconnect_max_seconds: float,
     ) -> None:
         self._box = mailbox
@@ -78,6 +83,7 @@ class MailboxWorker:
         self._secrets = secrets
         self._poll = poll_seconds
         self._timeout = timeout
+        self._destinations = destinations
         self._backoff_max = reconnect_max_seconds
 
     async def run_forever(self) -> None:
@@ -85,7 +91,7 @@ class MailboxWorker:
         failures = 0
         while True:
             try:
-                config = imap_config(self._box, self._secrets, self._timeout)
+                config = imap_config(self._box, self._secrets, self._timeout, self._destinations)
                 async with connect(config) as session:
                     failures = 0
                     await self._sync_forever(session)
