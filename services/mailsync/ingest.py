@@ -20,6 +20,7 @@ from services.mailsync.domain import (
     thread_key,
 )
 from services.mailsync.mail import Attachment, ParsedMail, parse_mail
+from services.mailsync.mailboxes import Mailboxes
 from services.mailsync.repository import FirmSettings, SyncedAddresses
 from services.mailsync.store import MailStore
 from shared.contracts.envelope import Envelope, EventPayload
@@ -56,12 +57,14 @@ class Ingestor:
         store: MailStore,
         synced: SyncedAddresses,
         firms: FirmSettings,
+        mailboxes: Mailboxes,
         *,
         max_attachment_bytes: int,
     ) -> None:
         self._store = store
         self._synced = synced
         self._firms = firms
+        self._mailboxes = mailboxes
         self._max_attachment_bytes = max_attachment_bytes
 
     async def ingest(
@@ -114,7 +117,8 @@ class Ingestor:
         self, firm_id: str, mail: ParsedMail, synced: dict[str, str] | None
     ) -> Filing | None:
         synced = synced if synced is not None else await self._synced.enabled_emails(firm_id)
-        exchange = exchange_with(mail.sender, (*mail.to, *mail.cc), synced)
+        own = await self._mailboxes.own_addresses(firm_id)
+        exchange = exchange_with(mail.sender, (*mail.to, *mail.cc), synced, own)
         if exchange is None:
             return None
         accounts: dict[str, None] = {}

@@ -89,6 +89,15 @@ class Mailboxes:
         cursor = self.collection.find({"firm_id": firm_id}, WORK_FIELDS).sort("connected_at")
         return [doc async for doc in cursor]
 
+    async def own_addresses(self, firm_id: str) -> frozenset[str]:
+        """The firm's own addresses (every mailbox's address and aliases), casefolded:
+        mail from them is the firm writing (outbound)."""
+        cursor = self.collection.find({"firm_id": firm_id}, {"address": 1, "aliases": 1})
+        docs = [doc async for doc in cursor]
+        return frozenset(
+            a.casefold() for doc in docs for a in (doc["address"], *doc.get("aliases", ()))
+        )
+
     async def all(self) -> list[Document]:
         """Every firm's mailboxes, with their leases (the supervisors' view)."""
         return [doc async for doc in self.collection.find({}, WORK_FIELDS)]

@@ -82,7 +82,9 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
     firms = FirmSettings(runtime.db)
     relay = runtime.with_outbox([runtime.db["messages"], runtime.db["documents"]])
     store = MailStore(runtime.db, relay)
-    ingestor = Ingestor(store, synced, firms, max_attachment_bytes=config.max_attachment_bytes)
+    ingestor = Ingestor(
+        store, synced, firms, mailboxes, max_attachment_bytes=config.max_attachment_bytes
+    )
     key = config.mailbox_secret_key.get_secret_value() if config.mailbox_secret_key else None
     secrets = SecretBox(key)
     destinations = Destinations(config.allowed_servers())

@@ -48,10 +48,13 @@ def build_reply(
 
 
 def recipients_of(parent: Document) -> tuple[str, ...]:
-    """Answer an inbound message's sender; an outbound one goes to its clients again."""
-    if parent["direction"] == "inbound":
-        return (parent["client_emails"][0],)
-    return tuple(parent["client_emails"])
+    """Answer an inbound message's client sender; an outbound one, or one an outsider
+    sent with clients in copy, goes to its clients."""
+    clients = tuple(parent["client_emails"])
+    from_a_client = clients[0].casefold() == parent["sender"].casefold()  # the sender is first
+    if parent["direction"] == "inbound" and from_a_client:
+        return clients[:1]
+    return clients
 
 
 async def send(config: SmtpConfig, message: EmailMessage) -> None:

@@ -90,6 +90,13 @@ class ConnectMailbox(MailsyncCommand):
     address: MailboxAddress = Field(
         description="The mailbox's own address: replies are sent from it."
     )
+    aliases: tuple[MailboxAddress, ...] = Field(
+        default=(),
+        max_length=50,
+        description="Other addresses of the firm that mail from is sent as (a shared "
+        "address, staff members' own): mail from the mailbox's address or an alias is the "
+        "firm writing (outbound), from anyone else inbound.",
+    )
     folders: tuple[Folder, ...] | None = Field(
         default=None,
         max_length=100,
@@ -129,6 +136,7 @@ class MailboxView(BaseModel):
     tls: TlsMode
     username: str
     address: MailboxAddress
+    aliases: tuple[MailboxAddress, ...] = ()
     folders: tuple[str, ...] | None = Field(description="None: every folder.")
     connected_at: datetime
     last_synced_at: datetime | None

@@ -167,6 +167,7 @@ def mail(
     sender: str,
     to: str = "office@firm.example.com",
     *,
+    cc: str | None = None,
     message_id: str | None = None,
     subject: str = "Receipts",
     date: str = "Mon, 23 Nov 2026 09:00:00 +0000",
@@ -178,6 +179,8 @@ def mail(
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
+    if cc:
+        message["Cc"] = cc
     message["Subject"] = subject
     message["Date"] = date
     message["Message-ID"] = message_id or f"<{uuid.uuid4().hex}@client.example.com>"

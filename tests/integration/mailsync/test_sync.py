@@ -12,6 +12,7 @@ from tests.polling import eventually
 pytestmark = pytest.mark.integration
 
 ANN = "ann@client.example.com"
+BOB = "bob@other.example.com"
 
 
 class TestNewMail:
@@ -55,6 +56,44 @@ class TestNewMail:
         await firm.arrived("acc_1", "<after@client.example.com>")
         stranger = {"firm_id": firm.firm_id, "internet_message_id": "<stranger@else.example.com>"}
         assert await firm.parts.store.messages.count_documents(stranger) == 0
+
+
+class TestDirection:
+    """Mail is filed as a person reads it: against the firm's own addresses."""
+
+    async def test_mail_between_two_clients_lands_on_both_accounts(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_ann")
+        await firm.sync(BOB, "acc_bob")
+        await firm.connect()
+        firm.deliver(mail(BOB, ANN, cc="office@firm.example.com", message_id="<c2c@x.example>"))
+        await firm.arrived("acc_ann", "<c2c@x.example>")
+        await firm.arrived("acc_bob", "<c2c@x.example>")
+        [message] = (await firm.emails("acc_ann")).threads[0].messages
+        assert message.direction is EmailDirection.INBOUND
+        [received] = await firm.received("<c2c@x.example>")
+        assert sorted(received["payload"]["account_ids"]) == ["acc_ann", "acc_bob"]
+        assert received["payload"]["client_email"] == BOB
+
+    async def test_an_outsider_copying_a_client_is_inbound(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_ann")
+        await firm.connect()
+        firm.deliver(mail("bank@else.example.com", cc=ANN, message_id="<cc@bank.example>"))
+        await firm.arrived("acc_ann", "<cc@bank.example>")
+        [message] = (await firm.emails("acc_ann")).threads[0].messages
+        assert message.direction is EmailDirection.INBOUND
+        assert len(await firm.received("<cc@bank.example>")) == 1
+
+    async def test_mail_from_an_alias_of_the_mailbox_is_outbound(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_ann")
+        reply = await firm.connect(aliases=("Partner@Firm.example.com",))
+        listed = await firm.service.list_mailboxes(cmd.ListMailboxes(firm_id=firm.firm_id))
+        assert listed.mailboxes[0].aliases == ("Partner@firm.example.com",)
+        assert reply.mailbox_id == listed.mailboxes[0].mailbox_id
+        firm.deliver(mail("partner@firm.example.com", ANN, message_id="<alias@firm.example>"))
+        await firm.arrived("acc_ann", "<alias@firm.example>")
+        [message] = (await firm.emails("acc_ann")).threads[0].messages
+        assert message.direction is EmailDirection.OUTBOUND
+        assert await firm.received("<alias@firm.example>") == []
 
 
 class TestHistoryAndSyncOff:
