@@ -23,9 +23,11 @@ from services.mailsync.destinations import Destinations
 from shared.contracts.mailsync import TlsMode
 
 _FETCH_UID = re.compile(rb"UID (\d+)")
+_FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _LITERAL = re.compile(rb"\{(\d+)\}$")
 _LIST_LINE = re.compile(rb'^\((?P<flags>[^)]*)\) (?:"[^"]*"|NIL) (?P<name>.+)$')
 _SELECT_CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]")
+_STATUS_ITEM = re.compile(rb"\b(UIDVALIDITY|UIDNEXT|MESSAGES) (\d+)")
 NOT_SELECTABLE = {b"\\noselect", b"\\nonexistent"}
 SKIPPED_SPECIAL_USE = {b"\\trash", b"\\junk", b"\\drafts"}
 
@@ -108,6 +110,18 @@ class ImapSession:
         }
         return FolderInfo(folder, codes.get("UIDVALIDITY", 0), codes.get("UIDNEXT", 0))
 
+    async def status(self, folder: str) -> FolderInfo:
+        """UIDVALIDITY and UIDNEXT of a folder without selecting it."""
+        response = await self._run(
+            "STATUS", self._client.status(_quote(folder), "(UIDVALIDITY UIDNEXT)")
+        )
+        codes = {
+            m[1].decode(): int(m[2])
+            for line in response.lines
+            for m in _STATUS_ITEM.finditer(bytes(line))
+        }
+        return FolderInfo(folder, codes.get("UIDVALIDITY", 0), codes.get("UIDNEXT", 0))
+
     async def search(self, *criteria: str) -> list[int]:
         response = await self._run("UID SEARCH", self._client.uid_search(*criteria, charset=None))
         uids: list[int] = []
@@ -132,6 +146,22 @@ class ImapSession:
             "UID FETCH", self._client.uid("fetch", uid_set, f"(UID {items})")
         )
         return _fetched_literals(response.lines)
+
+    async def sizes(self, uids: Iterable[int]) -> dict[int, int]:
+        """The size in bytes of each message (RFC822.SIZE), by UID, without its content."""
+        uid_set = ",".join(str(u) for u in uids)
+        if not uid_set:
+            return {}
+        response = await self._run(
+            "UID FETCH", self._client.uid("fetch", uid_set, "(UID RFC822.SIZE)")
+        )
+        found: dict[int, int] = {}
+        for item in response.lines:
+            line = bytes(item)
+            uid, size = _FETCH_UID.search(line), _FETCH_SIZE.search(line)
+            if uid is not None and size is not None:
+                found[int(uid[1])] = int(size[1])
+        return found
 
     async def wait_for_news(self, seconds: float) -> None:
         """IDLE on the selected folder until something happens there or ``seconds`` pass."""

@@ -76,19 +76,23 @@ class Ingestor:
         received_at: datetime | None = None,
         synced: dict[str, str] | None = None,
         filing: Filing | None = None,
+        announce: bool = True,
     ) -> Ingested | None:
         """File ``raw`` on its accounts; None when it was not exchanged with a synced address.
 
         ``filing`` (a reply sent from the product) names the accounts instead.
+        ``announce`` False (history): no EmailReceived, so no "New email" for old mail.
         """
-        mail = parse_mail(raw, received_at=received_at)
+        mail = parse_mail(
+            raw, received_at=received_at, max_attachment_bytes=self._max_attachment_bytes
+        )
         filing = filing or await self._filing(firm_id, mail, synced)
         if filing is None:
             return None
         message_id = message_key(firm_id, mail.internet_message_id)
         thread_id = filing.thread_id or await self._thread_of(firm_id, mail)
         doc = self._message_doc(firm_id, mailbox_id, message_id, thread_id, mail, filing)
-        events = self._received(firm_id, doc, mail, filing)
+        events = self._received(firm_id, doc, mail, filing) if announce else []
         new = await self._store.add_message(doc, events)
         if await self._firms.attachment_saving(firm_id):
             await self._save_attachments(firm_id, filing.account_ids, doc, mail.attachments)

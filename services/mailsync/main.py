@@ -111,6 +111,7 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
             timeout=config.imap_timeout_seconds,
             destinations=destinations,
             reconnect_max_seconds=config.reconnect_max_seconds,
+            max_message_bytes=config.max_message_bytes,
         )
 
     return Mailsync(

@@ -8,7 +8,7 @@ from services.mailsync.destinations import Destinations
 from services.mailsync.domain import Exchange, mailbox_key
 from services.mailsync.imap import ImapConfig, ImapError, connect
 from services.mailsync.ingest import Filing, Ingestor
-from services.mailsync.mailboxes import Mailboxes
+from services.mailsync.mailboxes import SKIPPED, FolderMark, Mailboxes
 from services.mailsync.replies import SmtpConfig, build_reply, recipients_of, send
 from services.mailsync.repository import FirmSettings
 from services.mailsync.secrets import SecretBox
@@ -28,6 +28,11 @@ class MailboxRefused(DomainError):
 
 LOGIN_REFUSED = "the IMAP server refused the username or secret"
 UNREACHABLE = "the IMAP server could not be reached or did not answer as an IMAP server"
+
+
+def skipped_views(mailbox: Document) -> tuple[cmd.SkippedMessageView, ...]:
+    entries = sorted(mailbox.get(SKIPPED, {}).values(), key=lambda e: e["skipped_at"], reverse=True)
+    return tuple(cmd.SkippedMessageView.model_validate(e) for e in entries)
 
 
 class MailsyncService:
@@ -57,7 +62,7 @@ class MailsyncService:
     async def connect_mailbox(self, command: cmd.ConnectMailbox) -> cmd.MailboxConnected:
         secret = command.secret.get_secret_value()
         encrypted = self._secrets.encrypt(secret)  # refuses early without a key
-        folders = await self._verify(command, secret)
+        marks = await self._verify(command, secret)
         mailbox_id = mailbox_key(command.firm_id, command.host, command.port, command.username)
         replaced = await self._mailboxes.save(
             {
@@ -73,14 +78,16 @@ class MailsyncService:
                 "secret": encrypted,
                 "connected_at": datetime.now(UTC),
                 "connected_by": command.actor,
-            }
+            },
+            history=marks,
         )
         return cmd.MailboxConnected(
-            mailbox_id=mailbox_id, folders=tuple(folders), replaced=replaced
+            mailbox_id=mailbox_id, folders=tuple(m.folder for m in marks), replaced=replaced
         )
 
-    async def _verify(self, command: cmd.ConnectMailbox, secret: str) -> list[str]:
-        """Log in, and check the requested folders exist; returns the folders to sync."""
+    async def _verify(self, command: cmd.ConnectMailbox, secret: str) -> list[FolderMark]:
+        """Log in and check the requested folders exist; returns the folders to sync with
+        their UIDNEXT now (what is below it is history: no "New email" for it)."""
         config = ImapConfig(
             command.host,
             command.port,
@@ -93,19 +100,24 @@ class MailsyncService:
         try:
             async with connect(config) as session:
                 available = await session.folders()
+                missing = [f for f in command.folders or () if f not in available]
+                if missing:
+                    raise MailboxRefused(
+                        f"no such folder(s) {', '.join(missing)}; the mailbox has "
+                        f"{', '.join(available)}",
+                        field="folders",
+                    )
+                marks = []
+                for folder in command.folders or available:
+                    info = await session.status(folder)
+                    marks.append(FolderMark(folder, info.uidvalidity, info.uidnext))
+                return marks
         except ImapError as exc:
             # A fixed reason: echoing what a server said would turn this command into a
             # probe of whatever listens at host:port.
             if exc.login:
                 raise MailboxRefused(LOGIN_REFUSED, field="secret") from exc
             raise MailboxRefused(UNREACHABLE, field="host") from exc
-        missing = [f for f in command.folders or () if f not in available]
-        if missing:
-            raise MailboxRefused(
-                f"no such folder(s) {', '.join(missing)}; the mailbox has {', '.join(available)}",
-                field="folders",
-            )
-        return list(command.folders or available)
 
     async def disconnect_mailbox(self, command: cmd.DisconnectMailbox) -> cmd.MailboxDisconnected:
         if not await self._mailboxes.remove(command.firm_id, command.mailbox_id):
@@ -128,6 +140,7 @@ class MailsyncService:
                     connected_at=b["connected_at"],
                     last_synced_at=b.get("last_synced_at"),
                     last_error=b.get("last_error"),
+                    skipped_messages=skipped_views(b),
                 )
                 for b in boxes
             ),

@@ -19,6 +19,11 @@ class MailsyncSettings(SmtpSettings):
     max_attachment_bytes: int = Field(
         default=25 * MEGABYTE, ge=1, description="Larger attachments are not saved (reason kept)."
     )
+    max_message_bytes: int = Field(
+        default=40 * MEGABYTE,
+        ge=1,
+        description="Larger messages are never fetched: recorded as skipped (ListMailboxes).",
+    )
     poll_seconds: float = Field(
         default=5.0, gt=0, description="How often every folder is checked (IDLE wakes earlier)."
     )

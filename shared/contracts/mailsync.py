@@ -129,6 +129,20 @@ class ListMailboxes(MailsyncCommand):
     """The firm's connected mailboxes with their sync state (never their secret)."""
 
 
+class SkippedMessageView(BaseModel):
+    """A message too large to bring in (over ``MAX_MESSAGE_BYTES``): never fetched."""
+
+    folder: str
+    uid: int
+    size: int = Field(description="Its size in bytes, as the server reported it.")
+    internet_message_id: str
+    sender: str
+    subject: str
+    sent_at: datetime
+    reason: str
+    skipped_at: datetime
+
+
 class MailboxView(BaseModel):
     mailbox_id: Identifier
     host: str
@@ -141,6 +155,9 @@ class MailboxView(BaseModel):
     connected_at: datetime
     last_synced_at: datetime | None
     last_error: str | None = Field(description="Why the last sync attempt failed, if it did.")
+    skipped_messages: tuple[SkippedMessageView, ...] = Field(
+        default=(), description="Messages too large to bring in, newest first."
+    )
 
 
 class Mailboxes(Accepted):

@@ -148,3 +148,19 @@ class TestImapResponses:
             b"Fetch completed (0.001 + 0.000 secs).",
         ]
         assert _fetched_literals(lines) == {7: b"first", 9: b"second"}
+
+
+class TestAttachmentLimit:
+    def test_an_attachment_over_the_limit_is_never_decoded(self) -> None:
+        message = EmailMessage()
+        message["From"] = "ann@client.test"
+        message.set_content("see attached")
+        for size in (100, 5000):
+            message.add_attachment(
+                b"\x00\xff" * (size // 2), maintype="application", subtype="pdf", filename="f"
+            )
+        small, big = parse_mail(message.as_bytes(), max_attachment_bytes=1000).attachments
+        assert (small.size, len(small.content)) == (100, 100)
+        assert (big.size, big.content, big.sha256) == (5000, b"", "")
+        unlimited = parse_mail(message.as_bytes()).attachments[1]
+        assert unlimited.content == b"\x00\xff" * 2500

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
 import pytest
 
 from shared.contracts import mailsync as cmd
@@ -134,6 +137,34 @@ class TestHistoryAndSyncOff:
         firm.deliver(mail(ANN, message_id="<r2@client.example.com>"))
         await firm.parts.supervisor.start()
         await firm.arrived("acc_1", "<r2@client.example.com>")
+
+
+class TestHistoryIsNotNews:
+    """History brought in when sync starts makes no "New email" (no EmailReceived)."""
+
+    async def test_mail_already_in_a_newly_connected_mailbox_is_history(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_1")
+        old = [f"<old-{n}@client.example.com>" for n in range(3)]
+        for message_id in old:
+            firm.deliver(mail(ANN, message_id=message_id, date=days_ago(400)))
+        await firm.connect()
+        await firm.arrived("acc_1", *old)
+        firm.deliver(mail(ANN, message_id="<fresh@client.example.com>", date=days_ago(0)))
+        await firm.arrived("acc_1", "<fresh@client.example.com>")
+        assert [len(await firm.received(m)) for m in old] == [0, 0, 0]
+        assert len(await firm.received("<fresh@client.example.com>")) == 1
+
+    async def test_the_history_of_an_address_turned_on_is_no_news(self, firm: Firm) -> None:
+        await firm.connect()
+        firm.deliver(mail(BOB, message_id="<bob-old@other.example.com>", date=days_ago(400)))
+        await firm.one_pass_done()
+        await firm.sync(BOB, "acc_bob")
+        await firm.arrived("acc_bob", "<bob-old@other.example.com>")
+        assert await firm.received("<bob-old@other.example.com>") == []
+
+
+def days_ago(days: int) -> str:
+    return format_datetime(datetime.now(UTC) - timedelta(days=days))
 
 
 class TestThreads:
