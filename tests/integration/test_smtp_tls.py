@@ -8,6 +8,9 @@ with implicit TLS, both with a certificate made for the test.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -26,6 +29,7 @@ from shared.contracts.errors import DomainError
 from tests.smtp_servers import HOST, PASSWORD, USERNAME, self_signed_certificate, smtp_server
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 Sender = Callable[[dict[str, Any], EmailMessage], Awaitable[None]]
 
@@ -114,3 +118,26 @@ def test_credentials_without_tls_refuse_to_start(settings_class: type[Any]) -> N
     with pytest.raises(ValidationError, match=r"SMTP_TLS=none .* in clear"):
         settings_class(smtp_username=USERNAME, smtp_password=SecretStr(PASSWORD), smtp_tls="none")
     assert settings_class(smtp_tls="none").smtp_security().tls == "none"  # no credentials: fine
+
+
+@pytest.mark.parametrize("service", ["notification", "mailsync"])
+def test_a_service_with_credentials_and_no_tls_does_not_start(service: str) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SMTP_USERNAME": USERNAME,
+        "SMTP_PASSWORD": PASSWORD,
+        "SMTP_TLS": "none",
+    }
+    started = subprocess.run(
+        [sys.executable, "-c", f"import services.{service}.main"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode != 0
+    assert "SMTP_TLS=none with SMTP_USERNAME/SMTP_PASSWORD set" in started.stderr
+    assert PASSWORD not in started.stderr + started.stdout
