@@ -1,4 +1,5 @@
-"""Real SMTP servers on loopback (aiosmtpd) for the TLS tests of notification and mailsync.
+"""Real SMTP servers on loopback (aiosmtpd) for the TLS tests of notification and mailsync,
+and the self-signed certificates they (and mailsync's IMAP TLS test) use.
 
 Each server runs in its own thread, on a free port, and records every AUTH attempt it
 sees (the username and password it was given) and every message it accepted. The TLS
@@ -63,8 +64,8 @@ class Certificate:
         return context
 
 
-def self_signed_certificate(folder: Path) -> Certificate:
-    """A certificate for 127.0.0.1 and localhost, valid for a day."""
+def self_signed_certificate(folder: Path, *, with_address: bool = True) -> Certificate:
+    """A certificate for localhost (and 127.0.0.1 ``with_address``), valid for a day."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test smtp server")])
     now = datetime.datetime.now(datetime.UTC)
@@ -78,7 +79,8 @@ def self_signed_certificate(folder: Path) -> Certificate:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
+                [x509.DNSName("localhost")]
+                + ([x509.IPAddress(ipaddress.ip_address(HOST))] if with_address else [])
             ),
             critical=False,
         )

@@ -10,18 +10,21 @@ with the mailbox that docs/email-sync.md names, ``sync@firm.test``.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from services.mailsync.destinations import DestinationRefused
-from services.mailsync.service import UNREACHABLE, MailboxRefused
+from services.mailsync.service import LOGIN_REFUSED, UNREACHABLE, MailboxRefused
 from shared.contracts import mailsync as cmd
-from tests.infra import Infra
+from tests.infra import Infra, free_port
 from tests.integration.mailsync.conftest import Firm, running_parts
 from tests.polling import unique
+from tests.smtp_servers import self_signed_certificate
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +148,49 @@ async def test_the_documented_local_mailbox_connects(infra: Infra, firm: Firm) -
         await firm.service.list_mailboxes(cmd.ListMailboxes(firm_id=firm.firm_id))
     ).mailboxes
     assert listed.address == "sync@firm.test"
+
+
+async def test_tls_goes_to_the_checked_address_and_verifies_the_name(
+    infra: Infra, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection goes to the address resolved and checked, yet the certificate is
+    verified against the name in the command: this one names localhost only (no IP), so
+    the handshake passes only because the name is checked; the login then fails."""
+    cert = self_signed_certificate(tmp_path, with_address=False)
+    trusting = ssl.create_default_context(cafile=str(cert.cert_file))
+    monkeypatch.setattr("services.mailsync.imap._tls_context", lambda: trusting)
+    logins: list[bytes] = []
+
+    async def imap(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
+        while line := await reader.readline():
+            tag, command = (*line.split(b" ", 2), b"")[:2]
+            if command.strip().upper() == b"CAPABILITY":
+                writer.write(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+            elif command.strip().upper() == b"LOGIN":
+                logins.append(line)
+                writer.write(tag + b" NO [AUTHENTICATIONFAILED] secret-server-text\r\n")
+            else:  # LOGOUT
+                writer.write(b"* BYE\r\n" + tag + b" OK bye\r\n")
+                break
+            await writer.drain()
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(imap, "localhost", port, ssl=cert.server_context())
+    async with server, running_parts(infra, imap_allowed_servers=f"localhost:{port}") as ms:
+        with pytest.raises(MailboxRefused) as refused:
+            await ms.service.connect_mailbox(
+                cmd.ConnectMailbox(
+                    firm_id=unique("firm"),
+                    host="localhost",
+                    port=port,
+                    tls=cmd.TlsMode.SSL,
+                    username="someone",
+                    secret="wrong",
+                    address="office@firm.example.com",
+                )
+            )
+    assert refused.value.field == "secret"  # TLS worked; the server refused the login
+    assert refused.value.message == LOGIN_REFUSED
+    assert len(logins) == 1
