@@ -30,9 +30,14 @@ LOGIN_REFUSED = "the IMAP server refused the username or secret"
 UNREACHABLE = "the IMAP server could not be reached or did not answer as an IMAP server"
 
 
+MAX_SKIPPED_LISTED = 100
+
+
 def skipped_views(mailbox: Document) -> tuple[cmd.SkippedMessageView, ...]:
+    """The newest skipped messages (a bounded reply however many there are)."""
     entries = sorted(mailbox.get(SKIPPED, {}).values(), key=lambda e: e["skipped_at"], reverse=True)
-    return tuple(cmd.SkippedMessageView.model_validate(e) for e in entries)
+    newest = entries[:MAX_SKIPPED_LISTED]
+    return tuple(cmd.SkippedMessageView.model_validate(e) for e in newest)
 
 
 class MailsyncService:

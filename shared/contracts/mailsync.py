@@ -156,7 +156,7 @@ class MailboxView(BaseModel):
     last_synced_at: datetime | None
     last_error: str | None = Field(description="Why the last sync attempt failed, if it did.")
     skipped_messages: tuple[SkippedMessageView, ...] = Field(
-        default=(), description="Messages too large to bring in, newest first."
+        default=(), description="Messages too large to bring in, newest first (100 at most)."
     )
 
 
