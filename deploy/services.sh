@@ -60,6 +60,8 @@ start_one() {
     # uvicorn takes X-Forwarded-For only from these proxies: none unless you set some.
     export FORWARDED_ALLOW_IPS="${FORWARDED_ALLOW_IPS:-}"
     export INTERNAL_HTTP_PORT="${INTERNAL_PORTS[$name]}"
+    # mailsync may connect to the local Dovecot (loopback, plain IMAP): see docs/email-sync.md.
+    export IMAP_ALLOWED_SERVERS="${IMAP_ALLOWED_SERVERS:-$IMAP_HOST:$IMAP_PORT/plain}"
     cd "$ROOT"
     if [[ "$name" == identity && -z "${BANNER_LINK_PUBLIC_KEY:-}" ]]; then
       # identity checks activation banner links with notification's public key (a

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messaging.cluster import broker_addresses
+from shared.smtp import SmtpSecurity, SmtpTls
 
 
 class ServiceSettings(BaseSettings):
@@ -80,7 +81,24 @@ class SmtpSettings(ServiceSettings):
     smtp_port: int = Field(default=1025, ge=1, le=65535)
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_start_tls: bool | None = Field(
-        default=None, description="None: use STARTTLS when the server offers it."
+    smtp_tls: SmtpTls | None = Field(
+        default=None,
+        description="starttls (required, refused when not offered), implicit (TLS from the "
+        "first byte, port 465) or none (only without credentials). Unset: starttls when "
+        "SMTP_USERNAME is set, else none.",
+    )
+    smtp_ca_file: str | None = Field(
+        default=None, description="A CA bundle to trust instead of the system's."
     )
     smtp_timeout_seconds: float = Field(default=10, gt=0)
+
+    @model_validator(mode="after")
+    def _no_credentials_in_clear(self) -> Self:
+        self.smtp_security()  # refuses to start with credentials over plain SMTP
+        return self
+
+    def smtp_security(self) -> SmtpSecurity:
+        has_credentials = self.smtp_username is not None or self.smtp_password is not None
+        return SmtpSecurity.checked(
+            self.smtp_tls, has_credentials=has_credentials, ca_file=self.smtp_ca_file
+        )

@@ -118,6 +118,8 @@ def run_services(
         "PORTAL_BASE_URL": running.portal,
         "NOTIFICATION_PUBLIC_URL": running.url("notification"),
         "FORWARDED_ALLOW_IPS": "",  # no proxy in front: X-Forwarded-For is never trusted
+        # the shared Dovecot is on loopback without TLS: mailsync refuses that unless told
+        "IMAP_ALLOWED_SERVERS": f"{infra.imap_host}:{infra.imap_port}/plain",
         "OUTBOX_SWEEP_SECONDS": "0.5",
         "PYTHONPATH": str(ROOT),
         **(extra_env or {}),

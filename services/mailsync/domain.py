@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 
 from shared.contracts.events import EmailDirection
@@ -60,19 +60,28 @@ class Exchange:
 
 
 def exchange_with(
-    sender: str, recipients: Iterable[str], synced: Mapping[str, str]
+    sender: str, recipients: Iterable[str], synced: Mapping[str, str], own: Set[str]
 ) -> Exchange | None:
-    """Classify a message by its addresses; ``synced`` maps email_key to the address.
+    """Classify a message as a person reads it; ``synced`` maps email_key to the address,
+    ``own`` holds the email_keys of the firm's own addresses (its mailboxes and aliases).
 
-    From a synced client address: inbound. Otherwise to or copied to one: outbound
-    (sent by the firm). Neither: not synced (None).
+    From one of the firm's own addresses: outbound, to the synced addresses among its
+    recipients. From anyone else (a client, or an outsider copying one): inbound, with
+    every synced address among its participants, the sender first, so mail between two
+    clients lands on both their accounts. No synced participant: not synced (None).
     """
-    if sender.casefold() in synced:
-        return Exchange(EmailDirection.INBOUND, (synced[sender.casefold()],))
+    outbound = sender.casefold() in own
+    participants = (*recipients,) if outbound else (sender, *recipients)
     clients = tuple(
-        dict.fromkeys(synced[r.casefold()] for r in recipients if r.casefold() in synced)
+        dict.fromkeys(
+            synced[key]
+            for key in (a.casefold() for a in participants)
+            if key in synced and key not in own
+        )
     )
-    return Exchange(EmailDirection.OUTBOUND, clients) if clients else None
+    if not clients:
+        return None
+    return Exchange(EmailDirection.OUTBOUND if outbound else EmailDirection.INBOUND, clients)
 
 
 def reply_subject(subject: str) -> str:

@@ -1,7 +1,9 @@
 """The IMAP adapter: connect (plain, STARTTLS or implicit TLS), list, search, fetch, IDLE.
 
 Built on aioimaplib, which has no STARTTLS of its own: the plain connection is
-upgraded with ``loop.start_tls`` after the server accepts the command.
+upgraded with ``loop.start_tls`` after the server accepts the command. Every connection
+goes to the address :class:`Destinations` checked (TLS still verifies the host name),
+and no error message carries what the server said: a refusal names the command only.
 """
 
 from __future__ import annotations
@@ -12,17 +14,20 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aioimaplib  # type: ignore[import-untyped]
 
+from services.mailsync.destinations import Destinations
 from shared.contracts.mailsync import TlsMode
 
 _FETCH_UID = re.compile(rb"UID (\d+)")
+_FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _LITERAL = re.compile(rb"\{(\d+)\}$")
 _LIST_LINE = re.compile(rb'^\((?P<flags>[^)]*)\) (?:"[^"]*"|NIL) (?P<name>.+)$')
 _SELECT_CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]")
+_STATUS_ITEM = re.compile(rb"\b(UIDVALIDITY|UIDNEXT|MESSAGES) (\d+)")
 NOT_SELECTABLE = {b"\\noselect", b"\\nonexistent"}
 SKIPPED_SPECIAL_USE = {b"\\trash", b"\\junk", b"\\drafts"}
 
@@ -43,6 +48,7 @@ class ImapConfig:
     username: str
     password: str
     timeout: float = 30.0
+    destinations: Destinations = field(default_factory=Destinations)
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,7 @@ def _quote(value: str) -> str:
 
 def _check(response: Any, what: str) -> Any:
     if response.result != "OK":
-        detail = b" ".join(bytes(line) for line in response.lines).decode("utf-8", "replace")
-        raise ImapError(f"{what} refused: {detail[:300]}")
+        raise ImapError(f"{what} refused by the server")
     return response
 
 
@@ -74,7 +79,7 @@ class ImapSession:
         try:
             response = await asyncio.wait_for(call, self._timeout)
         except (aioimaplib.AioImapException, TimeoutError, OSError) as exc:
-            raise ImapError(f"{what}: {exc!r}") from exc
+            raise ImapError(f"{what}: {type(exc).__name__}") from exc
         return _check(response, what)
 
     @property
@@ -105,6 +110,18 @@ class ImapSession:
         }
         return FolderInfo(folder, codes.get("UIDVALIDITY", 0), codes.get("UIDNEXT", 0))
 
+    async def status(self, folder: str) -> FolderInfo:
+        """UIDVALIDITY and UIDNEXT of a folder without selecting it."""
+        response = await self._run(
+            "STATUS", self._client.status(_quote(folder), "(UIDVALIDITY UIDNEXT)")
+        )
+        codes = {
+            m[1].decode(): int(m[2])
+            for line in response.lines
+            for m in _STATUS_ITEM.finditer(bytes(line))
+        }
+        return FolderInfo(folder, codes.get("UIDVALIDITY", 0), codes.get("UIDNEXT", 0))
+
     async def search(self, *criteria: str) -> list[int]:
         response = await self._run("UID SEARCH", self._client.uid_search(*criteria, charset=None))
         uids: list[int] = []
@@ -130,6 +147,22 @@ class ImapSession:
         )
         return _fetched_literals(response.lines)
 
+    async def sizes(self, uids: Iterable[int]) -> dict[int, int]:
+        """The size in bytes of each message (RFC822.SIZE), by UID, without its content."""
+        uid_set = ",".join(str(u) for u in uids)
+        if not uid_set:
+            return {}
+        response = await self._run(
+            "UID FETCH", self._client.uid("fetch", uid_set, "(UID RFC822.SIZE)")
+        )
+        found: dict[int, int] = {}
+        for item in response.lines:
+            line = bytes(item)
+            uid, size = _FETCH_UID.search(line), _FETCH_SIZE.search(line)
+            if uid is not None and size is not None:
+                found[int(uid[1])] = int(size[1])
+        return found
+
     async def wait_for_news(self, seconds: float) -> None:
         """IDLE on the selected folder until something happens there or ``seconds`` pass."""
         try:
@@ -140,7 +173,7 @@ class ImapSession:
             self._client.idle_done()
             await asyncio.wait_for(idle, self._timeout)
         except (aioimaplib.AioImapException, TimeoutError, OSError) as exc:
-            raise ImapError(f"IDLE: {exc!r}") from exc
+            raise ImapError(f"IDLE: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
         """Log out politely when possible; in any case drop the connection."""
@@ -189,13 +222,39 @@ async def _starttls(client: aioimaplib.IMAP4, host: str) -> None:
     await protocol.capability()
 
 
-async def _open(config: ImapConfig) -> aioimaplib.IMAP4:
-    if config.tls is TlsMode.SSL:
-        client: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
-            config.host, config.port, timeout=config.timeout, ssl_context=_tls_context()
+class _Imap4At(aioimaplib.IMAP4):  # type: ignore[misc]
+    """An IMAP4 client connected to a checked address, verifying TLS against the name."""
+
+    def __init__(self, address: str, config: ImapConfig) -> None:
+        self._server_hostname = config.host
+        context = _tls_context() if config.tls is TlsMode.SSL else None
+        super().__init__(address, config.port, timeout=config.timeout, ssl_context=context)
+
+    def create_client(
+        self,
+        host: str,
+        port: int,
+        loop: asyncio.AbstractEventLoop | None,
+        conn_lost_cb: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        local_loop = loop or asyncio.get_running_loop()
+        self.protocol = aioimaplib.IMAP4ClientProtocol(local_loop, conn_lost_cb)
+        server_hostname = self._server_hostname if ssl_context else None
+        self._client_task = local_loop.create_task(
+            local_loop.create_connection(
+                lambda: self.protocol,
+                host,
+                port,
+                ssl=ssl_context,
+                server_hostname=server_hostname,
+            )
         )
-    else:
-        client = aioimaplib.IMAP4(config.host, config.port, timeout=config.timeout)
+
+
+async def _open(config: ImapConfig) -> aioimaplib.IMAP4:
+    address = await config.destinations.resolve(config.host, config.port, config.tls)
+    client = _Imap4At(address, config)
     await client.wait_hello_from_server()
     if config.tls is TlsMode.STARTTLS:
         await _starttls(client, config.host)
@@ -208,7 +267,9 @@ async def connect(config: ImapConfig) -> AsyncIterator[ImapSession]:
     try:
         client = await asyncio.wait_for(_open(config), config.timeout)
     except (aioimaplib.AioImapException, TimeoutError, OSError, ssl.SSLError) as exc:
-        raise ImapError(f"cannot connect to {config.host}:{config.port}: {exc!r}") from exc
+        raise ImapError(
+            f"cannot connect to {config.host}:{config.port}: {type(exc).__name__}"
+        ) from exc
     session = ImapSession(client, config.timeout)
     try:
         try:
@@ -216,7 +277,7 @@ async def connect(config: ImapConfig) -> AsyncIterator[ImapSession]:
                 client.login(config.username, config.password), config.timeout
             )
         except (aioimaplib.AioImapException, TimeoutError, OSError) as exc:
-            raise ImapError(f"login: {exc!r}") from exc
+            raise ImapError(f"login: {type(exc).__name__}") from exc
         if response.result != "OK":
             raise ImapError("the server refused the username or secret", login=True)
         yield session

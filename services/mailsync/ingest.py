@@ -20,6 +20,7 @@ from services.mailsync.domain import (
     thread_key,
 )
 from services.mailsync.mail import Attachment, ParsedMail, parse_mail
+from services.mailsync.mailboxes import Mailboxes
 from services.mailsync.repository import FirmSettings, SyncedAddresses
 from services.mailsync.store import MailStore
 from shared.contracts.envelope import Envelope, EventPayload
@@ -56,12 +57,14 @@ class Ingestor:
         store: MailStore,
         synced: SyncedAddresses,
         firms: FirmSettings,
+        mailboxes: Mailboxes,
         *,
         max_attachment_bytes: int,
     ) -> None:
         self._store = store
         self._synced = synced
         self._firms = firms
+        self._mailboxes = mailboxes
         self._max_attachment_bytes = max_attachment_bytes
 
     async def ingest(
@@ -73,19 +76,23 @@ class Ingestor:
         received_at: datetime | None = None,
         synced: dict[str, str] | None = None,
         filing: Filing | None = None,
+        announce: bool = True,
     ) -> Ingested | None:
         """File ``raw`` on its accounts; None when it was not exchanged with a synced address.
 
         ``filing`` (a reply sent from the product) names the accounts instead.
+        ``announce`` False (history): no EmailReceived, so no "New email" for old mail.
         """
-        mail = parse_mail(raw, received_at=received_at)
+        mail = parse_mail(
+            raw, received_at=received_at, max_attachment_bytes=self._max_attachment_bytes
+        )
         filing = filing or await self._filing(firm_id, mail, synced)
         if filing is None:
             return None
         message_id = message_key(firm_id, mail.internet_message_id)
         thread_id = filing.thread_id or await self._thread_of(firm_id, mail)
         doc = self._message_doc(firm_id, mailbox_id, message_id, thread_id, mail, filing)
-        events = self._received(firm_id, doc, mail, filing)
+        events = self._received(firm_id, doc, mail, filing) if announce else []
         new = await self._store.add_message(doc, events)
         if await self._firms.attachment_saving(firm_id):
             await self._save_attachments(firm_id, filing.account_ids, doc, mail.attachments)
@@ -114,7 +121,8 @@ class Ingestor:
         self, firm_id: str, mail: ParsedMail, synced: dict[str, str] | None
     ) -> Filing | None:
         synced = synced if synced is not None else await self._synced.enabled_emails(firm_id)
-        exchange = exchange_with(mail.sender, (*mail.to, *mail.cc), synced)
+        own = await self._mailboxes.own_addresses(firm_id)
+        exchange = exchange_with(mail.sender, (*mail.to, *mail.cc), synced, own)
         if exchange is None:
             return None
         accounts: dict[str, None] = {}

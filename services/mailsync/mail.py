@@ -29,13 +29,18 @@ class Attachment:
     filename: str
     content_type: str
     content: bytes
+    undecoded_size: int | None = None
+    """Set instead of ``content`` for an attachment too large to decode: its size as
+    estimated from the encoded text (it is never decoded, so its hash is unknown)."""
 
     @property
     def size(self) -> int:
-        return len(self.content)
+        return len(self.content) if self.undecoded_size is None else self.undecoded_size
 
     @property
     def sha256(self) -> str:
+        if self.undecoded_size is not None:
+            return ""
         return hashlib.sha256(self.content).hexdigest()
 
 
@@ -73,8 +78,14 @@ class ParsedMail:
         return self.internet_message_id
 
 
-def parse_mail(raw: bytes, *, received_at: datetime | None = None) -> ParsedMail:
-    """Read ``raw``; never raises for bad input."""
+def parse_mail(
+    raw: bytes, *, received_at: datetime | None = None, max_attachment_bytes: int | None = None
+) -> ParsedMail:
+    """Read ``raw``; never raises for bad input.
+
+    Attachments over ``max_attachment_bytes`` (judged from their encoded size) are not
+    decoded: they keep their name, type and estimated size, and no content.
+    """
     problems: list[str] = []
     message = message_from_bytes(raw, policy=policy.compat32)
     if message.defects:
@@ -95,7 +106,7 @@ def parse_mail(raw: bytes, *, received_at: datetime | None = None) -> ParsedMail
         sent_at=_date(message, received_at, problems),
         text=text,
         text_truncated=truncated,
-        attachments=_attachments(message, problems),
+        attachments=_attachments(message, problems, max_attachment_bytes),
         problems=tuple(dict.fromkeys(problems)),
     )
 
@@ -199,13 +210,28 @@ def _body_text(message: Message, problems: list[str]) -> tuple[str, bool]:
     return text[:MAX_TEXT_CHARS], len(text) > MAX_TEXT_CHARS
 
 
-def _attachments(message: Message, problems: list[str]) -> tuple[Attachment, ...]:
+def _decoded_size_estimate(part: Message) -> int:
+    """The size ``part`` decodes to, from its encoded text alone (no decoding)."""
+    encoded = part.get_payload(decode=False)
+    text = encoded if isinstance(encoded, str) else ""
+    if str(part.get("Content-Transfer-Encoding", "")).strip().lower() != "base64":
+        return len(text)
+    # Counted in place: no copy of a large attachment's text is made.
+    significant = len(text) - sum(text.count(c) for c in " \t\r\n")
+    return significant * 3 // 4 - text[-8:].rstrip()[-2:].count("=")
+
+
+def _attachments(
+    message: Message, problems: list[str], max_bytes: int | None
+) -> tuple[Attachment, ...]:
     found: list[Attachment] = []
     for part in message.walk():
         if not _is_attachment(part):
             continue
         index = len(found)
         name = _decode(part.get_filename(), problems, "attachment filename")
+        estimate = _decoded_size_estimate(part)
+        too_large = max_bytes is not None and estimate > max_bytes
         found.append(
             Attachment(
                 index=index,
@@ -213,7 +239,8 @@ def _attachments(message: Message, problems: list[str]) -> tuple[Attachment, ...
                     :255
                 ],
                 content_type=part.get_content_type()[:255],
-                content=_payload(part),
+                content=b"" if too_large else _payload(part),
+                undecoded_size=estimate if too_large else None,
             )
         )
     return tuple(found)

@@ -12,8 +12,9 @@ its successor's status. It learns so from the write (:class:`LeaseLost`) and sto
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
@@ -24,7 +25,9 @@ from shared.storage.mongo import Document
 
 FOLDERS = "folder_states"
 BACKFILLS = "backfills"
-WORK_FIELDS: Document = {FOLDERS: 0, BACKFILLS: 0}
+HISTORY = "history_before"
+SKIPPED = "skipped_messages"
+WORK_FIELDS: Document = {FOLDERS: 0, BACKFILLS: 0, HISTORY: 0}
 """Left out of listings: only the worker reads them."""
 
 
@@ -39,6 +42,32 @@ class FolderState:
 
     uidvalidity: int = 0
     last_uid: int = 0
+
+
+@dataclass(frozen=True)
+class FolderMark:
+    """A folder's UIDNEXT at one moment: UIDs below it (same UIDVALIDITY) existed then."""
+
+    folder: str
+    uidvalidity: int
+    uidnext: int
+
+    def before(self, uidvalidity: int, uid: int) -> bool:
+        return uidvalidity == self.uidvalidity and uid < self.uidnext
+
+
+@dataclass(frozen=True)
+class SkippedMessage:
+    """A message too large to bring in, as staff see it in ListMailboxes."""
+
+    folder: str
+    uid: int
+    size: int
+    internet_message_id: str
+    sender: str
+    subject: str
+    sent_at: datetime
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -63,16 +92,28 @@ class Mailboxes:
 
     # --- connections -------------------------------------------------------------------
 
-    async def save(self, mailbox: Document) -> bool:
+    async def save(self, mailbox: Document, history: Iterable[FolderMark] = ()) -> bool:
         """Connect a mailbox, or reconnect it; True when it replaced a connection.
 
         One single-document upsert that sets the connection's fields only: a
         reconnection keeps the folder states (it is the same mailbox) and the lease
-        (the supervisor restarts the worker when ``connected_at`` changes).
+        (the supervisor restarts the worker when ``connected_at`` changes). ``history``
+        (each folder's UIDNEXT at connection) is written on the first connection only
+        (``$setOnInsert``): mail below it was there before, so it is history.
         """
         fields = {k: v for k, v in mailbox.items() if k not in ("_id", "firm_id")}
+        marks = {
+            _field_key(m.folder): {
+                "folder": m.folder,
+                "uidvalidity": m.uidvalidity,
+                "uidnext": m.uidnext,
+            }
+            for m in history
+        }
         result = await self.collection.update_one(
-            {"_id": mailbox["_id"], "firm_id": mailbox["firm_id"]}, {"$set": fields}, upsert=True
+            {"_id": mailbox["_id"], "firm_id": mailbox["firm_id"]},
+            {"$set": fields, "$setOnInsert": {HISTORY: marks}},
+            upsert=True,
         )
         return result.matched_count > 0
 
@@ -88,6 +129,15 @@ class Mailboxes:
     async def of_firm(self, firm_id: str) -> list[Document]:
         cursor = self.collection.find({"firm_id": firm_id}, WORK_FIELDS).sort("connected_at")
         return [doc async for doc in cursor]
+
+    async def own_addresses(self, firm_id: str) -> frozenset[str]:
+        """The firm's own addresses (every mailbox's address and aliases), casefolded:
+        mail from them is the firm writing (outbound)."""
+        cursor = self.collection.find({"firm_id": firm_id}, {"address": 1, "aliases": 1})
+        docs = [doc async for doc in cursor]
+        return frozenset(
+            a.casefold() for doc in docs for a in (doc["address"], *doc.get("aliases", ()))
+        )
 
     async def all(self) -> list[Document]:
         """Every firm's mailboxes, with their leases (the supervisors' view)."""
@@ -116,11 +166,26 @@ class Mailboxes:
         state = (doc or {}).get(FOLDERS, {}).get(_field_key(folder))
         return FolderState(state["uidvalidity"], state["last_uid"]) if state else FolderState()
 
+    async def history_mark(self, firm_id: str, mailbox_id: str, folder: str) -> FolderMark | None:
+        """The folder's UIDNEXT when the mailbox was connected; None when unknown."""
+        path = f"{HISTORY}.{_field_key(folder)}"
+        doc = await self.collection.find_one({"_id": mailbox_id, "firm_id": firm_id}, {path: 1})
+        mark = (doc or {}).get(HISTORY, {}).get(_field_key(folder))
+        return FolderMark(folder, mark["uidvalidity"], mark["uidnext"]) if mark else None
+
     async def save_folder_state(self, lease: Lease, folder: str, state: FolderState) -> None:
         """How far ``folder`` was synced (fenced: raises :class:`LeaseLost` instead of
         writing once the lease was taken over, so a stale worker cannot move it back)."""
         value = {"folder": folder, "uidvalidity": state.uidvalidity, "last_uid": state.last_uid}
         await self._fenced_set(lease, {"$set": {f"{FOLDERS}.{_field_key(folder)}": value}})
+
+    async def record_skipped(self, lease: Lease, skipped: SkippedMessage) -> None:
+        """Remember a skipped message, once per Message-ID (fenced: raises
+        :class:`LeaseLost`); one keyed field, so seeing it again in another folder or
+        pass rewrites the same entry."""
+        entry = {**asdict(skipped), "skipped_at": datetime.now(UTC)}
+        key = _field_key(skipped.internet_message_id)
+        await self._fenced_set(lease, {"$set": {f"{SKIPPED}.{key}": entry}})
 
     # --- history requests -------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from faststream.asgi import AsgiFastStream
 
 from services.mailsync.copies import FirmCopies
+from services.mailsync.destinations import Destinations
 from services.mailsync.entrypoints import register_commands, register_events, register_firm_events
 from services.mailsync.imap_health import mailboxes_syncing
 from services.mailsync.ingest import Ingestor
@@ -37,7 +38,7 @@ def smtp_config(settings: MailsyncSettings) -> SmtpConfig:
         port=settings.smtp_port,
         username=settings.smtp_username,
         password=password,
-        start_tls=settings.smtp_start_tls,
+        security=settings.smtp_security(),
         timeout=settings.smtp_timeout_seconds,
     )
 
@@ -86,8 +87,11 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
     copies = FirmCopies(runtime.db)
     relay = runtime.with_outbox([runtime.db["messages"], runtime.db["documents"]])
     store = MailStore(runtime.db, relay)
-    ingestor = Ingestor(store, synced, firms, max_attachment_bytes=config.max_attachment_bytes)
+    ingestor = Ingestor(
+        store, synced, firms, mailboxes, max_attachment_bytes=config.max_attachment_bytes
+    )
     secrets = SecretBox(config.mailbox_secret_key.get_secret_value())
+    destinations = Destinations(config.allowed_servers())
     service = MailsyncService(
         mailboxes,
         firms,
@@ -97,6 +101,7 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
         smtp_config(config),
         copies=copies,
         imap_timeout=config.imap_timeout_seconds,
+        destinations=destinations,
     )
 
     def make_worker(mailbox: Document, lease: Lease) -> MailboxWorker:
@@ -109,7 +114,9 @@ def assemble(runtime: Runtime, config: MailsyncSettings) -> Mailsync:
             secrets=secrets,
             poll_seconds=config.poll_seconds,
             timeout=config.imap_timeout_seconds,
+            destinations=destinations,
             reconnect_max_seconds=config.reconnect_max_seconds,
+            max_message_bytes=config.max_message_bytes,
         )
 
     return Mailsync(

@@ -11,6 +11,7 @@ import aiosmtplib
 
 from services.mailsync.domain import reply_subject
 from shared.contracts.errors import Conflict
+from shared.smtp import SmtpSecurity
 from shared.storage.mongo import Document
 
 MAX_REFERENCES = 20
@@ -22,7 +23,7 @@ class SmtpConfig:
     port: int
     username: str | None
     password: str | None
-    start_tls: bool | None
+    security: SmtpSecurity
     timeout: float
 
 
@@ -47,10 +48,13 @@ def build_reply(
 
 
 def recipients_of(parent: Document) -> tuple[str, ...]:
-    """Answer an inbound message's sender; an outbound one goes to its clients again."""
-    if parent["direction"] == "inbound":
-        return (parent["client_emails"][0],)
-    return tuple(parent["client_emails"])
+    """Answer an inbound message's client sender; an outbound one, or one an outsider
+    sent with clients in copy, goes to its clients."""
+    clients = tuple(parent["client_emails"])
+    from_a_client = clients[0].casefold() == parent["sender"].casefold()  # the sender is first
+    if parent["direction"] == "inbound" and from_a_client:
+        return clients[:1]
+    return clients
 
 
 async def send(config: SmtpConfig, message: EmailMessage) -> None:
@@ -61,8 +65,8 @@ async def send(config: SmtpConfig, message: EmailMessage) -> None:
             port=config.port,
             username=config.username,
             password=config.password,
-            start_tls=config.start_tls,
             timeout=config.timeout,
+            **config.security.client_options(),
         )
     except aiosmtplib.SMTPResponseException as exc:
         raise Conflict(f"the mail server refused the reply: {exc.code} {exc.message}") from exc

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from services.mailsync.copies import FirmCopies, with_firm_copy
+from services.mailsync.destinations import Destinations
 from services.mailsync.domain import Exchange, mailbox_key
 from services.mailsync.imap import ImapConfig, ImapError, connect
 from services.mailsync.ingest import Filing, Ingestor
-from services.mailsync.mailboxes import Mailboxes
+from services.mailsync.mailboxes import SKIPPED, FolderMark, Mailboxes
 from services.mailsync.replies import SmtpConfig, build_reply, recipients_of, send
 from services.mailsync.repository import FirmSettings
 from services.mailsync.secrets import SecretBox
@@ -26,6 +27,20 @@ class MailboxRefused(DomainError):
     code = ErrorCode.VALIDATION_FAILED
 
 
+LOGIN_REFUSED = "the IMAP server refused the username or secret"
+UNREACHABLE = "the IMAP server could not be reached or did not answer as an IMAP server"
+
+
+MAX_SKIPPED_LISTED = 100
+
+
+def skipped_views(mailbox: Document) -> tuple[cmd.SkippedMessageView, ...]:
+    """The newest skipped messages (a bounded reply however many there are)."""
+    entries = sorted(mailbox.get(SKIPPED, {}).values(), key=lambda e: e["skipped_at"], reverse=True)
+    newest = entries[:MAX_SKIPPED_LISTED]
+    return tuple(cmd.SkippedMessageView.model_validate(e) for e in newest)
+
+
 class MailsyncService:
     def __init__(
         self,
@@ -38,6 +53,7 @@ class MailsyncService:
         *,
         copies: FirmCopies,
         imap_timeout: float,
+        destinations: Destinations,
     ) -> None:
         self._copies = copies
         self._mailboxes = mailboxes
@@ -47,13 +63,14 @@ class MailsyncService:
         self._secrets = secrets
         self._smtp = smtp
         self._imap_timeout = imap_timeout
+        self._destinations = destinations
 
     # --- mailboxes -------------------------------------------------------------------
 
     async def connect_mailbox(self, command: cmd.ConnectMailbox) -> cmd.MailboxConnected:
         secret = command.secret.get_secret_value()
         encrypted = self._secrets.encrypt(secret)  # refuses early without a key
-        folders = await self._verify(command, secret)
+        marks = await self._verify(command, secret)
         mailbox_id = mailbox_key(command.firm_id, command.host, command.port, command.username)
         replaced = await self._mailboxes.save(
             {
@@ -64,34 +81,51 @@ class MailsyncService:
                 "tls": command.tls.value,
                 "username": command.username,
                 "address": str(command.address),
+                "aliases": list(command.aliases),
                 "folders": list(command.folders) if command.folders else None,
                 "secret": encrypted,
                 "connected_at": datetime.now(UTC),
                 "connected_by": command.actor,
-            }
+            },
+            history=marks,
         )
         return cmd.MailboxConnected(
-            mailbox_id=mailbox_id, folders=tuple(folders), replaced=replaced
+            mailbox_id=mailbox_id, folders=tuple(m.folder for m in marks), replaced=replaced
         )
 
-    async def _verify(self, command: cmd.ConnectMailbox, secret: str) -> list[str]:
-        """Log in, and check the requested folders exist; returns the folders to sync."""
+    async def _verify(self, command: cmd.ConnectMailbox, secret: str) -> list[FolderMark]:
+        """Log in and check the requested folders exist; returns the folders to sync with
+        their UIDNEXT now (what is below it is history: no "New email" for it)."""
         config = ImapConfig(
-            command.host, command.port, command.tls, command.username, secret, self._imap_timeout
+            command.host,
+            command.port,
+            command.tls,
+            command.username,
+            secret,
+            self._imap_timeout,
+            self._destinations,
         )
         try:
             async with connect(config) as session:
                 available = await session.folders()
+                missing = [f for f in command.folders or () if f not in available]
+                if missing:
+                    raise MailboxRefused(
+                        f"no such folder(s) {', '.join(missing)}; the mailbox has "
+                        f"{', '.join(available)}",
+                        field="folders",
+                    )
+                marks = []
+                for folder in command.folders or available:
+                    info = await session.status(folder)
+                    marks.append(FolderMark(folder, info.uidvalidity, info.uidnext))
+                return marks
         except ImapError as exc:
-            field = "secret" if exc.login else "host"
-            raise MailboxRefused(str(exc), field=field) from exc
-        missing = [f for f in command.folders or () if f not in available]
-        if missing:
-            raise MailboxRefused(
-                f"no such folder(s) {', '.join(missing)}; the mailbox has {', '.join(available)}",
-                field="folders",
-            )
-        return list(command.folders or available)
+            # A fixed reason: echoing what a server said would turn this command into a
+            # probe of whatever listens at host:port.
+            if exc.login:
+                raise MailboxRefused(LOGIN_REFUSED, field="secret") from exc
+            raise MailboxRefused(UNREACHABLE, field="host") from exc
 
     async def disconnect_mailbox(self, command: cmd.DisconnectMailbox) -> cmd.MailboxDisconnected:
         if not await self._mailboxes.remove(command.firm_id, command.mailbox_id):
@@ -109,10 +143,12 @@ class MailsyncService:
                     tls=cmd.TlsMode(b["tls"]),
                     username=b["username"],
                     address=b["address"],
+                    aliases=tuple(b.get("aliases", ())),
                     folders=tuple(b["folders"]) if b["folders"] else None,
                     connected_at=b["connected_at"],
                     last_synced_at=b.get("last_synced_at"),
                     last_error=b.get("last_error"),
+                    skipped_messages=skipped_views(b),
                 )
                 for b in boxes
             ),

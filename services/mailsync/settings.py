@@ -5,6 +5,7 @@ from __future__ import annotations
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator
 
+from services.mailsync.destinations import AllowedServer, parse_allowed_servers
 from shared.keys import KeyRefused, refuse_published
 from shared.settings import SmtpSettings
 
@@ -19,6 +20,11 @@ class MailsyncSettings(SmtpSettings):
     max_attachment_bytes: int = Field(
         default=25 * MEGABYTE, ge=1, description="Larger attachments are not saved (reason kept)."
     )
+    max_message_bytes: int = Field(
+        default=40 * MEGABYTE,
+        ge=1,
+        description="Larger messages are never fetched: recorded as skipped (ListMailboxes).",
+    )
     poll_seconds: float = Field(
         default=5.0, gt=0, description="How often every folder is checked (IDLE wakes earlier)."
     )
@@ -26,6 +32,21 @@ class MailsyncSettings(SmtpSettings):
     imap_timeout_seconds: float = Field(default=30.0, gt=0)
     reconnect_max_seconds: float = Field(default=60.0, gt=0)
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    imap_allowed_servers: str = Field(
+        default="",
+        description="host:port[/plain], comma-separated: IMAP servers allowed although "
+        "their address is private or loopback or their port is not 143/993; /plain also "
+        "allows them without TLS (services/mailsync/destinations.py).",
+    )
+
+    @field_validator("imap_allowed_servers")
+    @classmethod
+    def _allowed_servers_readable(cls, value: str) -> str:
+        parse_allowed_servers(value)  # refuses to start naming the bad entry
+        return value
+
+    def allowed_servers(self) -> tuple[AllowedServer, ...]:
+        return parse_allowed_servers(self.imap_allowed_servers)
 
     @field_validator("mailbox_secret_key")
     @classmethod

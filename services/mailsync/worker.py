@@ -26,10 +26,11 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo.errors import PyMongoError
 
+from services.mailsync.destinations import Destinations
 from services.mailsync.imap import ImapConfig, ImapError, ImapSession, connect
 from services.mailsync.ingest import Ingestor
-from services.mailsync.mail import header_addresses
-from services.mailsync.mailboxes import FolderState, LeaseLost, Mailboxes
+from services.mailsync.mail import header_addresses, parse_mail
+from services.mailsync.mailboxes import FolderState, LeaseLost, Mailboxes, SkippedMessage
 from services.mailsync.repository import SyncedAddresses
 from services.mailsync.secrets import SecretBox
 from shared.contracts.errors import DomainError
@@ -41,9 +42,12 @@ from shared.storage.mongo import Document
 log = get_logger(__name__)
 HEADER_BATCH = 200
 HEADERS = "BODY.PEEK[HEADER.FIELDS (FROM TO CC)]"
+SKIPPED_HEADERS = "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE MESSAGE-ID)]"
 
 
-def imap_config(mailbox: Document, secrets: SecretBox, timeout: float) -> ImapConfig:
+def imap_config(
+    mailbox: Document, secrets: SecretBox, timeout: float, destinations: Destinations
+) -> ImapConfig:
     return ImapConfig(
         host=mailbox["host"],
         port=mailbox["port"],
@@ -51,6 +55,7 @@ def imap_config(mailbox: Document, secrets: SecretBox, timeout: float) -> ImapCo
         username=mailbox["username"],
         password=secrets.decrypt(mailbox["secret"]),
         timeout=timeout,
+        destinations=destinations,
     )
 
 
@@ -66,7 +71,9 @@ class MailboxWorker:
         secrets: SecretBox,
         poll_seconds: float,
         timeout: float,
+        destinations: Destinations,
         reconnect_max_seconds: float,
+        max_message_bytes: int,
     ) -> None:
         self._box = mailbox
         self._id: str = mailbox["_id"]
@@ -78,6 +85,8 @@ class MailboxWorker:
         self._secrets = secrets
         self._poll = poll_seconds
         self._timeout = timeout
+        self._destinations = destinations
+        self._max_message_bytes = max_message_bytes
         self._backoff_max = reconnect_max_seconds
 
     async def run_forever(self) -> None:
@@ -85,7 +94,7 @@ class MailboxWorker:
         failures = 0
         while True:
             try:
-                config = imap_config(self._box, self._secrets, self._timeout)
+                config = imap_config(self._box, self._secrets, self._timeout, self._destinations)
                 async with connect(config) as session:
                     failures = 0
                     await self._sync_forever(session)
@@ -138,13 +147,18 @@ class MailboxWorker:
             last_uid = 0  # the folder was rebuilt: read it again (Message-IDs dedupe)
         uids = await session.uids_after(last_uid)
         synced = await self._synced.enabled_emails(self._firm)
+        mark = await self._mailboxes.history_mark(self._firm, self._id, folder)
         for start in range(0, len(uids), HEADER_BATCH):
             batch = uids[start : start + HEADER_BATCH]
             headers = await session.fetch(batch, HEADERS) if synced else {}
-            for uid in batch:
-                addresses = header_addresses(headers.get(uid, b""))
-                if any(a.casefold() in synced for a in addresses):
-                    await self._bring_in(session, uid, synced)
+            wanted = [
+                uid
+                for uid in batch
+                if any(a.casefold() in synced for a in header_addresses(headers.get(uid, b"")))
+            ]
+            # Mail that was in the folder when it was connected is history.
+            news = {u for u in wanted if mark is None or not mark.before(info.uidvalidity, u)}
+            await self._bring_in(session, folder, wanted, synced, news)
             await self._mailboxes.save_folder_state(
                 self._lease, folder, FolderState(info.uidvalidity, batch[-1])
             )
@@ -156,24 +170,70 @@ class MailboxWorker:
             if request.email.casefold() in synced:
                 for folder in folders:
                     await session.select(folder)
-                    for uid in await session.exchanged_with(request.email):
-                        await self._bring_in(session, uid, synced)
+                    uids = await session.exchanged_with(request.email)
+                    for start in range(0, len(uids), HEADER_BATCH):
+                        batch = uids[start : start + HEADER_BATCH]
+                        await self._bring_in(session, folder, batch, synced, news=set())
             await self._mailboxes.backfill_done(self._lease, request)
             log.info("history brought in", mailbox_id=self._id, email=request.email)
 
-    async def _bring_in(self, session: ImapSession, uid: int, synced: dict[str, str]) -> None:
+    async def _bring_in(
+        self,
+        session: ImapSession,
+        folder: str,
+        uids: list[int],
+        synced: dict[str, str],
+        news: set[int],
+    ) -> None:
+        """Ingest messages of the selected folder; those in ``news`` are new mail, which
+        staff hear of (EmailReceived), the others history brought in when a mailbox or an
+        address started syncing. A message over the size limit is never fetched: it is
+        recorded as skipped, where ListMailboxes shows it."""
+        sizes = await session.sizes(uids)
+        for uid in uids:
+            size = sizes.get(uid)
+            if size is None:
+                log.warning("message vanished before it was read", mailbox_id=self._id, uid=uid)
+            elif size > self._max_message_bytes:
+                await self._skip_oversized(session, folder, uid, size)
+            else:
+                await self._ingest(session, uid, synced, announce=uid in news)
+
+    async def _ingest(
+        self, session: ImapSession, uid: int, synced: dict[str, str], *, announce: bool
+    ) -> None:
         raw = (await session.fetch([uid], "BODY.PEEK[]")).get(uid)
         if raw is None:
             log.warning("message vanished before it was read", mailbox_id=self._id, uid=uid)
             return
         try:
-            await self._ingestor.ingest(self._firm, raw, mailbox_id=self._id, synced=synced)
+            await self._ingestor.ingest(
+                self._firm, raw, mailbox_id=self._id, synced=synced, announce=announce
+            )
         except PyMongoError:
             raise  # the database is away: retry the whole pass later
         except Exception:  # bad mail must never stop the sync
             log.exception(
                 "message skipped: it could not be brought in", mailbox_id=self._id, uid=uid
             )
+
+    async def _skip_oversized(self, session: ImapSession, folder: str, uid: int, size: int) -> None:
+        """Record a message too large to bring in, named by its headers only."""
+        headers = parse_mail((await session.fetch([uid], SKIPPED_HEADERS)).get(uid, b""))
+        await self._mailboxes.record_skipped(
+            self._lease,
+            SkippedMessage(
+                folder=folder,
+                uid=uid,
+                size=size,
+                internet_message_id=headers.internet_message_id,
+                sender=headers.sender,
+                subject=headers.subject,
+                sent_at=headers.sent_at,
+                reason=f"{size} bytes is over the limit of {self._max_message_bytes} bytes",
+            ),
+        )
+        log.warning("message skipped: over the size limit", mailbox_id=self._id, uid=uid, size=size)
 
 
 WorkerFactory = Callable[[Document, Lease], MailboxWorker]

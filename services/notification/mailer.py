@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 import aiosmtplib
 
 from shared.logging import get_logger
+from shared.smtp import SmtpSecurity, SmtpTls
 
 log = get_logger(__name__)
 
@@ -46,7 +47,8 @@ class SmtpConfig:
     backoff_seconds: float = 0.5
     username: str | None = None
     password: str | None = None
-    start_tls: bool | None = None
+    security: SmtpSecurity = field(default_factory=lambda: SmtpSecurity(SmtpTls.NONE))
+    """TLS: required (STARTTLS or implicit) whenever credentials are set."""
 
 
 _CONNECTION_ERRORS = (
@@ -161,5 +163,5 @@ def _client(config: SmtpConfig) -> aiosmtplib.SMTP:
         timeout=config.timeout_seconds,
         username=config.username,
         password=config.password,
-        start_tls=config.start_tls,
+        **config.security.client_options(),
     )

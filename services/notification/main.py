@@ -61,7 +61,7 @@ def smtp_config(settings: NotificationSettings) -> SmtpConfig:
         attempts=settings.smtp_attempts,
         username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        start_tls=settings.smtp_start_tls,
+        security=settings.smtp_security(),
     )
 
 

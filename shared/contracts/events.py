@@ -564,9 +564,11 @@ class EmailDirection(StrEnum):
 
 
 class EmailReceived(EventPayload):
-    """A message from a synced client address was brought in and filed on its accounts.
+    """New inbound mail with a synced client address was brought in and filed on its
+    accounts (from a client, or from someone else with a client in To or Cc).
 
-    Published once per message (deduplicated by Message-ID), for inbound mail only.
+    Published once per message (deduplicated by Message-ID), for new inbound mail only:
+    not for the firm's own mail, nor for history brought in when sync starts.
     """
 
     event_type = "EmailReceived"

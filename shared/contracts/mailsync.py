@@ -12,16 +12,44 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_serializer
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_serializer,
+)
 
 from shared.contracts.commands import Accepted, Command
 from shared.contracts.events import EmailDirection
-from shared.contracts.types import AccountId, Email, Identifier
+from shared.contracts.types import AccountId, Identifier
 
 Folder = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Hostname = Annotated[
     str, StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9_.:\[\]-]+$")
 ]
+
+
+def _mailbox_address(value: str) -> str:
+    # A firm's own mailbox may live under a name reserved for testing (``.test``, the
+    # local Dovecot's ``sync@firm.test``): unlike a client's address, nobody outside
+    # the firm is ever written to there, so it is accepted; other rules still apply.
+    try:
+        return validate_email(value, check_deliverability=False, test_environment=True).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"value is not a valid email address: {exc}") from exc
+
+
+MailboxAddress = Annotated[
+    str,
+    StringConstraints(max_length=254),
+    AfterValidator(_mailbox_address),
+    Field(json_schema_extra={"format": "email"}),
+]
+"""An address of the firm's own mailbox (``.test`` names accepted)."""
 
 
 class MailsyncCommand(Command):
@@ -59,7 +87,16 @@ class ConnectMailbox(MailsyncCommand):
     secret: SecretStr = Field(
         min_length=1, max_length=1024, description="The IMAP password; stored encrypted."
     )
-    address: Email = Field(description="The mailbox's own address: replies are sent from it.")
+    address: MailboxAddress = Field(
+        description="The mailbox's own address: replies are sent from it."
+    )
+    aliases: tuple[MailboxAddress, ...] = Field(
+        default=(),
+        max_length=50,
+        description="Other addresses of the firm that mail from is sent as (a shared "
+        "address, staff members' own): mail from the mailbox's address or an alias is the "
+        "firm writing (outbound), from anyone else inbound.",
+    )
     folders: tuple[Folder, ...] | None = Field(
         default=None,
         max_length=100,
@@ -92,17 +129,35 @@ class ListMailboxes(MailsyncCommand):
     """The firm's connected mailboxes with their sync state (never their secret)."""
 
 
+class SkippedMessageView(BaseModel):
+    """A message too large to bring in (over ``MAX_MESSAGE_BYTES``): never fetched."""
+
+    folder: str
+    uid: int
+    size: int = Field(description="Its size in bytes, as the server reported it.")
+    internet_message_id: str
+    sender: str
+    subject: str
+    sent_at: datetime
+    reason: str
+    skipped_at: datetime
+
+
 class MailboxView(BaseModel):
     mailbox_id: Identifier
     host: str
     port: int
     tls: TlsMode
     username: str
-    address: Email
+    address: MailboxAddress
+    aliases: tuple[MailboxAddress, ...] = ()
     folders: tuple[str, ...] | None = Field(description="None: every folder.")
     connected_at: datetime
     last_synced_at: datetime | None
     last_error: str | None = Field(description="Why the last sync attempt failed, if it did.")
+    skipped_messages: tuple[SkippedMessageView, ...] = Field(
+        default=(), description="Messages too large to bring in, newest first (100 at most)."
+    )
 
 
 class Mailboxes(Accepted):

@@ -94,21 +94,42 @@ class TestThreading:
         assert reply_subject("RE: x") == "RE: x"
 
 
-SYNCED = {"ann@client.test": "Ann@client.test"}
+SYNCED = {"ann@client.test": "Ann@client.test", "bob@other.test": "bob@other.test"}
+OWN = frozenset({"firm@firm.test", "partner@firm.test"})
 
 
 class TestExchange:
     def test_from_a_synced_address_is_inbound(self) -> None:
-        found = exchange_with("ann@client.test", ["firm@firm.test"], SYNCED)
+        found = exchange_with("ann@client.test", ["firm@firm.test"], SYNCED, OWN)
         assert found is not None
         assert found.direction is EmailDirection.INBOUND
         assert found.client_emails == ("Ann@client.test",)
 
-    def test_to_a_synced_address_is_outbound_and_others_are_not_synced(self) -> None:
-        found = exchange_with("firm@firm.test", ["x@y.test", "ANN@client.test"], SYNCED)
+    def test_from_the_firm_or_an_alias_to_a_synced_address_is_outbound(self) -> None:
+        for sender in ("firm@firm.test", "Partner@Firm.test"):
+            found = exchange_with(sender, ["x@y.test", "ANN@client.test"], SYNCED, OWN)
+            assert found is not None
+            assert found.direction is EmailDirection.OUTBOUND
+            assert found.client_emails == ("Ann@client.test",)
+        assert exchange_with("x@y.test", ["firm@firm.test"], SYNCED, OWN) is None
+
+    def test_mail_between_two_clients_is_theirs_both(self) -> None:
+        found = exchange_with("bob@other.test", ["ann@client.test", "firm@firm.test"], SYNCED, OWN)
         assert found is not None
-        assert found.direction is EmailDirection.OUTBOUND
-        assert exchange_with("x@y.test", ["firm@firm.test"], SYNCED) is None
+        assert found.direction is EmailDirection.INBOUND
+        assert found.client_emails == ("bob@other.test", "Ann@client.test")  # sender first
+
+    def test_an_outsider_copying_a_client_is_inbound(self) -> None:
+        found = exchange_with("x@y.test", ["firm@firm.test", "ann@client.test"], SYNCED, OWN)
+        assert found is not None
+        assert found.direction is EmailDirection.INBOUND
+        assert found.client_emails == ("Ann@client.test",)
+
+    def test_the_firms_own_address_is_never_a_client(self) -> None:
+        synced = {**SYNCED, "partner@firm.test": "partner@firm.test"}
+        found = exchange_with("partner@firm.test", ["ann@client.test"], synced, OWN)
+        assert found is not None
+        assert found.client_emails == ("Ann@client.test",)
 
     def test_message_keys_are_per_firm(self) -> None:
         assert message_key("f1", "<a@x>") == message_key("f1", "<a@x>")
@@ -127,3 +148,19 @@ class TestImapResponses:
             b"Fetch completed (0.001 + 0.000 secs).",
         ]
         assert _fetched_literals(lines) == {7: b"first", 9: b"second"}
+
+
+class TestAttachmentLimit:
+    def test_an_attachment_over_the_limit_is_never_decoded(self) -> None:
+        message = EmailMessage()
+        message["From"] = "ann@client.test"
+        message.set_content("see attached")
+        for size in (100, 5000):
+            message.add_attachment(
+                b"\x00\xff" * (size // 2), maintype="application", subtype="pdf", filename="f"
+            )
+        small, big = parse_mail(message.as_bytes(), max_attachment_bytes=1000).attachments
+        assert (small.size, len(small.content)) == (100, 100)
+        assert (big.size, big.content, big.sha256) == (5000, b"", "")
+        unlimited = parse_mail(message.as_bytes()).attachments[1]
+        assert unlimited.content == b"\x00\xff" * 2500

@@ -71,7 +71,7 @@ def connect_mailbox(password: str, firm_id: str = "firm-secrets") -> dict[str, A
     return {
         "firm_id": firm_id,
         "host": "127.0.0.1",
-        "port": 1,  # nobody answers there: the login is refused
+        "port": 1,  # refused: not an IMAP port (nothing is contacted)
         "tls": "none",
         "username": "someone@firm.example.com",
         "secret": password,
@@ -142,7 +142,7 @@ class TestTheMailboxPassword:
         command = mail_cmd.ConnectMailbox.model_validate(connect_mailbox(password))
         with pytest.raises(CommandRefused) as refused:
             await client.call(command, mail_cmd.MailboxConnected)
-        assert refused.value.reply.errors[0].field in {"host", "secret"}
+        assert refused.value.reply.errors[0].field in {"host", "port", "secret"}
         await asyncio.sleep(1)
         for letter in await every_dead_letter(client):
             assert password.encode() not in letter.body

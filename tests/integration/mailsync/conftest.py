@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -33,28 +34,40 @@ MAX_ATTACHMENT = 50_000
 SYNC_TIMEOUT = 30.0
 
 
-@pytest.fixture
-async def parts(infra: Infra) -> AsyncIterator[Mailsync]:
-    settings = MailsyncSettings(
-        rabbitmq_url=SecretStr(infra.rabbitmq_url),
-        mongodb_url=SecretStr(infra.mongodb_url),
-        database_prefix=f"{infra.database_prefix}ms{uuid.uuid4().hex[:6]}_",
-        mailbox_secret_key=SecretStr(Fernet.generate_key().decode()),
-        smtp_host=infra.smtp_host,
-        smtp_port=infra.smtp_port,
-        max_attachment_bytes=MAX_ATTACHMENT,
-        poll_seconds=0.3,
-        lease_seconds=3,
-        imap_timeout_seconds=10,
-    )
+@asynccontextmanager
+async def running_parts(infra: Infra, **overrides: Any) -> AsyncIterator[Mailsync]:
+    """mailsync's parts with their supervisor running; ``overrides`` change settings."""
+    values: dict[str, Any] = {
+        "rabbitmq_url": SecretStr(infra.rabbitmq_url),
+        "mongodb_url": SecretStr(infra.mongodb_url),
+        "database_prefix": f"{infra.database_prefix}ms{uuid.uuid4().hex[:6]}_",
+        "mailbox_secret_key": SecretStr(Fernet.generate_key().decode()),
+        "smtp_host": infra.smtp_host,
+        "smtp_port": infra.smtp_port,
+        "max_attachment_bytes": MAX_ATTACHMENT,
+        "poll_seconds": 0.3,
+        "lease_seconds": 3,
+        "imap_timeout_seconds": 10,
+        # the shared Dovecot is on loopback, plain IMAP: allowed by address, as operators do
+        "imap_allowed_servers": f"{infra.imap_host}:{infra.imap_port}/plain",
+    }
+    settings = MailsyncSettings(**{**values, **overrides})
     runtime = build_runtime("mailsync", settings, PUBLISHES)
     assembled = assemble(runtime, settings)
     await assembled.ensure_indexes()
     await assembled.supervisor.start()
-    yield assembled
-    await assembled.supervisor.stop()
-    await runtime.mongo.drop_database(runtime.db.name)
-    await runtime.mongo.close()
+    try:
+        yield assembled
+    finally:
+        await assembled.supervisor.stop()
+        await runtime.mongo.drop_database(runtime.db.name)
+        await runtime.mongo.close()
+
+
+@pytest.fixture
+async def parts(infra: Infra) -> AsyncIterator[Mailsync]:
+    async with running_parts(infra) as assembled:
+        yield assembled
 
 
 @dataclass
@@ -154,6 +167,7 @@ def mail(
     sender: str,
     to: str = "office@firm.example.com",
     *,
+    cc: str | None = None,
     message_id: str | None = None,
     subject: str = "Receipts",
     date: str = "Mon, 23 Nov 2026 09:00:00 +0000",
@@ -165,6 +179,8 @@ def mail(
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
+    if cc:
+        message["Cc"] = cc
     message["Subject"] = subject
     message["Date"] = date
     message["Message-ID"] = message_id or f"<{uuid.uuid4().hex}@client.example.com>"

@@ -7,12 +7,14 @@ import hashlib
 import pytest
 
 from shared.contracts import mailsync as cmd
-from tests.integration.mailsync.conftest import MAX_ATTACHMENT, Firm, mail
+from tests.infra import Infra
+from tests.integration.mailsync.conftest import MAX_ATTACHMENT, Firm, mail, running_parts
 
 pytestmark = pytest.mark.integration
 
 ANN = "ann@client.example.com"
 PDF = b"%PDF-1.4 receipts " * 100
+MAX_MESSAGE = 100_000
 
 
 async def saving(firm: Firm, enabled: bool) -> None:
@@ -131,3 +133,45 @@ class TestBadMailNeverStopsTheSync:
         firm.deliver(mail(ANN, message_id="<next@client.example.com>"))
         await firm.arrived("acc_1", "<huge@client.example.com>", "<next@client.example.com>")
         assert (await documents(firm, "acc_1")).total == 0
+
+
+class TestSizeLimits:
+    async def test_a_message_over_the_limit_is_skipped_and_listed(self, infra: Infra) -> None:
+        async with running_parts(infra, max_message_bytes=MAX_MESSAGE) as parts:
+            firm = Firm(parts, infra.create_imap_user("mailsync"))
+            await firm.sync(ANN, "acc_1")
+            await firm.connect()
+            huge = b"y" * (2 * MAX_MESSAGE)
+            firm.deliver(
+                mail(
+                    ANN,
+                    message_id="<huge@client.example.com>",
+                    subject="All the scans",
+                    attachments=(("scans.zip", huge),),
+                )
+            )
+            firm.deliver(mail(ANN, message_id="<small@client.example.com>"))
+            await firm.arrived("acc_1", "<small@client.example.com>")
+            assert "<huge@client.example.com>" not in await firm.message_ids("acc_1")
+            listed = await firm.service.list_mailboxes(cmd.ListMailboxes(firm_id=firm.firm_id))
+            [skipped] = listed.mailboxes[0].skipped_messages
+            assert (skipped.folder, skipped.sender, skipped.subject) == (
+                "INBOX",
+                ANN,
+                "All the scans",
+            )
+            assert skipped.internet_message_id == "<huge@client.example.com>"
+            assert skipped.size > 2 * MAX_MESSAGE
+            assert f"over the limit of {MAX_MESSAGE} bytes" in skipped.reason
+
+    async def test_an_attachment_over_the_limit_is_not_decoded(self, firm: Firm) -> None:
+        await saving(firm, True)
+        await firm.sync(ANN, "acc_1")
+        await firm.connect()
+        big = bytes(range(256)) * (MAX_ATTACHMENT // 256 + 8)
+        firm.deliver(mail(ANN, message_id="<big@client.example.com>", attachments=(("b", big),)))
+        await firm.arrived("acc_1", "<big@client.example.com>")
+        [attachment] = (await firm.emails("acc_1")).threads[0].messages[0].attachments
+        assert (attachment.size, attachment.sha256, attachment.saved) == (len(big), "", False)
+        assert attachment.skipped_reason is not None
+        assert (await documents(firm, "acc_1")).documents == ()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
 import pytest
 
 from shared.contracts import mailsync as cmd
@@ -12,6 +15,7 @@ from tests.polling import eventually
 pytestmark = pytest.mark.integration
 
 ANN = "ann@client.example.com"
+BOB = "bob@other.example.com"
 
 
 class TestNewMail:
@@ -57,6 +61,44 @@ class TestNewMail:
         assert await firm.parts.store.messages.count_documents(stranger) == 0
 
 
+class TestDirection:
+    """Mail is filed as a person reads it: against the firm's own addresses."""
+
+    async def test_mail_between_two_clients_lands_on_both_accounts(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_ann")
+        await firm.sync(BOB, "acc_bob")
+        await firm.connect()
+        firm.deliver(mail(BOB, ANN, cc="office@firm.example.com", message_id="<c2c@x.example>"))
+        await firm.arrived("acc_ann", "<c2c@x.example>")
+        await firm.arrived("acc_bob", "<c2c@x.example>")
+        [message] = (await firm.emails("acc_ann")).threads[0].messages
+        assert message.direction is EmailDirection.INBOUND
+        [received] = await firm.received("<c2c@x.example>")
+        assert sorted(received["payload"]["account_ids"]) == ["acc_ann", "acc_bob"]
+        assert received["payload"]["client_email"] == BOB
+
+    async def test_an_outsider_copying_a_client_is_inbound(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_ann")
+        await firm.connect()
+        firm.deliver(mail("bank@else.example.com", cc=ANN, message_id="<cc@bank.example>"))
+        await firm.arrived("acc_ann", "<cc@bank.example>")
+        [message] = (await firm.emails("acc_ann")).threads[0].messages
+        assert message.direction is EmailDirection.INBOUND
+        assert len(await firm.received("<cc@bank.example>")) == 1
+
+    async def test_mail_from_an_alias_of_the_mailbox_is_outbound(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_ann")
+        reply = await firm.connect(aliases=("Partner@Firm.example.com",))
+        listed = await firm.service.list_mailboxes(cmd.ListMailboxes(firm_id=firm.firm_id))
+        assert listed.mailboxes[0].aliases == ("Partner@firm.example.com",)
+        assert reply.mailbox_id == listed.mailboxes[0].mailbox_id
+        firm.deliver(mail("partner@firm.example.com", ANN, message_id="<alias@firm.example>"))
+        await firm.arrived("acc_ann", "<alias@firm.example>")
+        [message] = (await firm.emails("acc_ann")).threads[0].messages
+        assert message.direction is EmailDirection.OUTBOUND
+        assert await firm.received("<alias@firm.example>") == []
+
+
 class TestHistoryAndSyncOff:
     async def test_turning_sync_on_brings_in_the_history(self, firm: Firm) -> None:
         firm.deliver(mail(ANN, message_id="<old-in@client.example.com>"))
@@ -95,6 +137,34 @@ class TestHistoryAndSyncOff:
         firm.deliver(mail(ANN, message_id="<r2@client.example.com>"))
         await firm.parts.supervisor.start()
         await firm.arrived("acc_1", "<r2@client.example.com>")
+
+
+class TestHistoryIsNotNews:
+    """History brought in when sync starts makes no "New email" (no EmailReceived)."""
+
+    async def test_mail_already_in_a_newly_connected_mailbox_is_history(self, firm: Firm) -> None:
+        await firm.sync(ANN, "acc_1")
+        old = [f"<old-{n}@client.example.com>" for n in range(3)]
+        for message_id in old:
+            firm.deliver(mail(ANN, message_id=message_id, date=days_ago(400)))
+        await firm.connect()
+        await firm.arrived("acc_1", *old)
+        firm.deliver(mail(ANN, message_id="<fresh@client.example.com>", date=days_ago(0)))
+        await firm.arrived("acc_1", "<fresh@client.example.com>")
+        assert [len(await firm.received(m)) for m in old] == [0, 0, 0]
+        assert len(await firm.received("<fresh@client.example.com>")) == 1
+
+    async def test_the_history_of_an_address_turned_on_is_no_news(self, firm: Firm) -> None:
+        await firm.connect()
+        firm.deliver(mail(BOB, message_id="<bob-old@other.example.com>", date=days_ago(400)))
+        await firm.one_pass_done()
+        await firm.sync(BOB, "acc_bob")
+        await firm.arrived("acc_bob", "<bob-old@other.example.com>")
+        assert await firm.received("<bob-old@other.example.com>") == []
+
+
+def days_ago(days: int) -> str:
+    return format_datetime(datetime.now(UTC) - timedelta(days=days))
 
 
 class TestThreads:
