@@ -34,6 +34,7 @@ MODULES = (
     "notification",
     "registry",
     "samples",
+    "staff",
     "types",
     "version",
 )
