@@ -134,6 +134,12 @@ def command(service: dict[str, Any]) -> list[str]:
     return found.split() if isinstance(found, str) else list(found)
 
 
+def mongod_line(member: dict[str, Any]) -> list[str]:
+    """The mongod command line of a member, whether in ``command`` or its ``entrypoint``."""
+    words = " ".join([*member.get("entrypoint", []), *command(member)]).split()
+    return words[words.index("mongod") :]
+
+
 def databases(services: Services) -> dict[str, Any]:
     """The mongod nodes (not the one-shot job that initiates the replica set)."""
     return {
@@ -473,20 +479,38 @@ class TestReplicaSet:
 
     def test_members_run_mongod_in_one_replica_set(self, cluster: Services) -> None:
         for name, member in databases(cluster).items():
-            run = command(member)
+            run = mongod_line(member)
             assert run[run.index("--replSet") + 1] == self.REPLICA_SET, name
             assert "--bind_ip_all" in run, name
+
+    def test_members_authenticate_each_other_with_the_keyfile_of_the_env_file(
+        self, cluster: Services
+    ) -> None:
+        keyfile = made_secrets().env["MONGODB_KEYFILE"]
+        assert re.fullmatch(r"[A-Za-z0-9+/]{6,1024}={0,2}", keyfile)  # what mongod reads
+        for name, member in databases(cluster).items():
+            run = mongod_line(member)
+            path = run[run.index("--keyFile") + 1]
+            script = " ".join(member["entrypoint"])
+            assert f"> {path} && chmod 400 {path}" in script, name  # mongod refuses more
+            assert member["environment"]["MONGODB_KEYFILE"] == keyfile, name
 
     def test_an_init_job_initiates_it_with_every_member(self, cluster: Services) -> None:
         [init] = [s for s in cluster.values() if one_shot(s)]
         members = databases(cluster)
         assert init["depends_on"] == {m: {"condition": "service_healthy"} for m in members}
         assert command(init)[0] == "mongosh"
-        [script] = list(mounted(init, "/init/"))
+        scripts = {p.name: p for p in mounted(init, "/init/")}
+        script = scripts["replica-set.js"]
         assert str(script.relative_to(ROOT)) == "deploy/compose/mongodb/replica-set.js"
         assert any(p.endswith(script.name) for p in command(init))
         text = script.read_text()
         assert "rs.initiate(" in text
+        # The users of docker-compose.yml, created through the localhost exception: the job
+        # shares the first member's network and connects to it over 127.0.0.1.
+        assert 'load("/init/users.js")' in text and "users.js" in scripts
+        assert init["network_mode"] in {f"service:{n}" for n in members}
+        assert "mongodb://127.0.0.1:27017/" in " ".join(command(init))
         assert re.search(rf'_id:\s*"{self.REPLICA_SET}"', text)
         hosts = set(re.findall(r'host:\s*"([^"]+)"', text))
         assert hosts == {f"{hostname(n, s)}:27017" for n, s in members.items()}
@@ -496,6 +520,7 @@ class TestReplicaSet:
             query = parse_qs(urlsplit(cluster[name]["environment"]["MONGODB_URL"]).query)
             assert query == {
                 "replicaSet": [self.REPLICA_SET],
+                "authSource": ["admin"],
                 "w": ["majority"],
                 "retryWrites": ["true"],
             }, name
@@ -547,6 +572,23 @@ class TestSecrets:
         first = env_file.read_text()
         subprocess.run(run, cwd=ROOT, check=True, capture_output=True, timeout=60)
         assert env_file.read_text() == first, "its mailbox key decrypts what is stored"
+
+    def test_make_secrets_adds_what_an_older_env_file_lacks_and_changes_nothing_else(
+        self, tmp_path: Path
+    ) -> None:
+        env_file = tmp_path / ".env"
+        args = f"SECRETS_ARGS=--env-file {env_file} --definitions {tmp_path / 'd.json'}"
+        run = ["make", "-s", "secrets", f"BIN={Path(sys.executable).parent}", args]
+        subprocess.run(run, cwd=ROOT, check=True, capture_output=True, timeout=60)
+        older = env_file.read_text().splitlines(keepends=True)
+        kept = [line for line in older if not line.startswith("MONGODB_KEYFILE=")]
+        env_file.write_text("".join(kept))
+
+        subprocess.run(run, cwd=ROOT, check=True, capture_output=True, timeout=60)
+
+        now = env_file.read_text().splitlines(keepends=True)
+        assert now[: len(kept)] == kept
+        assert [line.split("=")[0] for line in now[len(kept) :]] == ["MONGODB_KEYFILE"]
 
 
 def verifies(password_hash: str, password: str) -> bool:
@@ -600,23 +642,31 @@ class TestBrokerUsers:
 
 
 class TestMongodbUsers:
-    """docker-compose.yml only (the cluster file's replica set runs without authentication)."""
+    """Both files: the single server creates its users with its data volume, the replica
+    set's init job at every start (the same users.js)."""
 
     def test_authentication_is_on_with_an_administrator_from_the_env_file(self) -> None:
         [mongodb] = databases(load(BASE)["services"]).values()
         env = mongodb["environment"]
         assert env["MONGO_INITDB_ROOT_USERNAME"]
         assert env["MONGO_INITDB_ROOT_PASSWORD"] == made_secrets().env["MONGODB_ROOT_PASSWORD"]
+        [init] = [s for s in load(CLUSTER)["services"].values() if one_shot(s)]
+        assert init["environment"]["MONGODB_ROOT_PASSWORD"] == env["MONGO_INITDB_ROOT_PASSWORD"]
 
     @pytest.mark.parametrize("name", APP_SERVICES)
-    def test_each_service_connects_as_its_own_user(self, name: str) -> None:
-        services = load(BASE)["services"]
+    @pytest.mark.parametrize("file", [BASE, CLUSTER])
+    def test_each_service_connects_as_its_own_user(self, file: str, name: str) -> None:
+        services = load(file)["services"]
         url = urlsplit(services[name]["environment"]["MONGODB_URL"])
         password = made_secrets().env[f"{name.upper()}_MONGODB_PASSWORD"]
         assert (url.username, url.password) == (name, password)
         assert parse_qs(url.query)["authSource"] == ["admin"]
-        [mongodb] = databases(services).values()
-        assert mongodb["environment"][f"{name.upper()}_MONGODB_PASSWORD"] == password
+        creators = [s for s in services.values() if s.get("image", "").startswith("mongo:")]
+        assert any(
+            s.get("environment", {}).get(f"{name.upper()}_MONGODB_PASSWORD") == password
+            and any(p.name == "users.js" for p in mounted(s, "/"))
+            for s in creators
+        ), "the users.js that creates the user gets the same password"
 
     def test_the_init_script_gives_each_user_its_own_database_only(self) -> None:
         [mongodb] = databases(load(BASE)["services"]).values()
@@ -624,7 +674,7 @@ class TestMongodbUsers:
         text = script.read_text()
         listed = re.search(r"const services = \[([^\]]*)\]", text)
         assert listed and set(re.findall(r'"(\w+)"', listed[1])) == set(APP_SERVICES)
-        [roles] = re.findall(r"roles:\s*(\[[^\]]*\])", text)
+        [roles] = re.findall(r"roles\s*=\s*(\[[^\]]*\])", text)
         assert roles.replace(" ", "") == '[{role:"readWrite",db:service}]'
         assert "user: service" in text
         assert "process.env[variable]" in text

@@ -13,6 +13,7 @@ git-ignored, loaded by the broker at boot) are rewritten from the env file every
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import secrets
@@ -38,6 +39,7 @@ ADMIN_USER = "admin"
 ADMIN_PASSWORD = "RABBITMQ_ADMIN_PASSWORD"  # noqa: S105 - the variable's name
 ERLANG_COOKIE = "RABBITMQ_ERLANG_COOKIE"
 MONGODB_ROOT_PASSWORD = "MONGODB_ROOT_PASSWORD"  # noqa: S105 - the variable's name
+MONGODB_KEYFILE = "MONGODB_KEYFILE"
 
 
 def mongodb_password_variable(service: str) -> str:
@@ -52,6 +54,9 @@ def fresh_env() -> dict[str, str]:
     found[ADMIN_PASSWORD] = secrets.token_hex(24)
     found[ERLANG_COOKIE] = secrets.token_hex(24)  # the cluster's nodes authenticate each other
     found[MONGODB_ROOT_PASSWORD] = secrets.token_hex(24)
+    # The replica set's members authenticate each other with it (docker-compose.cluster.yml):
+    # base64 characters only, as mongod's --keyFile wants them.
+    found[MONGODB_KEYFILE] = base64.b64encode(secrets.token_bytes(96)).decode()
     for service in SERVICES:
         found[mongodb_password_variable(service)] = secrets.token_hex(24)
     return found
@@ -90,6 +95,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.env_file.exists():
         sys.stdout.write(f"kept {args.env_file} (delete it for new keys)\n")
+        added = {k: v for k, v in fresh_env().items() if k not in read_env(args.env_file)}
+        if added:  # secrets this version needs that an older .env lacks
+            with args.env_file.open("a") as f:
+                f.writelines(f"{name}={value}\n" for name, value in added.items())
+            sys.stdout.write(f"added {', '.join(added)} to {args.env_file}\n")
     else:
         lines = [f"{name}={value}\n" for name, value in fresh_env().items()]
         header = "# Written by `make secrets`: keep it out of git and safe (it decrypts mail).\n"
