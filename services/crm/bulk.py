@@ -28,10 +28,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from services.crm import access
 from services.crm.bulk_chunks import NOT_DONE, ChunkWorker, Job
 from services.crm.common import Store, categories
 from services.crm.domain import BulkChange, new_id
+from services.crm.listing import SELECTIONS
 from shared.contracts import crm as cmd
 from shared.contracts.envelope import Envelope
 from shared.contracts.errors import Conflict, NotFound
@@ -52,25 +52,6 @@ log = get_logger("crm.bulk")
 JOBS, CHUNKS = "bulk_jobs", "bulk_chunks"
 MAX_REPORTED_ERRORS = 500
 DUPLICATE_KEY = 11000
-
-_FILTERS: dict[cmd.BulkFilter, Document] = {
-    cmd.BulkFilter.ALL: {},
-    cmd.BulkFilter.NO_PORTAL_ACCESS: {
-        "login_rank": {
-            "$in": [
-                None,
-                *(access.STATUS_RANK[s] for s in (access.NOT_ACTIVATED, access.PENDING_ACTIVATION)),
-            ]
-        }
-    },
-    cmd.BulkFilter.NOT_INVITED: {"login_rank": {"$in": [None, 0]}},
-    cmd.BulkFilter.PENDING_ACTIVATION: {
-        "login_rank": access.STATUS_RANK[access.PENDING_ACTIVATION]
-    },
-    cmd.BulkFilter.ACTIVATED: {"login_rank": access.STATUS_RANK[access.ACTIVATED]},
-    cmd.BulkFilter.NOTIFY_OFF: {"summary.notify": False},
-    cmd.BulkFilter.EMAIL_SYNC_OFF: {"summary.email_sync": False},
-}
 
 
 @dataclass(frozen=True)
@@ -212,7 +193,7 @@ class BulkUpdates:
     async def _select(self, c: cmd.RequestBulkUpdate) -> list[str]:
         if c.filter is None:
             return list(dict.fromkeys(c.account_ids))  # unknown ones are reported per account
-        query = {"firm_id": c.firm_id, **_FILTERS[c.filter]}
+        query = {"firm_id": c.firm_id, **SELECTIONS[c.filter]}
         cursor = self.store.accounts.collection.find(query, {"_id": 1}).sort("_id", ASCENDING)
         return [doc["_id"] async for doc in cursor]
 

@@ -45,6 +45,11 @@ def register_commands(
         """Change some of a firm's settings; every service holding a copy is told."""
         return await service.change_firm_settings(command)
 
+    @commands.handle(cmd.GetFirm)
+    async def get_firm(command: cmd.GetFirm) -> cmd.FirmView:
+        """A firm's settings: name, invitation expiry, time zone, copies, Reply-To, look."""
+        return await service.get_firm(command)
+
     @commands.handle(cmd.CreateAccount)
     async def create_account(
         command: cmd.CreateAccount, correlation_id: str = CorrelationId

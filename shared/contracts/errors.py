@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     VALIDATION_FAILED = "validation_failed"
     NOT_FOUND = "not_found"
     UNKNOWN_FIRM = "unknown_firm"
+    NOT_READY = "not_ready"
     CONFLICT = "conflict"
     UNKNOWN_COMMAND = "unknown_command"
     PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -62,6 +63,13 @@ class NotFound(DomainError):
 
 class UnknownFirm(DomainError):
     code = ErrorCode.UNKNOWN_FIRM
+
+
+class NotReady(DomainError):
+    """The service has not yet heard of the firm (its FirmRegistered is on its way): the
+    same command is worth retrying in a moment; crmctl does so within its timeout."""
+
+    code = ErrorCode.NOT_READY
 
 
 class Conflict(DomainError):

@@ -7,4 +7,4 @@ schema changes compatibly. Each message also carries its own ``schema_version``.
 
 from __future__ import annotations
 
-CONTRACT_VERSION = "2.1.0"
+CONTRACT_VERSION = "2.2.0"
