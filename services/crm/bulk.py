@@ -30,7 +30,7 @@ from pymongo.errors import BulkWriteError
 
 from services.crm.bulk_chunks import NOT_DONE, ChunkWorker, Job
 from services.crm.common import Store, categories
-from services.crm.domain import BulkChange, new_id
+from services.crm.domain import BulkChange, derived_id, new_id
 from services.crm.listing import SELECTIONS
 from shared.contracts import crm as cmd
 from shared.contracts.envelope import Envelope
@@ -88,6 +88,12 @@ def _change_from(doc: Document) -> BulkChange:
     return BulkChange(**(doc | {"notify_categories": None if cats is None else frozenset(cats)}))
 
 
+def job_key(firm_id: str, job_id: str) -> str:
+    """The stored id of a firm's job: job ids are the firm's own, so two firms may use the
+    same one without either learning of the other's."""
+    return derived_id("job", firm_id, job_id)
+
+
 def _fingerprint(c: cmd.RequestBulkUpdate) -> str:
     """What makes two requests with one job id the same request."""
     body = c.model_dump(mode="json", exclude={"job_id", "actor"})
@@ -127,15 +133,16 @@ class BulkUpdates:
     ) -> cmd.BulkUpdateAccepted:
         await self.store.require_firm(c.firm_id)
         job_id = c.job_id or new_id("bulk")
+        key = job_key(c.firm_id, job_id)
         fingerprint = _fingerprint(c)
-        existing = await self.jobs.find_one({"_id": job_id}, {"firm_id": 1, "fingerprint": 1})
+        existing = await self.jobs.find_one({"_id": key}, {"fingerprint": 1})
         if existing is not None:
-            if existing["firm_id"] != c.firm_id or existing["fingerprint"] != fingerprint:
+            if existing["fingerprint"] != fingerprint:
                 raise Conflict("this job id was used for another bulk update", field="job_id")
             return cmd.BulkUpdateAccepted(job_id=job_id)
         account_ids = await self._select(c)
         # Chunks first, the job last: a job exists only with all its chunks.
-        await self._insert_chunks(job_id, c.firm_id, account_ids)
+        await self._insert_chunks(key, job_id, c.firm_id, account_ids)
         event = Envelope.wrap(
             BulkUpdateRequested(
                 job_id=job_id,
@@ -158,6 +165,7 @@ class BulkUpdates:
         )
         state = {
             "firm_id": c.firm_id,
+            "job_id": job_id,
             "requested_by": c.actor,
             "fingerprint": fingerprint,
             "change": _change_doc(change_of(c)),
@@ -167,14 +175,16 @@ class BulkUpdates:
             "open": True,
         }
         with contextlib.suppress(ConcurrentUpdate):  # the same request, retried, won
-            await save_aggregate(self.jobs, job_id, 0, state, [event], self._relay)
+            await save_aggregate(self.jobs, key, 0, state, [event], self._relay)
         log.info("bulk update accepted", job_id=job_id, accounts=len(account_ids))
         self._kick.set()
         return cmd.BulkUpdateAccepted(job_id=job_id)
 
     async def progress(self, c: cmd.GetBulkUpdate) -> cmd.BulkUpdateProgress:
         await self.store.require_firm(c.firm_id)
-        job = await find_in_firm(self.jobs, c.job_id, c.firm_id, {"outbox": 0})
+        job = await find_in_firm(self.jobs, job_key(c.firm_id, c.job_id), c.firm_id, {"outbox": 0})
+        if job is None:  # a job stored before ids were scoped to the firm
+            job = await find_in_firm(self.jobs, c.job_id, c.firm_id, {"outbox": 0})
         if job is None:
             raise NotFound(f"no bulk update {c.job_id} in this firm", field="job_id")
         totals = await self._totals(c.firm_id, c.job_id)
@@ -197,12 +207,14 @@ class BulkUpdates:
         cursor = self.store.accounts.collection.find(query, {"_id": 1}).sort("_id", ASCENDING)
         return [doc["_id"] async for doc in cursor]
 
-    async def _insert_chunks(self, job_id: str, firm_id: str, account_ids: Sequence[str]) -> None:
+    async def _insert_chunks(
+        self, key: str, job_id: str, firm_id: str, account_ids: Sequence[str]
+    ) -> None:
         """Unique inserts: a retried request finds the chunks it inserted before."""
         size = self.tuning.chunk_size
         docs = [
             {
-                "_id": f"{job_id}:{n}",
+                "_id": f"{key}:{n}",
                 "job_id": job_id,
                 "firm_id": firm_id,
                 "n": n,
@@ -249,13 +261,14 @@ class BulkUpdates:
         return done
 
     async def _run_job(self, doc: Document) -> int:
-        job = Job(doc["_id"], doc["firm_id"], doc["requested_by"], _change_from(doc["change"]))
+        job_id: str = doc.get("job_id") or doc["_id"]  # stored before ids were scoped: _id
+        job = Job(job_id, doc["firm_id"], doc["requested_by"], _change_from(doc["change"]))
         query = {"firm_id": job.firm_id, "job_id": job.id, **NOT_DONE}
         cursor = self.chunks.find(query, {"account_ids": 1}).sort("n", ASCENDING)
         done = await self._run_chunks(job, [chunk async for chunk in cursor])
         finished = {"firm_id": job.firm_id, "job_id": job.id, "done": True}
         if await self.chunks.count_documents(finished) >= doc["chunk_count"]:
-            await self._complete(job.id)
+            await self._complete(doc["_id"])
         return done
 
     async def _run_chunks(self, job: Job, chunks: Sequence[Document]) -> int:
@@ -274,15 +287,16 @@ class BulkUpdates:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _complete(self, job_id: str) -> None:
+    async def _complete(self, key: str) -> None:
         """Close the job with BulkUpdateCompleted, in one write conditional on its version.
 
         Of processes completing it at once, exactly one write matches; the others get
         ConcurrentUpdate and leave it (the next pass sees the job closed).
         """
-        job = await self.jobs.find_one({"_id": job_id, "open": True}, {"outbox": 0})
+        job = await self.jobs.find_one({"_id": key, "open": True}, {"outbox": 0})
         if job is None:
             return
+        job_id = job.get("job_id", key)
         totals = await self._totals(job["firm_id"], job_id)
         event = Envelope.wrap(
             BulkUpdateCompleted(
@@ -300,7 +314,7 @@ class BulkUpdates:
         )
         state = {"open": False, "completed_at": datetime.now(UTC)}
         try:
-            await save_aggregate(self.jobs, job_id, job["version"], state, [event], self._relay)
+            await save_aggregate(self.jobs, key, job["version"], state, [event], self._relay)
         except ConcurrentUpdate:
             return
         log.info("bulk update completed", job_id=job_id, accounts=totals.accounts)
