@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.crm.bulk_chunks import NOT_DONE, ChunkWorker, Job
 from services.crm.common import Store, categories
@@ -40,6 +40,7 @@ from shared.contracts.events import (
     BulkUpdateCompleted,
     BulkUpdateError,
     BulkUpdateRequested,
+    NotificationDelivered,
 )
 from shared.logging import get_logger
 from shared.storage.aggregates import ConcurrentUpdate, save_aggregate
@@ -49,7 +50,8 @@ from shared.storage.outbox import OutboxRelay
 
 log = get_logger("crm.bulk")
 
-JOBS, CHUNKS = "bulk_jobs", "bulk_chunks"
+JOBS, CHUNKS, DELIVERIES = "bulk_jobs", "bulk_chunks", "bulk_deliveries"
+INVITATION_KIND = "invitation"
 MAX_REPORTED_ERRORS = 500
 DUPLICATE_KEY = 11000
 
@@ -114,6 +116,7 @@ class BulkUpdates:
         self.store = store
         self.jobs: AsyncCollection[Document] = db[JOBS]
         self.chunks: AsyncCollection[Document] = db[CHUNKS]
+        self.deliveries: AsyncCollection[Document] = db[DELIVERIES]
         self._relay = relay
         self.tuning = tuning or Tuning()
         self.worker = ChunkWorker(store, self.chunks, clock, self.tuning.chunk_lease)
@@ -125,6 +128,7 @@ class BulkUpdates:
         await self.chunks.create_index(
             [("firm_id", ASCENDING), ("job_id", ASCENDING), ("n", ASCENDING)]
         )
+        await self.deliveries.create_index([("firm_id", ASCENDING), ("job", ASCENDING)])
 
     # --- commands ----------------------------------------------------------------------
 
@@ -196,9 +200,36 @@ class BulkUpdates:
             accounts_done=totals.accounts,
             addresses_changed=totals.changed,
             invitations_sent=totals.invited,
+            emails_delivered=await self.deliveries.count_documents(
+                {"firm_id": c.firm_id, "job": job["_id"]}
+            ),
             error_count=len(totals.errors),
             errors=tuple(totals.errors[:MAX_REPORTED_ERRORS]),
         )
+
+    async def invitation_delivered(self, event: Envelope[NotificationDelivered]) -> None:
+        """Count an invitation email the mail server accepted for the job that caused it.
+
+        The job's key is the correlation id of every event it caused, down to the
+        delivery's. One insert per delivery id (``_id``, unique): a redelivered event
+        counts once. A copy to the firm's own address is not the client's email.
+        """
+        p = event.payload
+        if p.kind != INVITATION_KIND or p.account_id is None:
+            return
+        job = await find_in_firm(self.jobs, event.correlation_id, event.firm_id, {"_id": 1})
+        if job is None:  # not caused by a bulk update
+            return
+        account = await find_in_firm(
+            self.store.accounts.collection, p.account_id, event.firm_id, {"addresses": 1}
+        )
+        emails = {a["email"].casefold() for a in (account or {}).get("addresses", {}).values()}
+        if p.email.casefold() not in emails:
+            return
+        with contextlib.suppress(DuplicateKeyError):
+            await self.deliveries.insert_one(
+                {"_id": p.delivery_id, "firm_id": event.firm_id, "job": job["_id"]}
+            )
 
     async def _select(self, c: cmd.RequestBulkUpdate) -> list[str]:
         if c.filter is None:
@@ -262,7 +293,8 @@ class BulkUpdates:
 
     async def _run_job(self, doc: Document) -> int:
         job_id: str = doc.get("job_id") or doc["_id"]  # stored before ids were scoped: _id
-        job = Job(job_id, doc["firm_id"], doc["requested_by"], _change_from(doc["change"]))
+        change = _change_from(doc["change"])
+        job = Job(job_id, doc["firm_id"], doc["requested_by"], change, correlation_id=doc["_id"])
         query = {"firm_id": job.firm_id, "job_id": job.id, **NOT_DONE}
         cursor = self.chunks.find(query, {"account_ids": 1}).sort("n", ASCENDING)
         done = await self._run_chunks(job, [chunk async for chunk in cursor])

@@ -18,6 +18,7 @@ from shared.contracts.events import (
     AccessRevoked,
     InvitationCancelled,
     InvitationIssued,
+    NotificationDelivered,
     UserActivated,
     UserLoggedIn,
 )
@@ -150,8 +151,16 @@ def register_bulk_updates(commands: CommandHandlers, bulk: BulkUpdates) -> None:
 
     @commands.handle(cmd.GetBulkUpdate)
     async def get_bulk_update(command: cmd.GetBulkUpdate) -> cmd.BulkUpdateProgress:
-        """How far a bulk update got: accounts done, addresses changed, invitations, errors."""
+        """How far a bulk update got: accounts done, addresses changed, invitations issued
+        and their emails delivered, errors."""
         return await bulk.progress(command)
+
+
+def register_bulk_events(events: EventSubscriptions, bulk: BulkUpdates) -> None:
+    @events.handle(NotificationDelivered)
+    async def on_notification_delivered(event: Envelope[NotificationDelivered]) -> None:
+        """An invitation email a bulk update caused was delivered: its report counts it."""
+        await bulk.invitation_delivered(event)
 
 
 def register_queries(commands: CommandHandlers, queries: Queries) -> None:

@@ -10,6 +10,7 @@ from services.crm.addresses import AddressService
 from services.crm.bulk import Tuning
 from services.crm.common import Store
 from services.crm.entrypoints import (
+    register_bulk_events,
     register_bulk_updates,
     register_commands,
     register_events,
@@ -76,6 +77,7 @@ def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFas
     register_queries(runtime.commands, Queries(store))
     updates = bulk.BulkUpdates(store, runtime.db, relay, runtime.clock, crm_settings.bulk_tuning())
     register_bulk_updates(runtime.commands, updates)
+    register_bulk_events(runtime.events, updates)
     register_events(runtime.events, IdentityFacts(listing))
     runtime.startup += [
         contacts.ensure_indexes,
