@@ -52,10 +52,10 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
-def print_json(value: BaseModel | dict[str, Any] | list[Any]) -> None:
+def print_json(value: BaseModel | dict[str, Any] | list[Any], indent: int | None = None) -> None:
     data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
     # Plain print: rich would wrap or colour it, and a script reads it whole.
-    print(json.dumps(data, ensure_ascii=False))
+    print(json.dumps(data, ensure_ascii=False, indent=indent))
 
 
 def fail(code: str, message: str, *, as_json: bool, exit_code: int = 1) -> typer.Exit:

@@ -38,13 +38,13 @@ dead_letters = typer.Typer(help="Inspect and replay dead letters.", no_args_is_h
 app.add_typer(dead_letters, name="dead-letters")
 
 
-async def _call(url: str | None, command: cmd.CrmCommand, reply: type[Any]) -> None:
-    """Send the command and print its reply as JSON (these replies have no other view)."""
+async def _call(url: str | None, command: cmd.CrmCommand, reply: type[Any], as_json: bool) -> None:
+    """Send the command and print its reply: JSON either way (these replies have no
+    other view), indented for a person, on one line for a script."""
     async with connect(url) as client:
-        print_json(await client.call(command, reply))
+        print_json(await client.call(command, reply), indent=None if as_json else 2)
 
 
-ADDRESS_HELP = "An address with its settings (repeat); see README, crmctl."
 Message = Annotated[str | None, typer.Option(help="Personal message of the invitations.")]
 
 
@@ -75,7 +75,7 @@ async def register_firm(
         logo_url=logo_url,
         accent_color=accent_color,
     )
-    await _call(url, command, cmd.FirmRegisteredReply)
+    await _call(url, command, cmd.FirmRegisteredReply, as_json)
 
 
 @app.command("create-account")
@@ -107,7 +107,7 @@ async def create_account(
         tags=tuple(tag or ()),
         contacts=new_contacts(address or [], message),
     )
-    await _call(url, command, cmd.AccountCreatedReply)
+    await _call(url, command, cmd.AccountCreatedReply, as_json)
 
 
 @app.command("create-contact")
@@ -139,7 +139,7 @@ async def create_contact(
         phones=tuple(phone or ()),
         time_zone=time_zone,
     )
-    await _call(url, command, cmd.ContactCreatedReply)
+    await _call(url, command, cmd.ContactCreatedReply, as_json)
 
 
 @app.command("link")
@@ -168,7 +168,7 @@ async def link(
         contact_id=contact,
         settings=linked_settings(address or [], message),
     )
-    await _call(url, command, cmd.Linked)
+    await _call(url, command, cmd.Linked, as_json)
 
 
 @app.command("unlink")
@@ -183,7 +183,7 @@ async def unlink(
 ) -> None:
     """Unlink a contact from an account (its settings there go away)."""
     command = cmd.UnlinkContact(firm_id=firm, actor=actor, account_id=account, contact_id=contact)
-    await _call(url, command, cmd.Unlinked)
+    await _call(url, command, cmd.Unlinked, as_json)
 
 
 @app.command("add-address")
@@ -222,7 +222,7 @@ async def add_address(
     command = cmd.AddAddress(
         firm_id=firm, actor=actor, contact_id=contact, email=email, label=label, settings=settings
     )
-    await _call(url, command, cmd.AddressAddedReply)
+    await _call(url, command, cmd.AddressAddedReply, as_json)
 
 
 @app.command("change-address")
@@ -241,7 +241,7 @@ async def change_address(
     command = cmd.ChangeAddress(
         firm_id=firm, actor=actor, contact_id=contact, address_id=address, email=email, label=label
     )
-    await _call(url, command, cmd.AddressChanged)
+    await _call(url, command, cmd.AddressChanged, as_json)
 
 
 @app.command("unlinked-login-off")
@@ -259,7 +259,7 @@ async def unlinked_login_off(
     command = cmd.TurnOffUnlinkedEmail(
         firm_id=firm, actor=actor, account_id=account, address_id=address, email=email
     )
-    await _call(url, command, cmd.SettingChanged)
+    await _call(url, command, cmd.SettingChanged, as_json)
 
 
 @app.command("import-clients")
@@ -536,7 +536,9 @@ async def list_accounts(
 @_run
 async def signatories(firm: Firm, account: str, as_json: Json = False, url: Url = None) -> None:
     """Who may sign for an account."""
-    await _call(url, cmd.ListSignatories(firm_id=firm, account_id=account), cmd.Signatories)
+    await _call(
+        url, cmd.ListSignatories(firm_id=firm, account_id=account), cmd.Signatories, as_json
+    )
 
 
 @app.command("request-notification")
