@@ -266,6 +266,32 @@ class TestAnImportConverges:
         [berg] = (await accounts_of(client, firm_id)).values()
         assert [a.notify for a in berg.addresses] == [True]
 
+    async def test_two_accounts_of_the_name_refuse_the_rows_and_ask_for_an_external_id(
+        self, client: Client, services: RunningServices
+    ) -> None:
+        firm_id = await new_firm(client)
+        for _ in range(2):
+            await client.call(
+                cmd.CreateAccount(
+                    firm_id=firm_id, name="Lund", account_type=cmd.AccountType.FAMILY
+                ),
+                cmd.AccountCreatedReply,
+            )
+        row = {"account_name": "lund", "contact_name": "Per Lund", "email": "per@lund.example.com"}
+
+        result = await client.call(
+            cmd.ImportClients(
+                firm_id=firm_id, import_id="imp-2", rows=(cmd.ImportRow(row=2, values=row),)
+            ),
+            cmd.ImportResult,
+        )
+
+        [refused] = result.rows
+        assert not refused.ok and refused.errors[0].field == "account_name"
+        assert "external_id" in refused.errors[0].reason
+        listed = await client.call(cmd.ListAccounts(firm_id=firm_id), cmd.AccountList)
+        assert listed.total == 2
+
 
 class TestImportInputEdgeCases:
     """Issue 12, item 3: each file loads cleanly or gets a typed error naming the line."""
