@@ -170,12 +170,14 @@ class TestTheImportCommandLine:
         assert listed.total == 0
 
 
-HEADER = "external_id,account_name,account_type,contact_name,email,notify"
+HEADER = "account_name,account_type,contact_name,email,notify"
 
 
-def csv_file(directory: Path, name: str, *rows: str, encoding: str = "utf-8") -> Path:
+def csv_file(
+    directory: Path, name: str, *rows: str, encoding: str = "utf-8", header: str = HEADER
+) -> Path:
     path = directory / name
-    path.write_bytes("\n".join([HEADER, *rows, ""]).encode(encoding))
+    path.write_bytes("\n".join([header, *rows, ""]).encode(encoding))
     return path
 
 
@@ -197,23 +199,20 @@ class TestAnImportConverges:
     ) -> None:
         firm_id = await new_firm(client)
         good = [
-            ",Berg AB,company,Eva Berg,eva@berg.example.com,no",
-            ",Berg AB,company,Eva Berg,eva.home@berg.example.com,no",
+            "Berg AB,company,Eva Berg,eva@berg.example.com,no",
+            "Berg AB,company,Eva Berg,eva.home@berg.example.com,no",
         ]
-        bad = csv_file(tmp_path, "bad.csv", *good, ",Berg AB,company,Olof Berg,not-an-address,no")
+        bad = csv_file(tmp_path, "bad.csv", *good, "Berg AB,company,Olof Berg,not-an-address,no")
         fixed = csv_file(
-            tmp_path, "fixed.csv", *good, ",Berg AB,company,Olof Berg,olof@berg.example.com,yes"
+            tmp_path, "fixed.csv", *good, "Berg AB,company,Olof Berg,olof@berg.example.com,yes"
         )
         first = self.run(infra, "import-clients", "--firm", firm_id, str(bad), "--import-id", "X")
         assert "2 rows imported, 1 refused" in first.stdout, first.stdout + first.stderr
 
-        again = self.run(
-            infra, "import-clients", "--firm", firm_id, str(fixed), "--import-id", "X", "--json"
-        )
+        again = self.run(infra, "import-clients", "--firm", firm_id, str(fixed), "--import-id", "X")
 
         assert again.returncode == 0, again.stdout + again.stderr
-        report = json.loads(again.stdout)
-        assert (report["imported"], report["refused"]) == (3, 0)
+        assert "3 rows imported, 0 refused" in again.stdout
         stored = {"eva@berg.example.com", "eva.home@berg.example.com", "olof@berg.example.com"}
         assert await emails_of(client, firm_id) == {"Berg AB": stored}
         [berg] = (await accounts_of(client, firm_id)).values()
@@ -224,21 +223,21 @@ class TestAnImportConverges:
         self, client: Client, services: RunningServices, infra: Infra, tmp_path: Path
     ) -> None:
         firm_id = await new_firm(client)
-        first = csv_file(tmp_path, "v1.csv", ",Lund,individual,Per Lund,per@lund.example.com,no")
+        first = csv_file(tmp_path, "v1.csv", "Lund,individual,Per Lund,per@lund.example.com,no")
         fixed = csv_file(
             tmp_path,
             "v2.csv",
-            ",Lund,individual,Per Lund,per@lund.example.com,yes",
-            ",Lund,individual,Per Lund,per.work@lund.example.com,no",
+            "Lund,individual,Per Lund,per@lund.example.com,yes",
+            "Lund,individual,Per Lund,per.work@lund.example.com,no",
         )
         assert self.run(infra, "import-clients", "--firm", firm_id, str(first)).returncode == 0
 
         again = self.run(infra, "import-clients", "--firm", firm_id, str(fixed))
 
         assert again.returncode == 0, again.stdout + again.stderr
-        assert "accounts: 1 found by account name" in again.stdout
         listed = await client.call(cmd.ListAccounts(firm_id=firm_id), cmd.AccountList)
         assert listed.total == 1
+        assert "accounts: 1 found by account name" in again.stdout
         [lund] = (await accounts_of(client, firm_id)).values()
         by_email = {a.email: a for a in lund.addresses}
         assert set(by_email) == {"per@lund.example.com", "per.work@lund.example.com"}
@@ -249,9 +248,18 @@ class TestAnImportConverges:
         self, client: Client, services: RunningServices, infra: Infra, tmp_path: Path
     ) -> None:
         firm_id = await new_firm(client)
-        first = csv_file(tmp_path, "a.csv", "K-17,Berg AB,company,Eva Berg,eva@berg.example.com,no")
+        header = f"external_id,{HEADER}"
+        first = csv_file(
+            tmp_path,
+            "a.csv",
+            "K-17,Berg AB,company,Eva Berg,eva@berg.example.com,no",
+            header=header,
+        )
         renamed = csv_file(
-            tmp_path, "b.csv", "K-17,Berg & Son AB,company,Eva Berg,eva@berg.example.com,yes"
+            tmp_path,
+            "b.csv",
+            "K-17,Berg & Son AB,company,Eva Berg,eva@berg.example.com,yes",
+            header=header,
         )
         done = self.run(infra, "import-clients", "--firm", firm_id, str(first))
         assert "accounts: 1 created" in done.stdout, done.stdout + done.stderr
@@ -307,8 +315,8 @@ class TestImportInputEdgeCases:
         path = csv_file(
             tmp_path,
             "excel.csv",
-            ",Åsa Öberg AB,company,Åsa Öberg,asa@oberg.example.com,no",
-            ",Café Müller,company,Zoë Müller,zoe@muller.example.com,no",
+            "Åsa Öberg AB,company,Åsa Öberg,asa@oberg.example.com,no",
+            "Café Müller,company,Zoë Müller,zoe@muller.example.com,no",
             encoding=encoding,
         )
 
@@ -329,8 +337,8 @@ class TestImportInputEdgeCases:
         path = csv_file(
             tmp_path,
             "huge.csv",
-            ",Lund,individual,Per Lund,per@lund.example.com,no",
-            f",Berg AB,company,{'x' * 100_000},eva@berg.example.com,no",
+            "Lund,individual,Per Lund,per@lund.example.com,no",
+            f"Berg AB,company,{'x' * 100_000},eva@berg.example.com,no",
         )
 
         done = self.run(infra, "import-clients", "--firm", firm_id, str(path), "--json")
