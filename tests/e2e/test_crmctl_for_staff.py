@@ -463,6 +463,7 @@ class TestFirmSettings:
                 "copies@lindqvist.example.com",
                 "--reply-to",
                 "off",
+                "--attachment-saving",
                 "--json",
             )
         )
@@ -475,6 +476,9 @@ class TestFirmSettings:
         assert (shown["time_zone"], shown["reply_to"]) == ("Europe/Stockholm", None)
         assert shown["copy_emails_to"] == "copies@lindqvist.example.com"
         assert shown["accent_color"] == "#224466"
+        assert shown["attachment_saving"] is True
+        table = await asyncio.to_thread(crmctl, infra, "firm-settings", "--firm", firm)
+        assert "Lindqvist Partners" in table.stdout and "Europe/Stockholm" in table.stdout
 
     async def test_an_unknown_time_zone_is_refused(
         self, services: RunningServices, infra: Infra
