@@ -26,12 +26,12 @@ from datetime import UTC, datetime, timedelta
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.crm import access
 from services.crm.bulk_chunks import NOT_DONE, ChunkWorker, Job
 from services.crm.common import Store, categories
-from services.crm.domain import BulkChange, new_id
+from services.crm.domain import BulkChange, derived_id, new_id
+from services.crm.listing import SELECTIONS
 from shared.contracts import crm as cmd
 from shared.contracts.envelope import Envelope
 from shared.contracts.errors import Conflict, NotFound
@@ -40,6 +40,7 @@ from shared.contracts.events import (
     BulkUpdateCompleted,
     BulkUpdateError,
     BulkUpdateRequested,
+    NotificationDelivered,
 )
 from shared.logging import get_logger
 from shared.storage.aggregates import ConcurrentUpdate, save_aggregate
@@ -49,28 +50,10 @@ from shared.storage.outbox import OutboxRelay
 
 log = get_logger("crm.bulk")
 
-JOBS, CHUNKS = "bulk_jobs", "bulk_chunks"
+JOBS, CHUNKS, DELIVERIES = "bulk_jobs", "bulk_chunks", "bulk_deliveries"
+INVITATION_KIND = "invitation"
 MAX_REPORTED_ERRORS = 500
 DUPLICATE_KEY = 11000
-
-_FILTERS: dict[cmd.BulkFilter, Document] = {
-    cmd.BulkFilter.ALL: {},
-    cmd.BulkFilter.NO_PORTAL_ACCESS: {
-        "login_rank": {
-            "$in": [
-                None,
-                *(access.STATUS_RANK[s] for s in (access.NOT_ACTIVATED, access.PENDING_ACTIVATION)),
-            ]
-        }
-    },
-    cmd.BulkFilter.NOT_INVITED: {"login_rank": {"$in": [None, 0]}},
-    cmd.BulkFilter.PENDING_ACTIVATION: {
-        "login_rank": access.STATUS_RANK[access.PENDING_ACTIVATION]
-    },
-    cmd.BulkFilter.ACTIVATED: {"login_rank": access.STATUS_RANK[access.ACTIVATED]},
-    cmd.BulkFilter.NOTIFY_OFF: {"summary.notify": False},
-    cmd.BulkFilter.EMAIL_SYNC_OFF: {"summary.email_sync": False},
-}
 
 
 @dataclass(frozen=True)
@@ -107,6 +90,12 @@ def _change_from(doc: Document) -> BulkChange:
     return BulkChange(**(doc | {"notify_categories": None if cats is None else frozenset(cats)}))
 
 
+def job_key(firm_id: str, job_id: str) -> str:
+    """The stored id of a firm's job: job ids are the firm's own, so two firms may use the
+    same one without either learning of the other's."""
+    return derived_id("job", firm_id, job_id)
+
+
 def _fingerprint(c: cmd.RequestBulkUpdate) -> str:
     """What makes two requests with one job id the same request."""
     body = c.model_dump(mode="json", exclude={"job_id", "actor"})
@@ -127,6 +116,7 @@ class BulkUpdates:
         self.store = store
         self.jobs: AsyncCollection[Document] = db[JOBS]
         self.chunks: AsyncCollection[Document] = db[CHUNKS]
+        self.deliveries: AsyncCollection[Document] = db[DELIVERIES]
         self._relay = relay
         self.tuning = tuning or Tuning()
         self.worker = ChunkWorker(store, self.chunks, clock, self.tuning.chunk_lease)
@@ -138,6 +128,7 @@ class BulkUpdates:
         await self.chunks.create_index(
             [("firm_id", ASCENDING), ("job_id", ASCENDING), ("n", ASCENDING)]
         )
+        await self.deliveries.create_index([("firm_id", ASCENDING), ("job", ASCENDING)])
 
     # --- commands ----------------------------------------------------------------------
 
@@ -146,15 +137,16 @@ class BulkUpdates:
     ) -> cmd.BulkUpdateAccepted:
         await self.store.require_firm(c.firm_id)
         job_id = c.job_id or new_id("bulk")
+        key = job_key(c.firm_id, job_id)
         fingerprint = _fingerprint(c)
-        existing = await self.jobs.find_one({"_id": job_id}, {"firm_id": 1, "fingerprint": 1})
+        existing = await self.jobs.find_one({"_id": key}, {"fingerprint": 1})
         if existing is not None:
-            if existing["firm_id"] != c.firm_id or existing["fingerprint"] != fingerprint:
+            if existing["fingerprint"] != fingerprint:
                 raise Conflict("this job id was used for another bulk update", field="job_id")
             return cmd.BulkUpdateAccepted(job_id=job_id)
         account_ids = await self._select(c)
         # Chunks first, the job last: a job exists only with all its chunks.
-        await self._insert_chunks(job_id, c.firm_id, account_ids)
+        await self._insert_chunks(key, job_id, c.firm_id, account_ids)
         event = Envelope.wrap(
             BulkUpdateRequested(
                 job_id=job_id,
@@ -177,6 +169,7 @@ class BulkUpdates:
         )
         state = {
             "firm_id": c.firm_id,
+            "job_id": job_id,
             "requested_by": c.actor,
             "fingerprint": fingerprint,
             "change": _change_doc(change_of(c)),
@@ -186,14 +179,16 @@ class BulkUpdates:
             "open": True,
         }
         with contextlib.suppress(ConcurrentUpdate):  # the same request, retried, won
-            await save_aggregate(self.jobs, job_id, 0, state, [event], self._relay)
+            await save_aggregate(self.jobs, key, 0, state, [event], self._relay)
         log.info("bulk update accepted", job_id=job_id, accounts=len(account_ids))
         self._kick.set()
         return cmd.BulkUpdateAccepted(job_id=job_id)
 
     async def progress(self, c: cmd.GetBulkUpdate) -> cmd.BulkUpdateProgress:
         await self.store.require_firm(c.firm_id)
-        job = await find_in_firm(self.jobs, c.job_id, c.firm_id, {"outbox": 0})
+        job = await find_in_firm(self.jobs, job_key(c.firm_id, c.job_id), c.firm_id, {"outbox": 0})
+        if job is None:  # a job stored before ids were scoped to the firm
+            job = await find_in_firm(self.jobs, c.job_id, c.firm_id, {"outbox": 0})
         if job is None:
             raise NotFound(f"no bulk update {c.job_id} in this firm", field="job_id")
         totals = await self._totals(c.firm_id, c.job_id)
@@ -205,23 +200,52 @@ class BulkUpdates:
             accounts_done=totals.accounts,
             addresses_changed=totals.changed,
             invitations_sent=totals.invited,
+            emails_delivered=await self.deliveries.count_documents(
+                {"firm_id": c.firm_id, "job": job["_id"]}
+            ),
             error_count=len(totals.errors),
             errors=tuple(totals.errors[:MAX_REPORTED_ERRORS]),
         )
 
+    async def invitation_delivered(self, event: Envelope[NotificationDelivered]) -> None:
+        """Count an invitation email the mail server accepted for the job that caused it.
+
+        The job's key is the correlation id of every event it caused, down to the
+        delivery's. One insert per delivery id (``_id``, unique): a redelivered event
+        counts once. A copy to the firm's own address is not the client's email.
+        """
+        p = event.payload
+        if p.kind != INVITATION_KIND or p.account_id is None:
+            return
+        job = await find_in_firm(self.jobs, event.correlation_id, event.firm_id, {"_id": 1})
+        if job is None:  # not caused by a bulk update
+            return
+        account = await find_in_firm(
+            self.store.accounts.collection, p.account_id, event.firm_id, {"addresses": 1}
+        )
+        emails = {a["email"].casefold() for a in (account or {}).get("addresses", {}).values()}
+        if p.email.casefold() not in emails:
+            return
+        with contextlib.suppress(DuplicateKeyError):
+            await self.deliveries.insert_one(
+                {"_id": p.delivery_id, "firm_id": event.firm_id, "job": job["_id"]}
+            )
+
     async def _select(self, c: cmd.RequestBulkUpdate) -> list[str]:
         if c.filter is None:
             return list(dict.fromkeys(c.account_ids))  # unknown ones are reported per account
-        query = {"firm_id": c.firm_id, **_FILTERS[c.filter]}
+        query = {"firm_id": c.firm_id, **SELECTIONS[c.filter]}
         cursor = self.store.accounts.collection.find(query, {"_id": 1}).sort("_id", ASCENDING)
         return [doc["_id"] async for doc in cursor]
 
-    async def _insert_chunks(self, job_id: str, firm_id: str, account_ids: Sequence[str]) -> None:
+    async def _insert_chunks(
+        self, key: str, job_id: str, firm_id: str, account_ids: Sequence[str]
+    ) -> None:
         """Unique inserts: a retried request finds the chunks it inserted before."""
         size = self.tuning.chunk_size
         docs = [
             {
-                "_id": f"{job_id}:{n}",
+                "_id": f"{key}:{n}",
                 "job_id": job_id,
                 "firm_id": firm_id,
                 "n": n,
@@ -268,13 +292,15 @@ class BulkUpdates:
         return done
 
     async def _run_job(self, doc: Document) -> int:
-        job = Job(doc["_id"], doc["firm_id"], doc["requested_by"], _change_from(doc["change"]))
+        job_id: str = doc.get("job_id") or doc["_id"]  # stored before ids were scoped: _id
+        change = _change_from(doc["change"])
+        job = Job(job_id, doc["firm_id"], doc["requested_by"], change, correlation_id=doc["_id"])
         query = {"firm_id": job.firm_id, "job_id": job.id, **NOT_DONE}
         cursor = self.chunks.find(query, {"account_ids": 1}).sort("n", ASCENDING)
         done = await self._run_chunks(job, [chunk async for chunk in cursor])
         finished = {"firm_id": job.firm_id, "job_id": job.id, "done": True}
         if await self.chunks.count_documents(finished) >= doc["chunk_count"]:
-            await self._complete(job.id)
+            await self._complete(doc["_id"])
         return done
 
     async def _run_chunks(self, job: Job, chunks: Sequence[Document]) -> int:
@@ -293,15 +319,16 @@ class BulkUpdates:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _complete(self, job_id: str) -> None:
+    async def _complete(self, key: str) -> None:
         """Close the job with BulkUpdateCompleted, in one write conditional on its version.
 
         Of processes completing it at once, exactly one write matches; the others get
         ConcurrentUpdate and leave it (the next pass sees the job closed).
         """
-        job = await self.jobs.find_one({"_id": job_id, "open": True}, {"outbox": 0})
+        job = await self.jobs.find_one({"_id": key, "open": True}, {"outbox": 0})
         if job is None:
             return
+        job_id = job.get("job_id", key)
         totals = await self._totals(job["firm_id"], job_id)
         event = Envelope.wrap(
             BulkUpdateCompleted(
@@ -319,7 +346,7 @@ class BulkUpdates:
         )
         state = {"open": False, "completed_at": datetime.now(UTC)}
         try:
-            await save_aggregate(self.jobs, job_id, job["version"], state, [event], self._relay)
+            await save_aggregate(self.jobs, key, job["version"], state, [event], self._relay)
         except ConcurrentUpdate:
             return
         log.info("bulk update completed", job_id=job_id, accounts=totals.accounts)

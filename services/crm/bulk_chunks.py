@@ -60,6 +60,9 @@ class Job:
     firm_id: str
     requested_by: str
     change: BulkChange
+    correlation_id: str
+    """Every event the job causes carries it (and so do the invitations and deliveries
+    those cause): how a delivered invitation email is counted for its job."""
 
 
 class ChunkWorker:
@@ -155,7 +158,7 @@ class ChunkWorker:
             try:
                 account = account_from(doc)
                 outcomes[account_id] = account.apply_bulk(job.id, job.change, job.requested_by)
-                events = list(account_envelopes(account, correlation_id=None))
+                events = list(account_envelopes(account, job.correlation_id))
             except Exception as exc:  # one account's failure must not stop the others
                 log.warning(
                     "bulk update of an account failed", account_id=account_id, error=repr(exc)

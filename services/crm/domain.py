@@ -122,13 +122,18 @@ class Address:
 
 @dataclass(frozen=True)
 class Settings:
-    """The four settings of one (account, contact, address)."""
+    """The four settings of one (account, contact, address).
+
+    ``unsubscribed`` remembers the categories the client turned off themselves (one-click
+    unsubscribe): turning Notify on again leaves them off unless staff names them.
+    """
 
     login: bool = False
     notify: bool = False
     notify_categories: frozenset[str] = frozenset()
     email_sync: bool = False
     signatory: bool = False
+    unsubscribed: frozenset[str] = frozenset()
 
     def with_flag(self, setting: str, enabled: bool) -> Settings:
         """Login, Email sync or Signatory turned on or off (Notify has categories)."""
@@ -142,13 +147,50 @@ class Settings:
         raise ValueError(f"not an on/off setting: {setting!r}")
 
     def without_category(self, category: str) -> Settings:
-        """One category unsubscribed; Notify stays as it is (off stays off)."""
-        return replace(self, notify_categories=self.notify_categories - {category})
+        """One category unsubscribed by the client; Notify stays as it is (off stays off)."""
+        return replace(
+            self,
+            notify_categories=self.notify_categories - {category},
+            unsubscribed=self.unsubscribed | {category},
+        )
 
     def with_notify(self, enabled: bool, categories: frozenset[str] | None) -> Settings:
+        """Notify on or off. On without ``categories``: the current ones when already on,
+        else every category the client did not unsubscribe from. Named categories are
+        exactly those (staff naming one re-subscribes it)."""
         if not enabled:
             return replace(self, notify=False, notify_categories=frozenset())
-        return replace(self, notify=True, notify_categories=categories or ALL_CATEGORIES)
+        if categories:
+            return replace(
+                self,
+                notify=True,
+                notify_categories=categories,
+                unsubscribed=self.unsubscribed - categories,
+            )
+        if self.notify:
+            return self
+        return replace(self, notify=True, notify_categories=ALL_CATEGORIES - self.unsubscribed)
+
+    @property
+    def kept_off(self) -> frozenset[str]:
+        """With Notify on: the categories left off because the client unsubscribed."""
+        return self.unsubscribed - self.notify_categories if self.notify else frozenset()
+
+    def moved_to(self, setting: str, target: Settings) -> Settings:
+        """These settings with ``setting`` (and, for Notify, its categories) as in ``target``."""
+        if setting == "notify":
+            return replace(
+                self,
+                notify=target.notify,
+                notify_categories=target.notify_categories,
+                unsubscribed=target.unsubscribed,
+            )
+        return self.with_flag(setting, getattr(target, setting))
+
+
+SETTINGS_ORDER = ("notify", "email_sync", "signatory", "login")
+"""The order settings change in, one event each: Login last, so an invitation goes out
+when everything else is already in place."""
 
 
 ENABLE, DISABLE, NOTHING = "enable", "disable", "nothing"
@@ -182,7 +224,7 @@ class BulkChange:
         """
         steps: list[tuple[str, Settings, bool]] = []
         settings = current
-        for setting in ("notify", "email_sync", "signatory", "login"):
+        for setting in SETTINGS_ORDER:
             action = getattr(self, setting)
             if action == NOTHING:
                 continue
@@ -316,6 +358,8 @@ class Account:
     addresses: dict[str, Address] = field(default_factory=dict)
     # job id -> what that bulk update did here: applied once, saved with its events
     bulk_jobs: dict[str, BulkOutcome] = field(default_factory=dict)
+    external_id: str | None = None
+    """The firm's own id for the account (a client-list column): how imports find it."""
     version: int = 0
     events: list[Event] = field(default_factory=list, repr=False)
 
@@ -327,9 +371,19 @@ class Account:
         account_type: str,
         tags: tuple[str, ...],
         account_id: str | None = None,
+        external_id: str | None = None,
     ) -> Account:
         at = now()
-        account = cls(account_id or new_id("acc"), firm_id, name, account_type, tags, at, at)
+        account = cls(
+            account_id or new_id("acc"),
+            firm_id,
+            name,
+            account_type,
+            tags,
+            at,
+            at,
+            external_id=external_id,
+        )
         account.events.append(AccountOpened())
         return account
 
@@ -478,6 +532,37 @@ class Account:
         )
         self.updated_at = now()
         return True
+
+    def settle(
+        self,
+        contact_id: str,
+        address_id: str,
+        target: Settings,
+        actor: str,
+        *,
+        send_invitation: bool = False,
+        personal_message: str | None = None,
+    ) -> bool:
+        """Bring one address's settings to ``target``, one event per setting that differs;
+        an invitation goes out only if this turns Login on. False when nothing differed."""
+        current = self.settings_of(contact_id, address_id)
+        changed = False
+        for setting in SETTINGS_ORDER:
+            updated = current.moved_to(setting, target)
+            if updated == current:
+                continue
+            invite = setting == "login" and updated.login and send_invitation
+            self.change(
+                setting,
+                contact_id,
+                address_id,
+                updated,
+                actor,
+                send_invitation=invite,
+                personal_message=personal_message if invite else None,
+            )
+            current, changed = updated, True
+        return changed
 
     def apply_bulk(self, job_id: str, change: BulkChange, actor: str) -> BulkOutcome:
         """Apply a bulk update to every linked address, once per job.

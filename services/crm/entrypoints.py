@@ -19,6 +19,7 @@ from shared.contracts.events import (
     AccessRevoked,
     InvitationCancelled,
     InvitationIssued,
+    NotificationDelivered,
     UserActivated,
     UserLoggedIn,
 )
@@ -45,6 +46,11 @@ def register_commands(
     ) -> cmd.FirmSettingsChangedReply:
         """Change some of a firm's settings; every service holding a copy is told."""
         return await service.change_firm_settings(command)
+
+    @commands.handle(cmd.GetFirm)
+    async def get_firm(command: cmd.GetFirm) -> cmd.FirmView:
+        """A firm's settings: name, invitation expiry, time zone, copies, Reply-To, look."""
+        return await service.get_firm(command)
 
     @commands.handle(cmd.CreateAccount)
     async def create_account(
@@ -146,8 +152,16 @@ def register_bulk_updates(commands: CommandHandlers, bulk: BulkUpdates) -> None:
 
     @commands.handle(cmd.GetBulkUpdate)
     async def get_bulk_update(command: cmd.GetBulkUpdate) -> cmd.BulkUpdateProgress:
-        """How far a bulk update got: accounts done, addresses changed, invitations, errors."""
+        """How far a bulk update got: accounts done, addresses changed, invitations issued
+        and their emails delivered, errors."""
         return await bulk.progress(command)
+
+
+def register_bulk_events(events: EventSubscriptions, bulk: BulkUpdates) -> None:
+    @events.handle(NotificationDelivered)
+    async def on_notification_delivered(event: Envelope[NotificationDelivered]) -> None:
+        """An invitation email a bulk update caused was delivered: its report counts it."""
+        await bulk.invitation_delivered(event)
 
 
 def register_queries(commands: CommandHandlers, queries: Queries) -> None:

@@ -1,14 +1,14 @@
 """Client-list rows: validated one by one, then grouped into accounts and contacts.
 
 A row is one address of one contact of one account. Rows naming the same account
-(by name) belong together, and within it the rows naming the same contact (by
-name). A row that fails validation is left out whole and reported with its number;
-the good rows are imported.
+(by external_id when the row has one, else by name) belong together, and within it
+the rows naming the same contact (by name). A row that fails validation is left out
+whole and reported with its number; the good rows are imported.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -31,6 +31,7 @@ class ClientRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
+    external_id: str | None = Field(default=None, min_length=1, max_length=200)
     account_name: Name
     account_type: AccountType = AccountType.INDIVIDUAL
     tags: tuple[Tag, ...] = Field(default=(), max_length=50)
@@ -46,11 +47,17 @@ class ClientRow(BaseModel):
 
     _split_lists = field_validator("tags", "notify_categories", mode="before")(_split)
 
-    def settings(self) -> Settings:
+    def settings(self, current: Settings | None = None) -> Settings:
+        """The row's settings, over an address's ``current`` ones when it has some (so a
+        client's unsubscribes stay, and Notify without categories keeps its own)."""
         chosen = None if self.notify_categories is None else frozenset(self.notify_categories)
-        return Settings(
-            login=self.login, email_sync=self.email_sync, signatory=self.signatory
-        ).with_notify(self.notify, chosen)
+        base = replace(
+            current or Settings(),
+            login=self.login,
+            email_sync=self.email_sync,
+            signatory=self.signatory,
+        )
+        return base.with_notify(self.notify, chosen)
 
 
 @dataclass
@@ -75,7 +82,12 @@ class AccountPlan:
     name: str
     account_type: AccountType
     first_row: int
+    external_id: str | None = None
     contacts: dict[str, ContactPlan] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> list[RowPlan]:
+        return [r for c in self.contacts.values() for r in c.rows]
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -116,7 +128,9 @@ def plan(rows: tuple[cmd.ImportRow, ...]) -> tuple[list[AccountPlan], list[cmd.R
         if isinstance(data, cmd.RowResult):
             bad.append(data)
             continue
-        key = data.account_name.casefold()
+        key = (
+            f"id:{data.external_id}" if data.external_id else f"name:{data.account_name.casefold()}"
+        )
         account = accounts.get(key)
         if account is not None and account.account_type is not data.account_type:
             reason = f"row {account.first_row} gives this account type {account.account_type}"
@@ -131,7 +145,7 @@ def plan(rows: tuple[cmd.ImportRow, ...]) -> tuple[list[AccountPlan], list[cmd.R
         emails[email_key] = row.row
         if account is None:
             account = accounts[key] = AccountPlan(
-                key, data.account_name, data.account_type, row.row
+                key, data.account_name, data.account_type, row.row, data.external_id
             )
         contact = account.contacts.setdefault(contact_key, ContactPlan(data.contact_name))
         contact.rows.append(RowPlan(row.row, data))

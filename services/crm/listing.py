@@ -31,7 +31,7 @@ from services.crm import access
 from services.crm.access import AccessEntry
 from services.crm.domain import Account
 from services.crm.repository import AccountRepository, NotStored, account_from
-from shared.contracts.crm import AccountSort, ListAccounts
+from shared.contracts.crm import AccountSort, BulkFilter, ListAccounts
 from shared.storage.aggregates import ConcurrentUpdate
 from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, find_in_firm
@@ -69,6 +69,25 @@ _SORT_FIELD = {
 }
 
 
+SELECTIONS: dict[BulkFilter, Document] = {
+    BulkFilter.ALL: {},
+    BulkFilter.NO_PORTAL_ACCESS: {
+        "login_rank": {
+            "$in": [
+                None,
+                *(access.STATUS_RANK[s] for s in (access.NOT_ACTIVATED, access.PENDING_ACTIVATION)),
+            ]
+        }
+    },
+    BulkFilter.NOT_INVITED: {"login_rank": {"$in": [None, 0]}},
+    BulkFilter.PENDING_ACTIVATION: {"login_rank": access.STATUS_RANK[access.PENDING_ACTIVATION]},
+    BulkFilter.ACTIVATED: {"login_rank": access.STATUS_RANK[access.ACTIVATED]},
+    BulkFilter.NOTIFY_OFF: {"summary.notify": False},
+    BulkFilter.EMAIL_SYNC_OFF: {"summary.email_sync": False},
+}
+"""The bulk update's named selections, as queries on the account list (both use them)."""
+
+
 def _list_filter(q: ListAccounts) -> Document:
     query: Document = {"firm_id": q.firm_id}
     if q.login_status is not None:
@@ -88,6 +107,9 @@ def _list_filter(q: ListAccounts) -> Document:
         last_login["$eq" if q.never_logged_in else "$ne"] = None
     if last_login:
         query["last_login_at"] = last_login
+    named = [SELECTIONS[f] for f in q.filters if SELECTIONS[f]]
+    if named:  # under $and: two may well constrain the same field
+        query["$and"] = named
     return query
 
 

@@ -12,6 +12,7 @@ from services.crm.bulk import Tuning
 from services.crm.bulk_metrics import bulk_progress
 from services.crm.common import Store
 from services.crm.entrypoints import (
+    register_bulk_events,
     register_bulk_updates,
     register_commands,
     register_events,
@@ -86,6 +87,7 @@ def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFas
     audit = AuditTrail(runtime.db, store)
     register_staff_commands(runtime.commands, StaffMembers(store, staff, runtime.clock), audit)
     runtime.metrics.gauges.add("bulk_updates", bulk_progress(updates.jobs, updates.chunks))
+    register_bulk_events(runtime.events, updates)
     register_events(runtime.events, IdentityFacts(listing), audit)
     register_audit_events(runtime.events, audit)
     runtime.startup += [

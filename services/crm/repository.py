@@ -38,6 +38,7 @@ def _settings_doc(s: Settings) -> Document:
         "notify_categories": sorted(s.notify_categories),
         "email_sync": s.email_sync,
         "signatory": s.signatory,
+        "unsubscribed": sorted(s.unsubscribed),
     }
 
 
@@ -48,6 +49,7 @@ def _settings(doc: Document) -> Settings:
         notify_categories=frozenset(doc["notify_categories"]),
         email_sync=doc["email_sync"],
         signatory=doc["signatory"],
+        unsubscribed=frozenset(doc.get("unsubscribed", ())),  # absent before it was kept
     )
 
 
@@ -157,6 +159,8 @@ class AccountRepository(_Repository):
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("firm_id", ASCENDING), ("contact_ids", ASCENDING)])
+        # Imports find an account by its external id, or by its name (the listing's index).
+        await self.collection.create_index([("firm_id", ASCENDING), ("external_id", ASCENDING)])
 
     async def get(self, firm_id: str, account_id: str) -> Account:
         doc = await find_in_firm(self.collection, account_id, firm_id, {"outbox": 0})
@@ -196,6 +200,7 @@ def _account_state(account: Account) -> Document:
         "firm_id": account.firm_id,
         "name": account.name,
         "name_key": account.name.casefold(),
+        "external_id": account.external_id,
         "account_type": account.account_type,
         "tags": list(account.tags),
         "created_at": account.created_at,
@@ -243,5 +248,6 @@ def account_from(doc: Document) -> Account:
             job_id: BulkOutcome(changed, invited)
             for job_id, (changed, invited) in doc.get("bulk_jobs", {}).items()
         },
+        external_id=doc.get("external_id"),
         version=doc["version"],
     )

@@ -7,7 +7,9 @@ from typing import Any
 from services.crm import access
 from services.crm.common import Store, categories, retry_on_concurrent_update, settings_from
 from services.crm.domain import Account, Contact, DomainRuleBroken, Firm, Settings, slug_candidates
+from services.crm.listing import Access
 from shared.contracts import crm as cmd
+from shared.contracts.categories import NotificationCategory
 from shared.contracts.envelope import Envelope
 from shared.contracts.errors import Conflict, NotFound
 from shared.contracts.events import FirmRegistered, FirmSettingsChanged
@@ -82,6 +84,11 @@ class CrmService:
             )
             await self.store.firms.save(firm, [event])
         return cmd.FirmSettingsChangedReply(firm_id=firm.id, changed=changed)
+
+    async def get_firm(self, c: cmd.GetFirm) -> cmd.FirmView:
+        await self.store.require_firm(c.firm_id)
+        firm = await self.store.firms.get(c.firm_id)
+        return cmd.FirmView(firm_id=firm.id, **_firm_settings(firm))
 
     async def create_account(
         self, c: cmd.CreateAccount, correlation_id: str | None = None
@@ -167,7 +174,7 @@ class CrmService:
     async def toggle(
         self, c: ToggleCommand, correlation_id: str | None = None
     ) -> cmd.SettingChanged:
-        account = await self.store.account(c.firm_id, c.account_id)
+        account, known = await self.store.account_with_access(c.firm_id, c.account_id)
         setting = _SETTING_OF[type(c)]
         try:
             current = account.settings_of(c.contact_id, c.address_id)
@@ -179,6 +186,8 @@ class CrmService:
         else:
             updated = current.with_flag(setting, c.enabled)
         invite = isinstance(c, cmd.ToggleLogin) and c.send_invitation
+        if invite and current.login:
+            _refuse_a_second_invitation(account, known, c.address_id)
         changed = account.change(
             setting,
             c.contact_id,
@@ -190,7 +199,10 @@ class CrmService:
         )
         if changed:
             await self.store.save_account(account, correlation_id)
-        return cmd.SettingChanged(changed=changed)
+        kept_off = sorted(updated.kept_off) if isinstance(c, cmd.ToggleNotify) else []
+        return cmd.SettingChanged(
+            changed=changed, kept_off=tuple(NotificationCategory(x) for x in kept_off)
+        )
 
     @retry_on_concurrent_update
     async def turn_off_unlinked_email(
@@ -224,6 +236,18 @@ class CrmService:
         if changed:
             await self.store.save_account(account, correlation_id)
         return cmd.SettingChanged(changed=changed)
+
+
+def _refuse_a_second_invitation(account: Account, known: Access, address_id: str) -> None:
+    """Login is on and identity says an invitation is out: inviting again would kill the
+    link the person may be about to use. Resending is a deliberate, separate act."""
+    address = account.addresses[address_id]
+    entry = known.entry(address_id, address.email)
+    if entry is not None and entry.state == access.PENDING:
+        raise Conflict(
+            f"{address.email} is already invited; use resend to send a new link",
+            field="send_invitation",
+        )
 
 
 def _firm_settings(firm: Firm) -> dict[str, Any]:

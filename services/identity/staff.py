@@ -12,7 +12,7 @@ from services.identity.projections import AccountNames, InvalidAddresses
 from services.identity.repository import AddressPage
 from services.identity.service import Change, GrantUpdates, Target
 from shared.contracts import identity as cmd
-from shared.contracts.errors import NotFound, UnknownFirm
+from shared.contracts.errors import NotFound, NotReady
 
 
 class InvitationCommands:
@@ -91,23 +91,33 @@ class InvitationCommands:
     # --- selection -----------------------------------------------------------------------
 
     async def _require_firm(self, firm_id: str) -> None:
+        """Identity learns of a firm from crm's FirmRegistered: until then, not_ready (the
+        caller asks again in a moment; crmctl does so within its timeout)."""
         if not await self.updates.firms.exists(firm_id):
-            raise UnknownFirm(f"no firm {firm_id}", field="firm_id")
+            raise NotReady(
+                f"identity has not heard of firm {firm_id} yet (just registered?); try again",
+                field="firm_id",
+            )
 
     async def _select(self, firm_id: str, targets: Sequence[cmd.InvitationTarget]) -> list[Grant]:
-        """Every grant the targets name; refuses the whole selection if one is unknown."""
+        """Every grant the targets name; those it does not apply to (Login off, already
+        activated) are kept to be skipped, each with its reason. Only a target naming no
+        address of the firm at all refuses the selection."""
         await self._require_firm(firm_id)
         selected: dict[str, Grant] = {}
         for index, target in enumerate(targets):
             if target.account_id is not None:
                 key = grant_id(firm_id, target.account_id, target.address_id)
                 grant = await self.grants.get(firm_id, key)
-                found = [grant] if grant is not None and grant.login else []
+                found = [grant] if grant is not None and not grant.unlinked else []
             else:
                 found = await self.grants.awaiting_activation(firm_id, target.address_id)
+                if not found:  # nothing awaiting: each of its grants, to say why
+                    every = await self.grants.for_address(firm_id, target.address_id)
+                    found = [g for g in every if not g.unlinked]
             if not found:
                 raise NotFound(
-                    f"no address {target.address_id} with Login on in this firm"
+                    f"no address {target.address_id} in this firm"
                     + (f" for account {target.account_id}" if target.account_id else ""),
                     field=f"targets.{index}",
                 )
@@ -134,8 +144,11 @@ class InvitationCommands:
         done = tuple(
             cmd.Invited(**ids[key], email=changed[key].email) for key in ids if key in changed
         )
+        by_id = {g.id: g for g in grants}
         skipped = tuple(
-            cmd.Skipped(**ids[key], reason=why_skipped) for key in ids if key not in changed
+            cmd.Skipped(**ids[key], reason=_why_not(by_id[key], why_skipped))
+            for key in ids
+            if key not in changed
         )
         return done, skipped
 
@@ -146,6 +159,14 @@ _INVITED = {
     cmd.PendingFilter.INVITED: True,
     cmd.PendingFilter.NOT_INVITED: False,
 }
+
+
+def _why_not(grant: Grant, otherwise: str) -> str:
+    if not grant.login:
+        return "Login is off"
+    if grant.activated:
+        return "already activated"
+    return otherwise
 
 
 def _all(groups: list[list[Grant]]) -> list[Grant]:

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from shared.cli.client import Client, connect
-from shared.cli.common import Actor, Firm, Url, console, run
+from shared.cli.common import Actor, Firm, Json, Url, console, print_json, run
 from shared.contracts import crm as cmd
 from shared.contracts.categories import NotificationCategory
 from shared.contracts.events import SettingAction
@@ -23,7 +23,7 @@ Action = Annotated[
 
 
 async def follow(
-    client: Client, firm_id: str, job_id: str, *, timeout: float
+    client: Client, firm_id: str, job_id: str, *, timeout: float, quiet: bool = False
 ) -> cmd.BulkUpdateProgress:
     """Poll a bulk update until it completes, drawing its progress; its final state."""
     query = cmd.GetBulkUpdate(firm_id=firm_id, job_id=job_id)
@@ -35,7 +35,7 @@ async def follow(
         TextColumn("{task.fields[changed]} addresses, {task.fields[invited]} invitations"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console) as bar:
+    with Progress(*columns, console=console, disable=quiet) as bar:
         task = bar.add_task(f"bulk update {job_id}", total=None, changed=0, invited=0)
         while True:
             progress = await client.call(query, cmd.BulkUpdateProgress)
@@ -58,6 +58,11 @@ def report(progress: cmd.BulkUpdateProgress) -> None:
         f"{progress.accounts_done} accounts, {progress.addresses_changed} addresses changed, "
         f"{progress.invitations_sent} invitations sent, {progress.error_count} errors"
     )
+    if progress.invitations_sent:
+        console.print(
+            f"invitation emails delivered: {progress.emails_delivered} of "
+            f"{progress.invitations_sent} (the rest are still queued for the mail server)"
+        )
     if progress.errors:
         table = Table("account", "reason", title="errors")
         for error in progress.errors:
@@ -95,6 +100,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         wait: Annotated[bool, typer.Option(help="Follow the progress until it ends.")] = True,
         timeout: Annotated[float, typer.Option(help="Seconds to follow before giving up.")] = 3600,
+        as_json: Json = False,
         actor: Actor = SYSTEM_ACTOR,
         url: Url = None,
     ) -> None:
@@ -115,16 +121,27 @@ def register(app: typer.Typer) -> None:
         )
         async with connect(url) as client:
             accepted = await client.call(command, cmd.BulkUpdateAccepted)
-            console.print(f"bulk update {accepted.job_id} accepted")
-            if wait:
-                report(await follow(client, firm, accepted.job_id, timeout=timeout))
+            if not as_json:
+                console.print(f"bulk update {accepted.job_id} accepted")
+            if not wait:
+                if as_json:
+                    print_json(accepted)
+                return
+            final = await follow(client, firm, accepted.job_id, timeout=timeout, quiet=as_json)
+        if as_json:
+            print_json(final)
+        else:
+            report(final)
 
     @app.command("bulk-status")
     @run
-    async def bulk_status(firm: Firm, job_id: str, url: Url = None) -> None:
-        """Where a bulk update stands, and its errors."""
+    async def bulk_status(firm: Firm, job_id: str, as_json: Json = False, url: Url = None) -> None:
+        """Where a bulk update stands: invitations issued, their emails delivered, errors."""
         async with connect(url) as client:
             query = cmd.GetBulkUpdate(firm_id=firm, job_id=job_id)
             progress = await client.call(query, cmd.BulkUpdateProgress)
+        if as_json:
+            print_json(progress)
+            return
         console.print(f"{progress.state.value}: {progress.accounts_done}/{progress.accounts_total}")
         report(progress)

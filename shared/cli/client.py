@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from faststream.rabbit import RabbitBroker
 from shared.cli.dead_letters import DeadLetter, Pass, Selection, dead_letter_pass
 from shared.contracts.commands import Accepted, Command
 from shared.contracts.envelope import Envelope, EventPayload
-from shared.contracts.errors import ErrorReply
+from shared.contracts.errors import ErrorCode, ErrorReply
 from shared.messaging.cluster import rabbit_broker
 from shared.messaging.commands import send_command
 from shared.messaging.events import event_headers
@@ -22,6 +24,7 @@ from shared.messaging.topology import EVENTS_EXCHANGE
 ReplyT = TypeVar("ReplyT", bound=Accepted)
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
+NOT_READY_PAUSE = 0.5
 
 
 class CommandRefused(Exception):
@@ -36,11 +39,22 @@ class Client:
     timeout: float = 15.0
 
     async def call(self, command: Command, reply_type: type[ReplyT]) -> ReplyT:
-        """Send a command; raise :class:`CommandRefused` with the typed error if refused."""
-        reply = await send_command(self.broker, command, reply_type, timeout=self.timeout)
-        if isinstance(reply, ErrorReply):
-            raise CommandRefused(reply)
-        return reply
+        """Send a command; raise :class:`CommandRefused` with the typed error if refused.
+
+        ``not_ready`` (the service has not yet heard of a firm registered a moment ago) is
+        asked again until the timeout; only then is it the answer.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            reply = await send_command(self.broker, command, reply_type, timeout=self.timeout)
+            if not isinstance(reply, ErrorReply):
+                return reply
+            if (
+                reply.code is not ErrorCode.NOT_READY
+                or time.monotonic() + NOT_READY_PAUSE > deadline
+            ):
+                raise CommandRefused(reply)
+            await asyncio.sleep(NOT_READY_PAUSE)
 
     async def publish(self, envelope: Envelope[EventPayload], routing_key: str) -> None:
         body = envelope.model_dump(mode="json")

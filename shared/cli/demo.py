@@ -20,7 +20,8 @@ from shared.mailcatcher import CaughtMail, MailCatcher
 LINK = re.compile(r"https?://\S+/activate\?token=[\w-]+")
 
 
-async def run_demo(client: Client, console: Console) -> None:
+async def run_demo(client: Client, console: Console) -> list[tuple[str, str]]:
+    """Run the walk-through, printing each step; the steps (what, detail) in order."""
     step = _Steps(console)
     firm_id = f"demo-{uuid.uuid4().hex[:6]}"
     firm = await client.call(
@@ -73,7 +74,7 @@ async def run_demo(client: Client, console: Console) -> None:
         console.print(
             "No SMTP_CATCHER_DIR: open the mail catcher (Mailpit: http://localhost:8025)."
         )
-        return
+        return step.done
     invitation = (
         await catcher.wait_for(
             lambda m: personal in m.envelope_to and m.header("X-CRM-Kind") == "invitation"
@@ -115,6 +116,7 @@ async def run_demo(client: Client, console: Console) -> None:
         f"  .venv/bin/crmctl change-address --firm {firm_id} {contact.contact_id} "
         f"{first.address_id} ann.new@example.com"
     )
+    return step.done
 
 
 async def _listed_status(client: Client, firm_id: str, account_id: str) -> str:
@@ -142,8 +144,10 @@ class _Steps:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.n = 0
+        self.done: list[tuple[str, str]] = []
 
     def __call__(self, what: str, detail: str) -> None:
         self.n += 1
+        self.done.append((what, detail))
         suffix = f": [cyan]{detail}[/cyan]" if detail else ""
         self.console.print(f"[bold green]{self.n:>2}.[/bold green] {what}{suffix}")

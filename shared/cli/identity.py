@@ -6,22 +6,18 @@ Targets are ``ADDRESS_ID`` (every account where that address awaits activation) 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from shared.cli.client import CommandRefused, connect
-from shared.cli.common import Actor, Firm, Url
+from shared.cli.client import connect
+from shared.cli.common import Actor, CliError, Firm, Json, Url, console, print_json, run
 from shared.contracts import identity as cmd
 from shared.contracts.commands import Accepted
 from shared.contracts.types import SYSTEM_ACTOR
-from shared.messaging.commands import CommandTimeout
 
-console = Console()
 R = TypeVar("R", bound=Accepted)
 
 Targets = Annotated[
@@ -30,20 +26,18 @@ Targets = Annotated[
 
 
 def parse_target(text: str) -> cmd.InvitationTarget:
-    account, _, address = text.rpartition("/")
+    account, slash, address = text.rpartition("/")
+    if not address or (slash and not account):
+        raise CliError(
+            "validation_failed", f"target {text!r}: expected ADDRESS_ID or ACCOUNT_ID/ADDRESS_ID"
+        )
     return cmd.InvitationTarget(address_id=address, account_id=account or None)
 
 
-def _refused(refused: CommandRefused) -> typer.Exit:
-    reply = refused.reply
-    console.print(f"[red]refused[/red] ({reply.code.value}): {reply.message}")
-    for error in reply.errors:
-        console.print(f"  • {error.field}: {error.reason}")
-    return typer.Exit(1)
-
-
 def _outcome(done: tuple[cmd.Invited, ...], skipped: tuple[cmd.Skipped, ...], verb: str) -> None:
-    table = Table("account", "address", "email / reason", title=f"{len(done)} {verb}")
+    table = Table(
+        "account", "address", "email / reason", title=f"{len(done)} {verb}, {len(skipped)} skipped"
+    )
     for d in done:
         table.add_row(d.account_id, d.address_id, d.email)
     for s in skipped:
@@ -55,13 +49,15 @@ def register(app: typer.Typer) -> None:
     """Add identity's commands to ``crmctl``."""
 
     @app.command("pending")
-    def pending(
+    @run
+    async def pending(
         firm: Firm,
         only: Annotated[cmd.PendingFilter, typer.Option("--filter")] = cmd.PendingFilter.ALL,
         sort: cmd.PendingSort = cmd.PendingSort.SENT_AT,
         ascending: Annotated[bool, typer.Option("--ascending")] = False,
         limit: int = 50,
         offset: int = 0,
+        as_json: Json = False,
         url: Url = None,
     ) -> None:
         """Addresses with Login on that have not activated (sent at, invited by, bounced)."""
@@ -73,7 +69,10 @@ def register(app: typer.Typer) -> None:
             limit=limit,
             offset=offset,
         )
-        page = _send(url, query, cmd.PendingActivations)
+        page = await _send(url, query, cmd.PendingActivations)
+        if as_json:
+            print_json(page)
+            return
         table = Table(
             "address id",
             "email",
@@ -95,42 +94,49 @@ def register(app: typer.Typer) -> None:
         console.print(table)
 
     @app.command("resend")
-    def resend(
+    @run
+    async def resend(
         firm: Firm,
         targets: Targets,
         message: Annotated[str | None, typer.Option(help="A new personal message.")] = None,
+        as_json: Json = False,
         actor: Actor = SYSTEM_ACTOR,
         url: Url = None,
     ) -> None:
-        """Resend invitations (one or many); each earlier link stops working."""
+        """Resend invitations (one or many); each earlier link stops working. Addresses
+        already activated or with Login off are skipped, each with its reason."""
         command = cmd.ResendInvitations(
             firm_id=firm,
             actor=actor,
             targets=tuple(parse_target(t) for t in targets),
             personal_message=message,
         )
-        reply = _send(url, command, cmd.InvitationsResent)
-        _outcome(reply.resent, reply.skipped, "resent")
+        reply = await _send(url, command, cmd.InvitationsResent)
+        if as_json:
+            print_json(reply)
+        else:
+            _outcome(reply.resent, reply.skipped, "resent")
 
     @app.command("cancel")
-    def cancel(firm: Firm, targets: Targets, actor: Actor = SYSTEM_ACTOR, url: Url = None) -> None:
+    @run
+    async def cancel(
+        firm: Firm,
+        targets: Targets,
+        as_json: Json = False,
+        actor: Actor = SYSTEM_ACTOR,
+        url: Url = None,
+    ) -> None:
         """Cancel invitations (one or many): the links stop working, Login stays on."""
         command = cmd.CancelInvitations(
             firm_id=firm, actor=actor, targets=tuple(parse_target(t) for t in targets)
         )
-        reply = _send(url, command, cmd.InvitationsCancelled)
-        _outcome(reply.cancelled, reply.skipped, "cancelled")
+        reply = await _send(url, command, cmd.InvitationsCancelled)
+        if as_json:
+            print_json(reply)
+        else:
+            _outcome(reply.cancelled, reply.skipped, "cancelled")
 
 
-def _send(url: str | None, command: cmd.IdentityCommand, reply: type[R]) -> R:
-    async def call() -> R:
-        async with connect(url) as client:
-            return await client.call(command, reply)
-
-    try:
-        return asyncio.run(call())
-    except CommandRefused as refused:
-        raise _refused(refused) from None
-    except CommandTimeout as timeout:
-        console.print(f"[red]timeout[/red]: {timeout}")
-        raise typer.Exit(2) from None
+async def _send(url: str | None, command: cmd.IdentityCommand, reply: type[R]) -> R:
+    async with connect(url) as client:
+        return await client.call(command, reply)

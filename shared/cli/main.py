@@ -1,27 +1,32 @@
 """crmctl: staff and operator commands, sent to the services over RabbitMQ request/reply.
 
-Every command prints the typed reply, or the typed error (code, field, reason) and
-exits with status 1 when the service refused it.
+Every command prints the typed reply (``--json``: one JSON document, for scripts), or one
+line of typed error (code and reason) and exits non-zero; never a traceback.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import io
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
 from shared.cli import client_list
+from shared.cli.address_settings import linked_settings, new_contacts
 from shared.cli.bulk import register as register_bulk_commands
 from shared.cli.client import Client, connect
-from shared.cli.common import Actor, Firm, Url, console
+from shared.cli.common import Actor, CliError, Firm, Json, Url, console, print_json
 from shared.cli.common import run as _run
-from shared.cli.dead_letters import Selection
+from shared.cli.dead_letters import DeadLetter, Selection
 from shared.cli.demo import run_demo
+from shared.cli.firm import register as register_firm_commands
 from shared.cli.identity import register as register_identity_commands
 from shared.cli.staff import register as register_staff_commands
 from shared.contracts import crm as cmd
@@ -35,25 +40,44 @@ dead_letters = typer.Typer(help="Inspect and replay dead letters.", no_args_is_h
 app.add_typer(dead_letters, name="dead-letters")
 
 
-def _show(reply: Any) -> None:
-    console.print_json(json.dumps(reply.model_dump(mode="json")))
-
-
-async def _call(url: str | None, command: cmd.CrmCommand, reply: type[Any]) -> None:
+async def _call(url: str | None, command: cmd.CrmCommand, reply: type[Any], as_json: bool) -> None:
+    """Send the command and print its reply: JSON either way (these replies have no
+    other view), indented for a person, on one line for a script."""
     async with connect(url) as client:
-        _show(await client.call(command, reply))
+        print_json(await client.call(command, reply), indent=None if as_json else 2)
+
+
+Message = Annotated[str | None, typer.Option(help="Personal message of the invitations.")]
 
 
 @app.command("register-firm")
 @_run
 async def register_firm(
-    firm: Firm, name: str, expiry_days: int = 7, time_zone: str = "UTC", url: Url = None
+    firm: Firm,
+    name: str,
+    expiry_days: int = 7,
+    time_zone: str = "UTC",
+    slug: Annotated[str | None, typer.Option(help="Its portal address /f/SLUG/login.")] = None,
+    copy_emails_to: Annotated[str | None, typer.Option(help="Copy of client emails.")] = None,
+    reply_to: Annotated[str | None, typer.Option(help="Reply-To of client emails.")] = None,
+    logo_url: Annotated[str | None, typer.Option(help="https URL of the logo.")] = None,
+    accent_color: Annotated[str | None, typer.Option(help="#rrggbb.")] = None,
+    as_json: Json = False,
+    url: Url = None,
 ) -> None:
-    """Register a firm."""
+    """Register a firm (see firm-settings to change its settings later)."""
     command = cmd.RegisterFirm(
-        firm_id=firm, name=name, invitation_expiry_days=expiry_days, time_zone=time_zone
+        firm_id=firm,
+        name=name,
+        invitation_expiry_days=expiry_days,
+        time_zone=time_zone,
+        slug=slug,
+        copy_emails_to=copy_emails_to,
+        reply_to=reply_to,
+        logo_url=logo_url,
+        accent_color=accent_color,
     )
-    await _call(url, command, cmd.FirmRegisteredReply)
+    await _call(url, command, cmd.FirmRegisteredReply, as_json)
 
 
 @app.command("create-account")
@@ -63,14 +87,29 @@ async def create_account(
     name: str,
     account_type: AccountType = AccountType.INDIVIDUAL,
     tag: Annotated[list[str] | None, typer.Option()] = None,
+    address: Annotated[
+        list[str] | None,
+        typer.Option(help="CONTACT NAME;[LABEL:]EMAIL[;SETTINGS]: a new contact's address."),
+    ] = None,
+    message: Message = None,
+    as_json: Json = False,
     actor: Actor = SYSTEM_ACTOR,
     url: Url = None,
 ) -> None:
-    """Create a client account."""
+    """Create a client account, with new contacts and each address's settings.
+
+    SETTINGS: login, invite, notify (or notify=CATEGORY+CATEGORY), email-sync, signatory,
+    comma-separated; what is not named stays off.
+    """
     command = cmd.CreateAccount(
-        firm_id=firm, actor=actor, name=name, account_type=account_type, tags=tuple(tag or ())
+        firm_id=firm,
+        actor=actor,
+        name=name,
+        account_type=account_type,
+        tags=tuple(tag or ()),
+        contacts=new_contacts(address or [], message),
     )
-    await _call(url, command, cmd.AccountCreatedReply)
+    await _call(url, command, cmd.AccountCreatedReply, as_json)
 
 
 @app.command("create-contact")
@@ -83,6 +122,7 @@ async def create_contact(
     time_zone: Annotated[
         str | None, typer.Option(help="IANA zone, e.g. Europe/Paris (the firm's by default).")
     ] = None,
+    as_json: Json = False,
     actor: Actor = SYSTEM_ACTOR,
     url: Url = None,
 ) -> None:
@@ -101,27 +141,51 @@ async def create_contact(
         phones=tuple(phone or ()),
         time_zone=time_zone,
     )
-    await _call(url, command, cmd.ContactCreatedReply)
+    await _call(url, command, cmd.ContactCreatedReply, as_json)
 
 
 @app.command("link")
 @_run
 async def link(
-    firm: Firm, account: str, contact: str, actor: Actor = SYSTEM_ACTOR, url: Url = None
+    firm: Firm,
+    account: str,
+    contact: str,
+    address: Annotated[
+        list[str] | None,
+        typer.Option(help="ADDRESS_ID[;SETTINGS]: that address's settings (repeat)."),
+    ] = None,
+    message: Message = None,
+    as_json: Json = False,
+    actor: Actor = SYSTEM_ACTOR,
+    url: Url = None,
 ) -> None:
-    """Link a contact to an account (every setting off; toggle them afterwards)."""
-    command = cmd.LinkContact(firm_id=firm, actor=actor, account_id=account, contact_id=contact)
-    await _call(url, command, cmd.Linked)
+    """Link a contact to an account, with each address's settings (those not named: off).
+
+    SETTINGS: login, invite, notify (or notify=CATEGORY+CATEGORY), email-sync, signatory.
+    """
+    command = cmd.LinkContact(
+        firm_id=firm,
+        actor=actor,
+        account_id=account,
+        contact_id=contact,
+        settings=linked_settings(address or [], message),
+    )
+    await _call(url, command, cmd.Linked, as_json)
 
 
 @app.command("unlink")
 @_run
 async def unlink(
-    firm: Firm, account: str, contact: str, actor: Actor = SYSTEM_ACTOR, url: Url = None
+    firm: Firm,
+    account: str,
+    contact: str,
+    as_json: Json = False,
+    actor: Actor = SYSTEM_ACTOR,
+    url: Url = None,
 ) -> None:
     """Unlink a contact from an account (its settings there go away)."""
     command = cmd.UnlinkContact(firm_id=firm, actor=actor, account_id=account, contact_id=contact)
-    await _call(url, command, cmd.Unlinked)
+    await _call(url, command, cmd.Unlinked, as_json)
 
 
 @app.command("add-address")
@@ -140,6 +204,7 @@ async def add_address(
     notify: bool = False,
     email_sync: bool = False,
     signatory: bool = False,
+    as_json: Json = False,
     actor: Actor = SYSTEM_ACTOR,
     url: Url = None,
 ) -> None:
@@ -159,7 +224,7 @@ async def add_address(
     command = cmd.AddAddress(
         firm_id=firm, actor=actor, contact_id=contact, email=email, label=label, settings=settings
     )
-    await _call(url, command, cmd.AddressAddedReply)
+    await _call(url, command, cmd.AddressAddedReply, as_json)
 
 
 @app.command("change-address")
@@ -170,6 +235,7 @@ async def change_address(
     address: str,
     email: str,
     label: str | None = None,
+    as_json: Json = False,
     actor: Actor = SYSTEM_ACTOR,
     url: Url = None,
 ) -> None:
@@ -177,19 +243,25 @@ async def change_address(
     command = cmd.ChangeAddress(
         firm_id=firm, actor=actor, contact_id=contact, address_id=address, email=email, label=label
     )
-    await _call(url, command, cmd.AddressChanged)
+    await _call(url, command, cmd.AddressChanged, as_json)
 
 
 @app.command("unlinked-login-off")
 @_run
 async def unlinked_login_off(
-    firm: Firm, account: str, address: str, email: str, actor: Actor = SYSTEM_ACTOR, url: Url = None
+    firm: Firm,
+    account: str,
+    address: str,
+    email: str,
+    as_json: Json = False,
+    actor: Actor = SYSTEM_ACTOR,
+    url: Url = None,
 ) -> None:
     """Turn Login off for an unlinked email (an old address that still has access)."""
     command = cmd.TurnOffUnlinkedEmail(
         firm_id=firm, actor=actor, account_id=account, address_id=address, email=email
     )
-    await _call(url, command, cmd.SettingChanged)
+    await _call(url, command, cmd.SettingChanged, as_json)
 
 
 @app.command("import-clients")
@@ -198,21 +270,29 @@ async def import_clients(
     firm: Firm,
     file: Path,
     send_invitations: bool = False,
-    message: Annotated[
-        str | None, typer.Option(help="Personal message of the invitations.")
-    ] = None,
+    message: Message = None,
     import_id: Annotated[
         str | None, typer.Option(help="Defaults to one derived from the file's content.")
     ] = None,
+    encoding: Annotated[
+        str | None, typer.Option(help="The file's encoding (detected when not given).")
+    ] = None,
+    as_json: Json = False,
     actor: Actor = SYSTEM_ACTOR,
     url: Url = None,
 ) -> None:
-    """Import a client list (CSV, README "Importing a client list"); safe to re-run."""
-    clients = client_list.read(file)
+    """Import a client list (CSV, README "Importing a client list"); safe to re-run.
+
+    An account is found again by its external_id column, else by its name in the firm:
+    re-importing a corrected file updates what an earlier import stored.
+    """
+    clients = client_list.read(file, encoding)
     if clients.unknown_columns:
-        console.print(f"[red]unknown columns[/red]: {', '.join(clients.unknown_columns)}")
-        console.print(f"known columns: {', '.join(cmd.IMPORT_COLUMNS)}")
-        raise typer.Exit(1)
+        known = ", ".join(cmd.IMPORT_COLUMNS)
+        raise CliError(
+            "unknown_columns",
+            f"unknown columns: {', '.join(clients.unknown_columns)} (known columns: {known})",
+        )
 
     def command(rows: tuple[cmd.ImportRow, ...]) -> cmd.ImportClients:
         return cmd.ImportClients(
@@ -225,18 +305,47 @@ async def import_clients(
         )
 
     async with connect(url, timeout=120) as client:
-        with Progress(console=console) as progress:
+        with Progress(console=console, disable=as_json) as progress:
             task = progress.add_task("importing", total=len(clients.rows))
-            results = await client_list.send(
+            sent = await client_list.send(
                 client, clients.rows, command, lambda n: progress.advance(task, n)
             )
+    results = sorted([*clients.refused, *sent], key=lambda r: r.row)
     failed = [r for r in results if not r.ok]
-    console.print(f"{len(results) - len(failed)} rows imported, {len(failed)} refused")
-    for r in failed:
-        for e in r.errors:
-            console.print(f"  row {r.row}: {e.field}: {e.reason}")
+    if as_json:
+        print_json(
+            {
+                "import_id": import_id or clients.import_id,
+                "encoding": clients.encoding,
+                "imported": len(results) - len(failed),
+                "refused": len(failed),
+                "rows": [r.model_dump(mode="json") for r in results],
+            }
+        )
+    else:
+        _import_report(results)
     if failed:
         raise typer.Exit(1)
+
+
+def _import_report(results: list[cmd.RowResult]) -> None:
+    failed = [r for r in results if not r.ok]
+    console.print(f"{len(results) - len(failed)} rows imported, {len(failed)} refused")
+    accounts: dict[cmd.AccountMatch, set[str]] = {}
+    for r in results:
+        if r.ok and r.account_match and r.account_id:
+            accounts.setdefault(r.account_match, set()).add(r.account_id)
+    rules = {
+        cmd.AccountMatch.CREATED: "created",
+        cmd.AccountMatch.EXTERNAL_ID: "found by external_id",
+        cmd.AccountMatch.ACCOUNT_NAME: "found by account name",
+    }
+    found = [f"{len(accounts[m])} {text}" for m, text in rules.items() if m in accounts]
+    if found:
+        console.print(f"accounts: {', '.join(found)}")
+    for r in failed:
+        for e in r.errors:
+            console.print(f"  row {r.row}: {e.field}: {e.reason}", highlight=False)
 
 
 def _toggle_command(name: str, setting: type[cmd.CrmCommand], help_text: str) -> None:
@@ -248,12 +357,17 @@ def _toggle_command(name: str, setting: type[cmd.CrmCommand], help_text: str) ->
         contact: str,
         address: str,
         on: Annotated[bool, typer.Option("--on/--off")],
-        invite: Annotated[bool, typer.Option(help="Login only: send the invitation now.")] = False,
-        message: Annotated[str | None, typer.Option(help="Login only: personal message.")] = None,
-        category: Annotated[list[NotificationCategory] | None, typer.Option()] = None,
+        invite: Annotated[bool, typer.Option(help="login --on only: invite now.")] = False,
+        message: Annotated[str | None, typer.Option(help="login --invite: message.")] = None,
+        category: Annotated[
+            list[NotificationCategory] | None, typer.Option(help="notify --on only (repeat).")
+        ] = None,
+        as_json: Json = False,
         actor: Actor = SYSTEM_ACTOR,
         url: Url = None,
     ) -> None:
+        _refuse_options_that_do_not_apply(setting, on=on, invite=invite, message=message,
+                                          category=category)  # fmt: skip
         fields: dict[str, Any] = {
             "firm_id": firm,
             "actor": actor,
@@ -266,39 +380,98 @@ def _toggle_command(name: str, setting: type[cmd.CrmCommand], help_text: str) ->
             fields |= {"send_invitation": invite, "personal_message": message}
         if setting is cmd.ToggleNotify and category:
             fields["categories"] = frozenset(category)
-        await _call(url, setting(**fields), cmd.SettingChanged)
+        async with connect(url) as client:
+            reply = await client.call(setting(**fields), cmd.SettingChanged)
+        if as_json:
+            print_json(reply)
+            return
+        console.print(
+            f"{name} {'on' if on else 'off'}: {'changed' if reply.changed else 'unchanged'}"
+        )
+        if reply.kept_off:
+            kept = ", ".join(c.value for c in reply.kept_off)
+            console.print(f"kept off (the client unsubscribed; name them to turn on): {kept}")
+
+
+def _refuse_options_that_do_not_apply(
+    setting: type[cmd.CrmCommand],
+    *,
+    on: bool,
+    invite: bool,
+    message: str | None,
+    category: list[NotificationCategory] | None,
+) -> None:
+    """An option the command would ignore is refused: the user meant something by it."""
+    login, notify = setting is cmd.ToggleLogin, setting is cmd.ToggleNotify
+    wrong = [
+        *(["--invite (login only)"] if invite and not login else []),
+        *(["--message (login only)"] if message is not None and not login else []),
+        *(["--category (notify only)"] if category and not notify else []),
+        *(["--invite with --off"] if invite and login and not on else []),
+        *(["--message without --invite"] if message is not None and login and not invite else []),
+        *(["--category with --off"] if category and notify and not on else []),
+    ]
+    if wrong:
+        raise CliError("validation_failed", f"options that do not apply: {', '.join(wrong)}")
 
 
 _toggle_command("login", cmd.ToggleLogin, "Turn portal login on/off (--invite sends it now).")
-_toggle_command("notify", cmd.ToggleNotify, "Turn notifications on/off (--category to choose).")
+_toggle_command(
+    "notify",
+    cmd.ToggleNotify,
+    "Turn notifications on/off. --on keeps the address's categories, or gives every one "
+    "the client did not unsubscribe from; --category chooses exactly.",
+)
 _toggle_command("email-sync", cmd.ToggleEmailSync, "Turn email sync on/off.")
 _toggle_command("signatory", cmd.ToggleSignatory, "Allow or stop signing for the account.")
 
 
 @app.command("show-account")
 @_run
-async def show_account(firm: Firm, account: str, url: Url = None) -> None:
+async def show_account(firm: Firm, account: str, as_json: Json = False, url: Url = None) -> None:
     """An account: every contact, address, its settings and login state, unlinked emails."""
     async with connect(url) as client:
         view = await client.call(cmd.GetAccount(firm_id=firm, account_id=account), cmd.AccountView)
+    if as_json:
+        print_json(view)
+        return
     console.print(
-        f"[bold]{view.name}[/bold] ({view.account_type.value}) {view.account_id} · "
+        f"[bold]{escape(view.name)}[/bold] ({view.account_type.value}) {view.account_id} · "
         f"login: {view.login_status.value} · last login: {_when(view.last_login_at)}"
     )
-    table = Table("contact", "address id", "address", "login", "notify", "email sync", "signatory")
+    table = Table(
+        "contact",
+        "contact id",
+        "address id",
+        "address",
+        "login",
+        "notify categories",
+        "email sync",
+        "signatory",
+    )
     for a in view.addresses:
         table.add_row(
-            a.contact_name,
+            escape(a.contact_name),
+            a.contact_id,
             a.address_id,
-            f"{a.email} ({a.label})",
+            f"{a.email} ({escape(a.label)})",
             a.login_state.value.replace("_", " "),
-            f"{_yes(a.notify)} {len(a.notify_categories) or ''}".strip(),
+            _categories(a),
             _yes(a.email_sync),
             _yes(a.signatory),
         )
     console.print(table)
     for u in view.unlinked_emails:
         console.print(f"unlinked email with access: {u.email} (address {u.address_id})")
+
+
+def _categories(a: cmd.AddressSettingsView) -> str:
+    """What the address gets: off, all, or the categories by name."""
+    if not a.notify:
+        return "off"
+    if len(a.notify_categories) == len(NotificationCategory):
+        return "all"
+    return ", ".join(sorted(c.value for c in a.notify_categories)) or "none"
 
 
 @app.command("list-accounts")
@@ -311,8 +484,13 @@ async def list_accounts(
     notify: Annotated[bool | None, typer.Option("--notify/--no-notify")] = None,
     email_sync: Annotated[bool | None, typer.Option("--email-sync/--no-email-sync")] = None,
     never_logged_in: Annotated[bool | None, typer.Option("--never-logged-in/--logged-in")] = None,
+    filter_: Annotated[
+        list[cmd.BulkFilter] | None,
+        typer.Option("--filter", help="A bulk update's selection (repeat: all must match)."),
+    ] = None,
     sort: cmd.AccountSort = cmd.AccountSort.UPDATED_AT,
     ascending: Annotated[bool, typer.Option("--ascending")] = False,
+    as_json: Json = False,
     url: Url = None,
 ) -> None:
     """The firm's accounts: login status, Notify, Email sync, last login; filter and sort."""
@@ -324,11 +502,15 @@ async def list_accounts(
         notify=notify,
         email_sync=email_sync,
         never_logged_in=never_logged_in,
+        filters=tuple(filter_ or ()),
         sort=sort,
         descending=not ascending,
     )
     async with connect(url) as client:
         page = await client.call(query, cmd.AccountList)
+    if as_json:
+        print_json(page)
+        return
     table = Table(
         "account",
         "name",
@@ -342,7 +524,7 @@ async def list_accounts(
     for a in page.accounts:
         table.add_row(
             a.account_id,
-            a.name,
+            escape(a.name),
             a.account_type.value,
             a.login_status.value.replace("_", " "),
             _yes(a.notify),
@@ -354,9 +536,11 @@ async def list_accounts(
 
 @app.command("signatories")
 @_run
-async def signatories(firm: Firm, account: str, url: Url = None) -> None:
+async def signatories(firm: Firm, account: str, as_json: Json = False, url: Url = None) -> None:
     """Who may sign for an account."""
-    await _call(url, cmd.ListSignatories(firm_id=firm, account_id=account), cmd.Signatories)
+    await _call(
+        url, cmd.ListSignatories(firm_id=firm, account_id=account), cmd.Signatories, as_json
+    )
 
 
 @app.command("request-notification")
@@ -368,6 +552,7 @@ async def request_notification(
     kind: str,
     data: Annotated[list[str] | None, typer.Option(help="key=value template data.")] = None,
     source: Annotated[str, typer.Option(help="The requesting platform service.")] = "cli",
+    as_json: Json = False,
     url: Url = None,
 ) -> None:
     """Publish a NotificationRequested, as a platform service would."""
@@ -375,12 +560,22 @@ async def request_notification(
         account_id=account,
         category=category,
         kind=kind,
-        template_data=dict(item.split("=", 1) for item in data or ()),
+        template_data=dict(_pair(item) for item in data or ()),
     )
     envelope = Envelope.wrap(payload, firm_id=firm, aggregate_id=account, aggregate_version=1)
     async with connect(url) as client:
         await client.publish(envelope, f"{source}.notification.requested")
-    console.print(f"published NotificationRequested {envelope.event_id}")
+    if as_json:
+        print_json({"published": "NotificationRequested", "event_id": str(envelope.event_id)})
+    else:
+        console.print(f"published NotificationRequested {envelope.event_id}")
+
+
+def _pair(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise CliError("validation_failed", f"--data {item!r}: expected key=value")
+    return key, value
 
 
 MessageIds = Annotated[
@@ -399,11 +594,14 @@ async def list_dead_letters(
     message_id: MessageIds = None,
     firm: OfFirm = None,
     reason: Reason = None,
+    as_json: Json = False,
     url: Url = None,
 ) -> None:
     """Show a service's dead letters with their reasons (they stay in the queue)."""
     selection = Selection(tuple(message_id or ()), firm, reason)
-    await _dead_letters(url, service, replay=False, limit=limit, selection=selection)
+    await _dead_letters(
+        url, service, replay=False, limit=limit, selection=selection, as_json=as_json
+    )
 
 
 @dead_letters.command("replay")
@@ -414,20 +612,38 @@ async def replay_dead_letters(
     message_id: MessageIds = None,
     firm: OfFirm = None,
     reason: Reason = None,
+    as_json: Json = False,
     url: Url = None,
 ) -> None:
     """Send the selected dead letters back to the queue they failed in (after a fix)."""
     selection = Selection(tuple(message_id or ()), firm, reason)
-    await _dead_letters(url, service, replay=True, limit=limit, selection=selection)
+    await _dead_letters(
+        url, service, replay=True, limit=limit, selection=selection, as_json=as_json
+    )
 
 
 async def _dead_letters(
-    url: str | None, service: str, *, replay: bool, limit: int, selection: Selection
+    url: str | None,
+    service: str,
+    *,
+    replay: bool,
+    limit: int,
+    selection: Selection,
+    as_json: bool,
 ) -> None:
     async with connect(url) as client:
         found = await client.dead_letter_pass(
             service, replay=replay, limit=limit, selection=selection
         )
+    if as_json:
+        print_json(
+            {
+                "in_queue": found.in_queue,
+                "replayed": found.replayed if replay else 0,
+                "letters": [_letter(letter) for letter in found.letters],
+            }
+        )
+        return
     if replay:
         title = f"{found.replayed} dead letters replayed (of {found.in_queue} in the queue)"
     else:
@@ -442,17 +658,26 @@ async def _dead_letters(
     console.print(table)
 
 
+def _letter(letter: DeadLetter) -> dict[str, object]:
+    """A dead letter without its body (bytes; list shows what it is and why it failed)."""
+    return {k: v for k, v in dataclasses.asdict(letter).items() if k != "body"}
+
+
 @app.command("demo")
 @_run
-async def demo(url: Url = None) -> None:
+async def demo(as_json: Json = False, url: Url = None) -> None:
     """Walk through the first path: account, contact, invitation, notification with banner."""
+    out = Console(file=io.StringIO()) if as_json else console
     async with connect(url) as client:
-        await run_demo(client, console)
+        steps = await run_demo(client, out)
+    if as_json:
+        print_json([{"step": what, "detail": detail} for what, detail in steps])
 
 
 register_identity_commands(app)
 register_bulk_commands(app)
 register_staff_commands(app)
+register_firm_commands(app)
 
 
 def _yes(value: bool) -> str:

@@ -119,6 +119,22 @@ class FirmSettingsChangedReply(Accepted):
     changed: tuple[str, ...]
 
 
+class GetFirm(CrmCommand):
+    """A firm's settings, as registered and changed since."""
+
+
+class FirmView(Accepted):
+    firm_id: FirmId
+    name: Name
+    invitation_expiry_days: int
+    time_zone: TimeZone
+    copy_emails_to: Email | None = None
+    slug: FirmSlug | None = None
+    reply_to: Email | None = None
+    logo_url: LogoUrl | None = None
+    accent_color: AccentColor | None = None
+
+
 # --- accounts and contacts -------------------------------------------------------------
 
 
@@ -309,8 +325,16 @@ class ToggleLogin(_AddressCommand):
 
 
 class ToggleNotify(_AddressCommand):
+    """Notify on or off. Turned on without ``categories``, an address keeps the categories
+    it has (already on), or gets every category but those the client unsubscribed from
+    (the reply's ``kept_off``); naming categories subscribes exactly those."""
+
+    schema_version = "1.1"
+
     categories: frozenset[NotificationCategory] | None = Field(
-        default=None, description="Defaults to every category when enabled."
+        default=None,
+        description="Exactly these; when empty: the current ones, or every category the "
+        "client did not unsubscribe from.",
     )
 
 
@@ -346,6 +370,10 @@ class TurnOffUnlinkedEmail(CrmCommand):
 
 class SettingChanged(Accepted):
     changed: bool = Field(description="False when the setting already had this value.")
+    kept_off: tuple[NotificationCategory, ...] = Field(
+        default=(),
+        description="Notify on: categories left off because the client unsubscribed from them.",
+    )
 
 
 # --- queries ---------------------------------------------------------------------------
@@ -416,6 +444,18 @@ class AccountView(Accepted):
     unlinked_emails: tuple[UnlinkedEmailView, ...] = ()
 
 
+class BulkFilter(StrEnum):
+    """Named selections of a bulk update, read from the account list."""
+
+    ALL = "all"
+    NO_PORTAL_ACCESS = "no_portal_access"  # nobody can log in (not activated or pending)
+    NOT_INVITED = "not_invited"  # login status "not activated"
+    PENDING_ACTIVATION = "pending_activation"
+    ACTIVATED = "activated"
+    NOTIFY_OFF = "notify_off"
+    EMAIL_SYNC_OFF = "email_sync_off"
+
+
 class AccountSort(StrEnum):
     NAME = "name"
     LOGIN_STATUS = "login_status"
@@ -429,6 +469,8 @@ class AccountSort(StrEnum):
 class ListAccounts(CrmCommand):
     """The firm's accounts: filter on each column, sort on each column and the name."""
 
+    schema_version = "1.1"
+
     limit: int = Field(default=50, ge=1, le=500)
     offset: int = Field(default=0, ge=0)
     login_status: LoginStatus | None = None
@@ -437,6 +479,11 @@ class ListAccounts(CrmCommand):
     last_login_after: datetime | None = None
     last_login_before: datetime | None = None
     never_logged_in: bool | None = None
+    filters: tuple[BulkFilter, ...] = Field(
+        default=(),
+        max_length=7,
+        description="The bulk update's named selections, all of which an account must match.",
+    )
     sort: AccountSort = AccountSort.UPDATED_AT
     descending: bool = Field(default=True, description="Default: most recent first.")
 
@@ -480,6 +527,7 @@ class Signatories(Accepted):
 # --- import ----------------------------------------------------------------------------
 
 IMPORT_COLUMNS = (
+    "external_id",
     "account_name",
     "account_type",
     "tags",
@@ -521,9 +569,20 @@ class RowProblem(BaseModel):
     reason: str
 
 
+class AccountMatch(StrEnum):
+    """How an imported row found its account: the rule that applied."""
+
+    CREATED = "created"  # no account matched: a new one
+    EXTERNAL_ID = "external_id"  # the row's external_id is an account's
+    ACCOUNT_NAME = "account_name"  # no external_id: the firm's account of that name
+
+
 class RowResult(BaseModel):
     row: int
     ok: bool
+    account_match: AccountMatch | None = Field(
+        default=None, description="For a stored row: how its account was found."
+    )
     account_id: AccountId | None = None
     contact_id: ContactId | None = None
     address_id: AddressId | None = None
@@ -537,18 +596,6 @@ class ImportResult(Accepted):
 
 
 # --- bulk updates ----------------------------------------------------------------------
-
-
-class BulkFilter(StrEnum):
-    """Named selections of a bulk update, read from the account list."""
-
-    ALL = "all"
-    NO_PORTAL_ACCESS = "no_portal_access"  # nobody can log in (not activated or pending)
-    NOT_INVITED = "not_invited"  # login status "not activated"
-    PENDING_ACTIVATION = "pending_activation"
-    ACTIVATED = "activated"
-    NOTIFY_OFF = "notify_off"
-    EMAIL_SYNC_OFF = "email_sync_off"
 
 
 MAX_BULK_ACCOUNT_IDS = 2_000
@@ -659,7 +706,10 @@ class BulkUpdateProgress(Accepted):
     accounts_total: int
     accounts_done: int
     addresses_changed: int
-    invitations_sent: int
+    invitations_sent: int = Field(description="Invitations issued (their emails may be queued).")
+    emails_delivered: int = Field(
+        default=0, description="Invitation emails the mail server has accepted so far."
+    )
     error_count: int
     errors: tuple[BulkUpdateError, ...] = ()
 
@@ -682,6 +732,7 @@ COMMANDS: tuple[type[CrmCommand], ...] = (
     GetAccount,
     ListAccounts,
     ListSignatories,
+    GetFirm,
     ImportClients,
     RequestBulkUpdate,
     GetBulkUpdate,

@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     UNKNOWN_FIRM = "unknown_firm"
     UNKNOWN_STAFF = "unknown_staff"
+    NOT_READY = "not_ready"
     CONFLICT = "conflict"
     UNKNOWN_COMMAND = "unknown_command"
     PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -69,6 +70,13 @@ class UnknownStaff(DomainError):
     """A command names an ``actor`` or ``staff_id`` that is not a staff member of its firm."""
 
     code = ErrorCode.UNKNOWN_STAFF
+
+
+class NotReady(DomainError):
+    """The service has not yet heard of the firm (its FirmRegistered is on its way): the
+    same command is worth retrying in a moment; crmctl does so within its timeout."""
+
+    code = ErrorCode.NOT_READY
 
 
 class Conflict(DomainError):

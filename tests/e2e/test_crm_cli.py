@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,17 +18,25 @@ from tests.services import RunningServices
 
 pytestmark = pytest.mark.e2e
 
-CRMCTL = "from shared.cli.main import app; app()"
+CRMCTL = str(Path(sys.executable).parent / "crmctl")
+"""The installed entry point, as staff run it (PYTHONPATH puts this checkout first)."""
 
 
-def crmctl(infra: Infra, *args: str) -> subprocess.CompletedProcess[str]:
+def crmctl(
+    infra: Infra, *args: str, url: str | None = None, columns: str | None = "250"
+) -> subprocess.CompletedProcess[str]:
+    """Run crmctl with its output piped (no terminal), as a script would."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("COLUMNS", None)
+    if columns is not None:
+        env["COLUMNS"] = columns
     return subprocess.run(
-        [sys.executable, "-c", CRMCTL, *args, "--url", infra.rabbitmq_url],
+        [CRMCTL, *args, "--url", url or infra.rabbitmq_url],
         cwd=ROOT,
-        env={**os.environ, "COLUMNS": "250", "PYTHONPATH": str(ROOT)},
+        env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=90,
         check=False,
     )
 

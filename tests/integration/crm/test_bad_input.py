@@ -73,6 +73,7 @@ def base(s: Scenario) -> dict[str, Body]:
         },
         "RequestBulkUpdate": {"firm_id": s.firm_id, "filter": "all", "signatory": "enable"},
         "GetBulkUpdate": {"firm_id": s.firm_id, "job_id": "bulk_x"},
+        "GetFirm": {"firm_id": s.firm_id},
     }
 
 
@@ -144,6 +145,8 @@ CASES: list[tuple[str, Callable[[Body], None], str]] = [
     ("RequestBulkUpdate", setting("account_ids", ["has spaces"]), "account_ids.0"),
     ("RequestBulkUpdate", setting("account_ids", ["a"] * 2001), "account_ids"),
     ("GetBulkUpdate", dropping("job_id"), "job_id"),
+    ("GetFirm", dropping("firm_id"), "firm_id"),
+    ("ListAccounts", setting("filters", ["everyone"]), "filters.0"),
     ("ImportClients", setting("import_id", "has spaces"), "import_id"),
     (
         "ImportClients",

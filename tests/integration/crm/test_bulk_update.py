@@ -21,7 +21,14 @@ from shared.contracts.events import AccountType, SettingAction
 from shared.storage.mongo import Document
 from tests.integration.crm.conftest import EventTap, InProcess
 from tests.polling import eventually
-from tests.scenario import account_with_contact, new_firm, staff_member, unique_email, view
+from tests.scenario import (
+    Scenario,
+    account_with_contact,
+    new_firm,
+    staff_member,
+    unique_email,
+    view,
+)
 from tests.services import RunningServices
 
 pytestmark = pytest.mark.integration
@@ -182,6 +189,29 @@ class TestSelection:
         assert (done.accounts_total, done.addresses_changed) == (1, 1)
         assert not any(a.notify for a in (await view(client, s)).addresses)
 
+    async def test_a_job_id_is_the_firms_own_another_firm_using_it_learns_nothing(
+        self, client: Client, services: RunningServices
+    ) -> None:
+        """Issue 12, item 15."""
+        a = await account_with_contact(client, emails=1)
+        b = await account_with_contact(client, emails=1)
+        job_id = f"bulk_{uuid.uuid4().hex[:8]}"
+
+        def request(s: Scenario, action: SettingAction) -> cmd.RequestBulkUpdate:
+            return cmd.RequestBulkUpdate(
+                firm_id=s.firm_id, job_id=job_id, filter=cmd.BulkFilter.ALL, signatory=action
+            )
+
+        await client.call(request(a, SettingAction.ENABLE), cmd.BulkUpdateAccepted)
+        accepted = await client.call(request(b, SettingAction.DISABLE), cmd.BulkUpdateAccepted)
+
+        assert accepted.job_id == job_id
+        done_a = await bulk_update_done(client, a.firm_id, job_id)
+        done_b = await bulk_update_done(client, b.firm_id, job_id)
+        assert (done_a.accounts_total, done_a.addresses_changed) == (1, 1)
+        assert (done_b.accounts_total, done_b.addresses_changed) == (1, 0)  # already off
+        assert all(x.signatory for x in (await view(client, a)).addresses)
+
     async def test_an_unknown_job_is_not_found(
         self, client: Client, services: RunningServices
     ) -> None:
@@ -278,7 +308,7 @@ class TestResumingAfterACrash:
                 invitations[event["payload"]["email"]] += event["payload"]["send_invitation"]
         assert len(invitations) == 10
         assert set(invitations.values()) == {1}
-        job_doc = await crm.db[JOBS].find_one({"_id": job.job_id})
+        job_doc = await crm.db[JOBS].find_one({"firm_id": firm, "job_id": job.job_id})
         assert job_doc is not None
         assert [
             e["payload"]["invitations_sent"] for e in outbox_events(job_doc, "BulkUpdateCompleted")

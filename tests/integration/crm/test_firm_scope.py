@@ -39,6 +39,7 @@ def with_their_ids(
     return {
         cmd.RegisterFirm: cmd.RegisterFirm(firm_id=theirs.firm_id, name="Takeover"),
         cmd.ChangeFirmSettings: cmd.ChangeFirmSettings(firm_id=NOBODY, name="Takeover"),
+        cmd.GetFirm: cmd.GetFirm(firm_id=NOBODY),
         cmd.CreateAccount: cmd.CreateAccount(
             firm_id=NOBODY, name="X", account_type=AccountType.FAMILY
         ),

@@ -11,6 +11,7 @@ from shared.cli.client import Client, CommandRefused
 from shared.contracts import identity as cmd
 from shared.contracts.errors import ErrorCode
 from tests.integration.identity.conftest import Firm, Published, of, token_of
+from tests.integration.identity.test_address_change import activate
 from tests.services import RunningServices
 
 pytestmark = pytest.mark.integration
@@ -123,6 +124,44 @@ class TestCancelling:
         ]
 
 
+class TestASelectionSkipsWhatDoesNotApply:
+    """Issue 12, item 10: an activated address or one with Login off is skipped and
+    reported per target; the others in the selection are resent or cancelled."""
+
+    async def test_resend_and_cancel_skip_activated_and_login_off_addresses(
+        self, firm: Firm, client: Client, published: Published, services: RunningServices
+    ) -> None:
+        account = await firm.account("Smith family")
+        ann, bob, eva = firm.address("ann"), firm.address("bob"), firm.address("eva")
+        for address in (ann, bob, eva):
+            await firm.publish(firm.login(account, address))
+        [issued_to_bob] = await published.wait_for(of("InvitationIssued", email=bob.email))
+        await published.wait_for(of("InvitationIssued", email=ann.email))
+        await published.wait_for(of("InvitationIssued", email=eva.email))
+        await activate(services, issued_to_bob)
+        await published.wait_for(of("UserActivated", email=bob.email))
+        await firm.publish(firm.login(account, eva, enabled=False))
+        await published.wait_for(of("InvitationCancelled", email=eva.email))
+        targets = (
+            target(account, ann.address_id),
+            cmd.InvitationTarget(address_id=bob.address_id),
+            target(account, eva.address_id),
+        )
+
+        resent = await client.call(
+            cmd.ResendInvitations(firm_id=firm.firm_id, targets=targets), cmd.InvitationsResent
+        )
+        cancelled = await client.call(
+            cmd.CancelInvitations(firm_id=firm.firm_id, targets=targets),
+            cmd.InvitationsCancelled,
+        )
+
+        expected = {(bob.address_id, "already activated"), (eva.address_id, "Login is off")}
+        for reply, done in ((resent, resent.resent), (cancelled, cancelled.cancelled)):
+            assert [d.email for d in done] == [ann.email]
+            assert {(x.address_id, x.reason) for x in reply.skipped} == expected
+
+
 class TestRefusals:
     async def test_another_firms_address_is_not_found_and_nothing_changes(
         self, firm: Firm, client: Client, published: Published, services: RunningServices
@@ -208,18 +247,18 @@ class TestRefusals:
         assert reply["ok"] is False
         assert "firm_id" in [e["field"] for e in reply["errors"]]
 
-    async def test_an_unknown_firm_is_refused(
+    async def test_a_firm_identity_has_not_heard_of_is_not_ready(
         self, client: Client, services: RunningServices
     ) -> None:
-        for command in (
-            cmd.ListPendingActivations(firm_id="firm_nobody"),
-            cmd.CancelInvitations(
-                firm_id="firm_nobody", targets=(cmd.InvitationTarget(address_id="adr_1"),)
-            ),
+        """Issue 12, item 14: not yet heard of is not unknown (FirmRegistered may be on its
+        way), so the answer is the typed not_ready that callers retry."""
+        for command, body in (
+            ("ListPendingActivations", {}),
+            ("CancelInvitations", {"targets": [{"address_id": "adr_1"}]}),
         ):
-            with pytest.raises(CommandRefused) as refused:
-                await client.call(command, cmd.PendingActivations)
-            assert refused.value.reply.code is ErrorCode.UNKNOWN_FIRM
+            reply = await _raw(client, command, {"firm_id": "firm_nobody", **body})
+            assert (reply["ok"], reply["code"]) == (False, "not_ready")
+            assert [e["field"] for e in reply["errors"]] == ["firm_id"]
 
 
 async def _raw(client: Client, command: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -125,3 +125,45 @@ class TestNotificationPreferences:
             "notify_categories",
             "notify",
         ]
+
+
+class TestNotifyKeepsChoices:
+    """Issue 12, item 12: choices and the client's unsubscribes survive Notify on."""
+
+    chosen = frozenset({"proposals", "invoices_and_payments"})
+
+    def test_on_again_without_categories_keeps_the_current_ones(self) -> None:
+        on = Settings().with_notify(True, self.chosen)
+        assert on.with_notify(True, None) == on
+
+    def test_on_after_off_leaves_unsubscribed_categories_off_and_says_so(self) -> None:
+        unsubscribed = Settings().with_notify(True, None).without_category("proposals")
+        back_on = unsubscribed.with_notify(False, None).with_notify(True, None)
+        assert back_on.notify_categories == ALL_CATEGORIES - {"proposals"}
+        assert back_on.kept_off == {"proposals"}
+
+    def test_staff_naming_a_category_subscribes_it_again(self) -> None:
+        unsubscribed = Settings().with_notify(True, None).without_category("proposals")
+        named = unsubscribed.with_notify(True, frozenset({"proposals"}))
+        assert named.notify_categories == {"proposals"}
+        assert named.unsubscribed == frozenset() and named.kept_off == frozenset()
+
+
+class TestSettlingAnAddress:
+    def test_each_differing_setting_is_one_event_and_login_last_with_the_invitation(
+        self,
+    ) -> None:
+        c = contact("ann@example.com")
+        a = account()
+        [address] = c.addresses
+        a.link(c, {}, {}, "staff")
+        a.events.clear()
+        target = Settings(login=True, signatory=True).with_notify(True, None)
+
+        assert a.settle(c.id, address.id, target, "staff", send_invitation=True)
+        assert not a.settle(c.id, address.id, target, "staff", send_invitation=True)
+
+        changes = [e for e in a.events if isinstance(e, SettingChanged)]
+        assert [e.setting for e in changes] == ["notify", "signatory", "login"]
+        assert [e.send_invitation for e in changes] == [False, False, True]
+        assert a.settings_of(c.id, address.id) == target

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from shared.cli import client_list
+from shared.cli.common import CliError
 from shared.contracts.crm import ImportRow
 
 
@@ -43,3 +46,35 @@ class TestChunks:
             for r in chunk:
                 assert owners.setdefault(r.values["account_name"], n) == n
         assert sum(len(c) for c in chunks) == 270
+
+
+class TestEncodingsAndEdgeCases:
+    """Issue 12, item 3."""
+
+    def test_windows_1252_as_excel_writes_it_is_read_with_its_letters(self, tmp_path: Path) -> None:
+        path = tmp_path / "excel.csv"
+        path.write_bytes("account_name,contact_name\nÅsa Öberg AB,Zoë Müller\n".encode("cp1252"))
+        read = client_list.read(path)
+        assert read.rows[0].values == {"account_name": "Åsa Öberg AB", "contact_name": "Zoë Müller"}
+        assert read.encoding == "cp1252"
+
+    def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(self, tmp_path: Path) -> None:
+        path = tmp_path / "bom.csv"
+        path.write_bytes("account_name\nÅsa\n".encode("utf-8-sig"))
+        assert client_list.read(path).rows[0].values == {"account_name": "Åsa"}
+
+    def test_a_cell_too_long_refuses_its_row_naming_line_and_column(self, tmp_path: Path) -> None:
+        path = tmp_path / "long.csv"
+        path.write_text(f'account_name,tags\nA,x\nB,"{"y" * 100_000}"\n')
+        read = client_list.read(path)
+        assert [r.row for r in read.rows] == [2]
+        [refused] = read.refused
+        assert (refused.row, refused.errors[0].field) == (3, "tags")
+        assert refused.errors[0].reason.startswith("line 3: 100,000 characters")
+
+    def test_an_empty_file_is_an_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "empty.csv"
+        path.write_bytes(b"")
+        with pytest.raises(CliError) as empty:
+            client_list.read(path)
+        assert empty.value.code == "empty_file"
