@@ -6,17 +6,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from shared.cli.client import connect
-from shared.cli.common import Actor, Firm, Url, console, run
+from shared.cli.common import Actor, Firm, Json, Url, console, print_json, run
 from shared.contracts import notification as inbox
 from shared.contracts import staff as cmd
-from shared.contracts.commands import Accepted, Command
+from shared.contracts.commands import Command
 from shared.contracts.types import SYSTEM_ACTOR
 
 Staff = Annotated[
@@ -24,7 +23,6 @@ Staff = Annotated[
 ]
 Limit = Annotated[int, typer.Option(help="Items per page.")]
 Before = Annotated[str | None, typer.Option(help="The cursor a previous page printed.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the reply as JSON.")]
 
 staff_app = typer.Typer(help="A firm's staff members.", no_args_is_help=True)
 
@@ -32,10 +30,6 @@ staff_app = typer.Typer(help="A firm's staff members.", no_args_is_help=True)
 async def _call(url: str | None, command: Command, reply: type[Any]) -> Any:
     async with connect(url) as client:
         return await client.call(command, reply)
-
-
-def _json(reply: Accepted) -> None:
-    console.print_json(json.dumps(reply.model_dump(mode="json")))
 
 
 def _next_page(cursor: str | None) -> None:
@@ -50,6 +44,7 @@ async def add_staff(
     staff_id: str,
     name: str,
     email: str,
+    as_json: Json = False,
     actor: Actor = SYSTEM_ACTOR,
     url: Url = None,
 ) -> None:
@@ -57,19 +52,23 @@ async def add_staff(
     command = cmd.RegisterStaffMember(
         firm_id=firm, actor=actor, staff_id=staff_id, name=name, email=email
     )
-    _json(await _call(url, command, cmd.StaffMemberRegisteredReply))
+    reply = await _call(url, command, cmd.StaffMemberRegisteredReply)
+    if as_json:
+        print_json(reply)
+    else:
+        console.print(f"staff member {staff_id} ({name}, {email}) registered")
 
 
 @staff_app.command("list")
 @run
 async def list_staff(
-    firm: Firm, limit: Limit = 100, offset: int = 0, as_json: AsJson = False, url: Url = None
+    firm: Firm, limit: Limit = 100, offset: int = 0, as_json: Json = False, url: Url = None
 ) -> None:
     """The firm's staff members."""
     command = cmd.ListStaffMembers(firm_id=firm, limit=limit, offset=offset)
     reply: cmd.StaffMembers = await _call(url, command, cmd.StaffMembers)
     if as_json:
-        _json(reply)
+        print_json(reply)
         return
     table = Table("staff id", "name", "email", "registered", title=f"{reply.total} staff members")
     for member in reply.staff:
@@ -107,7 +106,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         limit: Limit = 20,
         before: Before = None,
-        as_json: AsJson = False,
+        as_json: Json = False,
         url: Url = None,
     ) -> None:
         """A staff member's Inbox+: unread items first, then read ones, newest first."""
@@ -124,7 +123,7 @@ def register(app: typer.Typer) -> None:
                 )
                 await client.call(mark, inbox.InboxItemsMarked)
         if as_json:
-            _json(page)
+            print_json(page)
             return
         table = Table("item", "", "when", "what", "details", title=f"{page.unread} unread")
         for item in page.items:
@@ -141,13 +140,18 @@ def register(app: typer.Typer) -> None:
         staff: Staff,
         items: Annotated[list[str] | None, typer.Argument(help="Item ids.")] = None,
         every: Annotated[bool, typer.Option("--all", help="Every item.")] = False,
+        as_json: Json = False,
         url: Url = None,
     ) -> None:
         """Mark Inbox+ items (or --all) read for this staff member only."""
         command = inbox.MarkInboxItemsRead(
             firm_id=firm, actor=staff, staff_id=staff, item_ids=tuple(items or ()), all=every
         )
-        _json(await _call(url, command, inbox.InboxItemsMarked))
+        reply = await _call(url, command, inbox.InboxItemsMarked)
+        if as_json:
+            print_json(reply)
+        else:
+            console.print(f"{reply.marked} marked read")
 
     @app.command("audit")
     @run
@@ -156,7 +160,7 @@ def register(app: typer.Typer) -> None:
         account: Annotated[str | None, typer.Option(help="Only this account's.")] = None,
         limit: Limit = 50,
         before: Before = None,
-        as_json: AsJson = False,
+        as_json: Json = False,
         actor: Actor = SYSTEM_ACTOR,
         url: Url = None,
     ) -> None:
@@ -166,7 +170,7 @@ def register(app: typer.Typer) -> None:
         )
         page: cmd.AuditRecords = await _call(url, command, cmd.AuditRecords)
         if as_json:
-            _json(page)
+            print_json(page)
             return
         table = Table("when", "who", "what", "account", "email", "why", "detail")
         for r in page.records:
