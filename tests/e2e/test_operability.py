@@ -28,7 +28,7 @@ async def scrape(
 ) -> dict[tuple[str, tuple[str, ...]], float]:
     """Every sample of the service's /metrics: (name, sorted label pairs) -> value."""
     async with httpx.AsyncClient() as http:
-        response = await http.get(services.url(service, "/metrics"))
+        response = await http.get(services.internal_url(service, "/metrics"))
     assert response.status_code == 200
     return {
         (sample.name, tuple(f"{k}={v}" for k, v in sorted(sample.labels.items()))): sample.value
@@ -165,7 +165,7 @@ async def test_callers_and_publishers_do_not_become_labels(
     await eventually(all_three_handled, timeout=30, what="the three requests dead-lettered")
     for service in SERVICES:
         async with httpx.AsyncClient() as http:
-            text = (await http.get(services.url(service, "/metrics"))).text
+            text = (await http.get(services.internal_url(service, "/metrics"))).text
         labels = set(re.findall(r'(?:handler|destination)="([^"]*)"', text))
         assert not [label for label in labels if re.search(r"reply-to\.|amq\.gen-|src-", label)]
         if service == "notification":
