@@ -210,7 +210,8 @@ other_checkout() {
     listener="${BASH_REMATCH[2]}"
     [[ -r "/proc/$pid/cmdline" ]] || continue
     cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline")"
-    if [[ "$cmdline" =~ (/[^ ]*)/\.local/(bin/mongo-server|rabbitmq|dovecot/) ]]; then
+    # [^ :]: a Java class path (a:b) names the checkout in each of its entries.
+    if [[ "$cmdline" =~ (/[^ :]*)/\.local/(bin/mongo-server|rabbitmq|dovecot/) ]]; then
       root="${BASH_REMATCH[1]}"
     elif [[ "$cmdline" =~ (/[^ ]*)/deploy/smtp_catcher\.py ]]; then
       root="${BASH_REMATCH[1]}"
