@@ -162,7 +162,7 @@ async def list_mailboxes(firm: Firm, as_json: Json = False, url: Url = None) -> 
             box.mailbox_id,
             ", ".join([box.address, *box.aliases]),
             f"{box.host}:{box.port} ({box.tls.value})",
-            box.username,
+            escape(box.username),
             ", ".join(box.folders) if box.folders else "all",
             f"{box.last_synced_at:%Y-%m-%d %H:%M}" if box.last_synced_at else "never",
             escape(box.last_error or ""),
