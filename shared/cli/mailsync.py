@@ -231,8 +231,9 @@ def _attachment_line(a: cmd.AttachmentView) -> str:
 
 def _print_message(m: cmd.MessageView) -> None:
     to = ", ".join([*m.to, *m.cc])
-    console.rule(f"{m.sent_at:%Y-%m-%d %H:%M} {m.direction.value}", align="left")
     lines = [
+        "",  # a rule would span the whole (unbounded when piped) width
+        f"── {m.sent_at:%Y-%m-%d %H:%M} {m.direction.value} ──",
         f"message: {m.message_id} {m.internet_message_id}",
         f"from: {m.sender}",
         f"to: {to}",
