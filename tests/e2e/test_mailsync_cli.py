@@ -34,8 +34,10 @@ pytestmark = pytest.mark.e2e
 OFFICE = "office@firm.example.com"
 
 
-async def cli(infra: Infra, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(crmctl, infra, *args)
+async def cli(
+    infra: Infra, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(crmctl, infra, *args, stdin=stdin)
 
 
 def mailbox_args(firm_id: str, user: ImapUser) -> tuple[str, ...]:
@@ -101,6 +103,24 @@ async def test_a_mailbox_is_connected_read_replied_from_and_disconnected(
     gone = json_of(await cli(infra, "mailbox", "disconnect", *f, mailbox_id, "--json"))
     assert gone["mailbox_id"] == mailbox_id
     assert json_of(await cli(infra, "mailbox", "list", *f, "--json"))["mailboxes"] == []
+
+
+async def test_the_documented_local_mailbox_connects_with_the_password_piped_in(
+    services: RunningServices, client: Client, infra: Infra
+) -> None:
+    """docs/email-sync.md's crmctl line for the local Dovecot's sync@firm.test."""
+    firm = await new_firm(client)
+    documented = (
+        "mailbox", "connect", "--firm", firm, "--host", infra.imap_host,
+        "--port", str(infra.imap_port), "--tls", "none", "--username", "sync@firm.test",
+        "--address", "sync@firm.test", "--password-file", "-",
+    )  # fmt: skip
+    done = await cli(infra, *documented, stdin="sync-secret\n")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sync-secret" not in done.stdout + done.stderr
+    [box] = (await client.call(cmd.ListMailboxes(firm_id=firm), cmd.Mailboxes)).mailboxes
+    assert f"mailbox {box.mailbox_id} connected; syncing " in done.stdout
+    json_of(await cli(infra, "mailbox", "disconnect", "--firm", firm, box.mailbox_id, "--json"))
 
 
 async def test_the_password_asked_at_the_terminal_is_not_echoed(
