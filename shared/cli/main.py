@@ -28,6 +28,7 @@ from shared.cli.dead_letters import DeadLetter, Selection
 from shared.cli.demo import run_demo
 from shared.cli.firm import register as register_firm_commands
 from shared.cli.identity import register as register_identity_commands
+from shared.cli.mailsync import register as register_mailsync_commands
 from shared.cli.staff import register as register_staff_commands
 from shared.contracts import crm as cmd
 from shared.contracts.categories import NotificationCategory
@@ -678,6 +679,7 @@ register_identity_commands(app)
 register_bulk_commands(app)
 register_staff_commands(app)
 register_firm_commands(app)
+register_mailsync_commands(app)
 
 
 def _yes(value: bool) -> str:

@@ -23,9 +23,14 @@ CRMCTL = str(Path(sys.executable).parent / "crmctl")
 
 
 def crmctl(
-    infra: Infra, *args: str, url: str | None = None, columns: str | None = "250"
+    infra: Infra,
+    *args: str,
+    url: str | None = None,
+    columns: str | None = "250",
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run crmctl with its output piped (no terminal), as a script would."""
+    """Run crmctl with its output piped (no terminal), as a script would; ``stdin``: what
+    is piped into it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("COLUMNS", None)
     if columns is not None:
@@ -34,6 +39,7 @@ def crmctl(
         [CRMCTL, *args, "--url", url or infra.rabbitmq_url],
         cwd=ROOT,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=90,
