@@ -18,20 +18,19 @@ job, looked up when read (the two may be recorded in any order).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from services.crm.common import Store
 from shared.contracts import events as ev
 from shared.contracts import staff as cmd
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.contracts.types import CLIENT_ACTOR
+from shared.storage.insert_once import InsertOnce
 from shared.storage.mongo import Document
 from shared.storage.paging import cursor_of, older_than
 
@@ -155,6 +154,7 @@ class AuditTrail:
 
     def __init__(self, db: AsyncDatabase[Document], store: Store) -> None:
         self.records: AsyncCollection[Document] = db[RECORDS]
+        self._writer = InsertOnce(self.records)  # a bulk's records, many to a write
         self.store = store
 
     async def ensure_indexes(self) -> None:
@@ -185,8 +185,7 @@ class AuditTrail:
             "event_type": event.type,
             "caused_by": event.causation_id,
         }
-        with contextlib.suppress(DuplicateKeyError):  # recorded already: records never change
-            await self.records.insert_one(doc)
+        await self._writer.insert(doc)  # recorded already: records never change
 
     async def list_records(self, c: cmd.ListAuditRecords) -> cmd.AuditRecords:
         await self.store.require_firm(c.firm_id)

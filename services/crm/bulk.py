@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from services.crm.bulk_chunks import NOT_DONE, ChunkWorker, Job
 from services.crm.common import Store, categories
@@ -45,6 +45,7 @@ from shared.contracts.events import (
 from shared.logging import get_logger
 from shared.storage.aggregates import ConcurrentUpdate, save_aggregate
 from shared.storage.clock import Clock
+from shared.storage.insert_once import InsertOnce
 from shared.storage.mongo import Document, find_in_firm
 from shared.storage.outbox import OutboxRelay
 
@@ -117,6 +118,7 @@ class BulkUpdates:
         self.jobs: AsyncCollection[Document] = db[JOBS]
         self.chunks: AsyncCollection[Document] = db[CHUNKS]
         self.deliveries: AsyncCollection[Document] = db[DELIVERIES]
+        self._delivered = InsertOnce(self.deliveries)
         self._relay = relay
         self.tuning = tuning or Tuning()
         self.worker = ChunkWorker(store, self.chunks, clock, self.tuning.chunk_lease)
@@ -226,10 +228,9 @@ class BulkUpdates:
         emails = {a["email"].casefold() for a in (account or {}).get("addresses", {}).values()}
         if p.email.casefold() not in emails:
             return
-        with contextlib.suppress(DuplicateKeyError):
-            await self.deliveries.insert_one(
-                {"_id": p.delivery_id, "firm_id": event.firm_id, "job": job["_id"]}
-            )
+        await self._delivered.insert(
+            {"_id": p.delivery_id, "firm_id": event.firm_id, "job": job["_id"]}
+        )
 
     async def _select(self, c: cmd.RequestBulkUpdate) -> list[str]:
         if c.filter is None:

@@ -25,6 +25,7 @@ from shared.contracts.events import AccountCreated, AccountType
 from shared.storage.aggregates import Change, ConcurrentUpdate, save_aggregate, save_aggregates
 from shared.storage.clock import DatabaseClock, FixedClock
 from shared.storage.idempotency import ProcessedEvents
+from shared.storage.insert_once import InsertOnce
 from shared.storage.leases import Leases, new_owner
 from shared.storage.mongo import Document, create_client
 from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay
@@ -133,6 +134,22 @@ class StorageGuarantees:
                 return True
 
             assert sum(await asyncio.gather(*(insert(i) for i in range(CLIENTS)))) == 1
+
+    async def test_records_inserted_once_each_survive_repeats_and_share_writes(
+        self, clients: list[AsyncMongoClient[Document]], db: AsyncDatabase[Document]
+    ) -> None:
+        """InsertOnce: racing writers, each inserting overlapping records twice (a
+        redelivery), store every record exactly once, and no writer sees an error."""
+        writers = [InsertOnce(clients[i][db.name]["records"]) for i in range(CLIENTS)]
+
+        async def write(i: int) -> None:
+            ids = [n for n in range(40) if n % CLIENTS in (i, (i + 1) % CLIENTS)]
+            for _ in range(2):
+                await asyncio.gather(*(writers[i].insert({"_id": n, "by": i}) for n in ids))
+
+        await asyncio.gather(*(write(i) for i in range(CLIENTS)))
+        stored = [doc["_id"] async for doc in db["records"].find({}, {"_id": 1})]
+        assert sorted(stored) == list(range(40))
 
     async def test_a_filter_on_the_id_and_other_fields_matches_only_what_it_names(
         self, db: AsyncDatabase[Document]
