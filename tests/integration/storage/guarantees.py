@@ -174,6 +174,68 @@ class StorageGuarantees:
             await docs.delete_many({"_id": {"$in": ["d6", "d7"]}, "firm_id": "f0"})
         ).deleted_count == 1
 
+    async def test_filters_on_indexed_fields_find_what_a_scan_finds(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        # The embedded server answers equality filters on an index's fields from the index
+        # (deploy/mongo-server, SecondaryIndex): every shape here must match the scan's result,
+        # including after the indexed fields change and documents go.
+        docs = db["indexed"]
+        await docs.create_index([("firm_id", 1), ("status", 1)])
+        await docs.create_index([("tags", 1)])
+        await docs.create_index([("invitation.token", 1)])
+        await docs.create_index([("n", 1)])
+        await docs.insert_many(
+            [
+                {
+                    "_id": f"d{i}",
+                    "firm_id": f"f{i % 3}",
+                    "status": ["pending", "active"][i % 2],
+                    "tags": [f"t{i % 4}", "all"],
+                    "invitation": {"token": f"tok{i % 5}"},
+                    "n": i % 3,
+                }
+                for i in range(30)
+            ]
+        )
+        await docs.insert_one({"_id": "bare", "firm_id": "f0"})  # no status, tags or token
+
+        async def ids(query: Document) -> list[str]:
+            return sorted([d["_id"] async for d in docs.find(query)])
+
+        def expected(keep: Any) -> list[str]:
+            return sorted(f"d{i}" for i in range(30) if keep(i))
+
+        assert await ids({"firm_id": "f1", "status": "active"}) == expected(
+            lambda i: i % 3 == 1 and i % 2 == 1
+        )
+        assert await ids({"firm_id": "f1", "status": {"$in": ["active", "pending"]}}) == expected(
+            lambda i: i % 3 == 1
+        )
+        assert await ids({"firm_id": {"$eq": "f2"}, "status": "pending", "n": 2}) == expected(
+            lambda i: i % 3 == 2 and i % 2 == 0
+        )
+        assert await ids({"tags": "t3"}) == expected(lambda i: i % 4 == 3)
+        assert await ids({"tags": "all", "n": 0}) == expected(lambda i: i % 3 == 0)
+        assert await ids({"invitation.token": "tok4"}) == expected(lambda i: i % 5 == 4)
+        assert await ids({"n": 1.0}) == expected(lambda i: i % 3 == 1)  # numbers compare by value
+        assert await ids({"n": "1"}) == []  # a string is not the number
+        assert await ids({"firm_id": "f0", "status": None}) == ["bare"]  # null: missing matches
+        assert await ids({"tags": ["t1", "all"]}) == expected(lambda i: i % 4 == 1)  # whole array
+
+        await docs.update_many({"status": "pending", "firm_id": "f0"}, {"$set": {"status": "gone"}})
+        await docs.update_one({"_id": "d3"}, {"$set": {"tags": ["t0"]}})
+        await docs.delete_many({"invitation.token": "tok1"})
+        assert await ids({"firm_id": "f0", "status": "pending"}) == []
+        assert await ids({"firm_id": "f0", "status": "gone"}) == expected(
+            lambda i: i % 6 == 0 and i % 5 != 1
+        )
+        assert await ids({"tags": "t0"}) == sorted(
+            [*expected(lambda i: i % 4 == 0 and i % 5 != 1), "d3"]
+        )
+        assert await ids({"tags": "t3"}) == expected(lambda i: i % 4 == 3 and i != 3 and i % 5 != 1)
+        assert await docs.count_documents({"invitation.token": "tok1"}) == 0
+
     # ------------------------------------------------------------ aggregates and the outbox
 
     async def test_a_stale_version_is_refused(self, db: AsyncDatabase[Document]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from pymongo import MongoClient
+from pymongo.errors import DuplicateKeyError
 
 from tests.infra import LOCAL_SH, ROOT, free_port
 
@@ -44,14 +45,25 @@ class PrivateServer:
         return f"mongodb://127.0.0.1:{self.port}/"
 
 
+FORMAT_1_STORE = ROOT / "tests" / "data" / "embedded-store-format1.mv"
+"""A store written by mongo-java-server 1.47's plain H2 backend (what this launcher wrote before
+its documents became BSON): database ``legacy_crm``, five ``accounts`` with a unique index on
+``email_key`` and an index on ``firm_id`` + ``name_key``."""
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[PrivateServer]:
+def private(tmp_path: Path) -> Iterator[PrivateServer]:
     if not LAUNCHER.exists() or shutil.which("java") is None:
         pytest.skip("the embedded server is not built (deploy/local.sh install)")
     private = PrivateServer(tmp_path)
-    private.local("up", "mongodb")
     yield private
     private.local("down", "mongodb")
+
+
+@pytest.fixture
+def server(private: PrivateServer) -> PrivateServer:
+    private.local("up", "mongodb")
+    return private
 
 
 def documents(url: str) -> MongoClient[dict[str, object]]:
@@ -84,3 +96,48 @@ def test_it_listens_on_loopback_only(server: PrivateServer) -> None:
     assert listening.strip()
     loopback = ("127.0.0.1:", "[::ffff:127.0.0.1]:")  # Java binds v4 through a mapped v6 socket
     assert all(line.split()[3].startswith(loopback) for line in listening.splitlines())
+
+
+def test_indexes_answer_correctly_after_the_server_starts_again(server: PrivateServer) -> None:
+    # Indexes live in memory and are rebuilt from the documents when the server starts.
+    with documents(server.url) as client:
+        docs = client["restart"]["docs"]
+        docs.create_index([("email", 1)], unique=True)
+        docs.create_index([("firm_id", 1), ("status", 1)])
+        docs.insert_many(
+            [{"_id": i, "email": f"{i}@x.test", "firm_id": "f", "status": i % 2} for i in range(50)]
+        )
+    server.local("kill", "mongodb")
+    server.local("up", "mongodb")
+
+    with documents(server.url) as client:
+        docs = client["restart"]["docs"]
+        assert docs.count_documents({"firm_id": "f", "status": 1}) == 25
+        assert docs.find_one({"email": "7@x.test"})["_id"] == 7  # type: ignore[index]
+        with pytest.raises(DuplicateKeyError):
+            docs.insert_one({"_id": 99, "email": "7@x.test"})
+        with pytest.raises(DuplicateKeyError):
+            docs.insert_one({"_id": 7, "email": "new@x.test"})
+
+
+def test_a_store_of_the_plain_h2_backend_is_converted_without_loss(
+    private: PrivateServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "mongodb" / "data"
+    data.mkdir(parents=True)
+    shutil.copy(FORMAT_1_STORE, data / "store.mv")
+    private.local("up", "mongodb")
+
+    with documents(private.url) as client:
+        accounts = client["legacy_crm"]["accounts"]
+        stored = list(accounts.find({}, sort=[("_id", 1)]))
+        assert [d["_id"] for d in stored] == [f"acc-{i}" for i in range(5)]
+        assert str(stored[2]["created_at"]) == "2026-01-03 00:00:00"
+        assert stored[2]["tags"] == ["a", "2"]
+        assert stored[2]["sub"] == {"n": 3.0}
+        assert accounts.count_documents({"firm_id": "firm-1", "name_key": "n1"}) == 2
+        with pytest.raises(DuplicateKeyError):
+            accounts.insert_one({"_id": "acc-9", "email_key": "e3@x.test"})
+    log = (tmp_path / "mongodb" / "mongodb.log").read_text()
+    assert "converted 9 documents in 3 collections" in log  # with system.indexes, namespaces
+    assert not list(data.glob("*.converting"))

@@ -170,7 +170,10 @@ public final class Main {
         }
         Files.createDirectories(data.toAbsolutePath().getParent());
 
+        StoreFormat.upgrade(data);
         MVStore store = new MVStore.Builder().fileName(data.toString()).cacheSize(CACHE_MB).open();
+        StoreFormat.mark(store);
+        store.commit();
         DurableH2Backend backend = new DurableH2Backend(store, commitEachWrite);
         backend.version(MONGO_5_0_WIRE_13);
         MongoServer server = new MongoServer(backend);

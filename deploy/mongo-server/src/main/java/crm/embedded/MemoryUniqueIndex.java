@@ -1,0 +1,76 @@
+package crm.embedded;
+
+import java.util.List;
+import java.util.Map;
+import java.util.Map.Entry;
+import java.util.concurrent.ConcurrentHashMap;
+
+import de.bwaldvogel.mongo.backend.AbstractUniqueIndex;
+import de.bwaldvogel.mongo.backend.IndexKey;
+import de.bwaldvogel.mongo.backend.KeyValue;
+import de.bwaldvogel.mongo.backend.Missing;
+
+/**
+ * A unique index (the {@code _id} index among them) kept in a hash map in memory instead of
+ * an H2 map in the store file.
+ *
+ * <p>The H2 backend's unique index is an MVMap keyed by {@code KeyValue}, a class H2 can only
+ * serialize with Java serialization: every comparison in its B-tree serialized both keys, and
+ * every commit wrote the index's changed pages again. Profiled during a bulk at 5,000
+ * accounts, that and the documents' own Java serialization took more of the server's CPU
+ * than anything else. The uniqueness check is the library's ({@link AbstractUniqueIndex});
+ * only where the keys live changes. The map is rebuilt from the documents whenever the server
+ * opens the collection (the library fills an empty index it is given), so nothing of it is
+ * stored and nothing can disagree with the data after a crash.
+ *
+ * <p>Positions are the H2 backend's (a document's {@code _id}, {@link Missing} for null), as
+ * the H2 index stored them.
+ */
+final class MemoryUniqueIndex extends AbstractUniqueIndex<Object> {
+
+    private final Map<KeyValue, Object> positions = new ConcurrentHashMap<>();
+
+    MemoryUniqueIndex(String name, List<IndexKey> keys, boolean sparse) {
+        super(name, keys, sparse);
+    }
+
+    @Override
+    protected Object removeDocument(KeyValue keyValue) {
+        return positions.remove(keyValue);
+    }
+
+    @Override
+    protected boolean putKeyPosition(KeyValue keyValue, Object position) {
+        return positions.putIfAbsent(keyValue, Missing.ofNullable(position)) == null;
+    }
+
+    @Override
+    protected Iterable<Entry<KeyValue, Object>> getIterable() {
+        return positions.entrySet();
+    }
+
+    @Override
+    protected Object getPosition(KeyValue keyValue) {
+        return positions.get(keyValue);
+    }
+
+    @Override
+    public long getCount() {
+        return positions.size();
+    }
+
+    @Override
+    public boolean isEmpty() {
+        return positions.isEmpty();
+    }
+
+    @Override
+    public long getDataSize() {
+        return getCount();
+    }
+
+    @Override
+    public void drop() {
+        positions.clear();
+    }
+}
