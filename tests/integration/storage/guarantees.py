@@ -222,6 +222,12 @@ class StorageGuarantees:
         assert await ids({"n": "1"}) == []  # a string is not the number
         assert await ids({"firm_id": "f0", "status": None}) == ["bare"]  # null: missing matches
         assert await ids({"tags": ["t1", "all"]}) == expected(lambda i: i % 4 == 1)  # whole array
+        # "Aa" and "BB" share a Java hash code: an index keyed by hashes must still tell them apart.
+        await docs.insert_many([{"_id": "aa", "tags": ["Aa"]}, {"_id": "bb", "tags": ["BB"]}])
+        assert await ids({"tags": "Aa"}) == ["aa"]
+        await docs.delete_one({"_id": "aa"})
+        assert await ids({"tags": "BB"}) == ["bb"]
+        await docs.delete_one({"_id": "bb"})
 
         await docs.update_many({"status": "pending", "firm_id": "f0"}, {"$set": {"status": "gone"}})
         await docs.update_one({"_id": "d3"}, {"$set": {"tags": ["t0"]}})

@@ -1,5 +1,7 @@
 package crm.embedded;
 
+import java.util.AbstractMap.SimpleImmutableEntry;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Map.Entry;
@@ -28,7 +30,10 @@ import de.bwaldvogel.mongo.backend.Missing;
  */
 final class MemoryUniqueIndex extends AbstractUniqueIndex<Object> {
 
-    private final Map<KeyValue, Object> positions = new ConcurrentHashMap<>();
+    /** Keyed by the value itself for a one-field index (the _id index), by the KeyValue otherwise. */
+    private final Map<Object, Object> positions = new ConcurrentHashMap<>();
+
+    private static final Object NULL_KEY = new Object();
 
     MemoryUniqueIndex(String name, List<IndexKey> keys, boolean sparse) {
         super(name, keys, sparse);
@@ -36,22 +41,30 @@ final class MemoryUniqueIndex extends AbstractUniqueIndex<Object> {
 
     @Override
     protected Object removeDocument(KeyValue keyValue) {
-        return positions.remove(keyValue);
+        return positions.remove(keyOf(keyValue));
     }
 
     @Override
     protected boolean putKeyPosition(KeyValue keyValue, Object position) {
-        return positions.putIfAbsent(keyValue, Missing.ofNullable(position)) == null;
+        return positions.putIfAbsent(keyOf(keyValue), Missing.ofNullable(position)) == null;
     }
 
     @Override
     protected Iterable<Entry<KeyValue, Object>> getIterable() {
-        return positions.entrySet();
+        // Only a regular expression on the index's field iterates (rare): KeyValues built here.
+        List<Entry<KeyValue, Object>> entries = new ArrayList<>(positions.size());
+        for (Entry<Object, Object> entry : positions.entrySet()) {
+            Object key = entry.getKey();
+            KeyValue keyValue = key instanceof KeyValue value ? value
+                : new KeyValue(java.util.Collections.singletonList(key == NULL_KEY ? null : key));
+            entries.add(new SimpleImmutableEntry<>(keyValue, entry.getValue()));
+        }
+        return entries;
     }
 
     @Override
     protected Object getPosition(KeyValue keyValue) {
-        return positions.get(keyValue);
+        return positions.get(keyOf(keyValue));
     }
 
     @Override
@@ -67,6 +80,15 @@ final class MemoryUniqueIndex extends AbstractUniqueIndex<Object> {
     @Override
     public long getDataSize() {
         return getCount();
+    }
+
+    /** The map key of a value: the value itself for a one-field index (null as a marker). */
+    private static Object keyOf(KeyValue value) {
+        if (value.size() == 1) {
+            Object only = value.get(0);
+            return only == null ? NULL_KEY : only;
+        }
+        return value;
     }
 
     @Override

@@ -2,11 +2,12 @@ package crm.embedded;
 
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.HashMap;
+import java.util.HashSet;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
 
 import de.bwaldvogel.mongo.MongoCollection;
 import de.bwaldvogel.mongo.backend.Index;
@@ -22,23 +23,34 @@ import de.bwaldvogel.mongo.bson.Document;
  * <p>mongo-java-server accepts {@code createIndexes} for a non-unique index but keeps an empty
  * placeholder, so every filter other than {@code _id} scanned its collection: the import's
  * lookup by account name and the outbox relay's {@code outbox_pending} query grew with the
- * data. This index maps the values of its fields (normalized as the library's unique indexes
- * do, one entry per array element) to the positions holding them. It is rebuilt from the data
- * whenever the server opens the collection (the library fills an empty index it is given),
- * so nothing of it is stored.
+ * data. This index maps the hash of the values of its fields (normalized as the library's
+ * unique indexes do, one entry per array element) to the positions of the documents holding
+ * them. Only hashes are kept, not the values: a lookup may find a document whose values merely
+ * share a hash, and that is harmless because the whole filter is then applied to every document
+ * found, so the result is the scan's. It is rebuilt from the data whenever the server opens the
+ * collection (the library fills an empty index it is given), so nothing of it is stored.
  *
  * <p>Positions are the H2 backend's: a document's {@code _id} is its key in the data map.
  * A filter uses the index when it names every field with a plain value or an {@code $in} of
- * plain values; the whole filter is then applied to the documents found, so the result is
- * the scan's. The library calls this index's {@code add}, {@code updateInPlace} and
- * {@code remove} under the collection's lock, with every other index.
+ * plain values. The library calls {@code add}, {@code updateInPlace} and {@code remove} under
+ * the collection's lock, with every other index; this index also locks itself, for the
+ * library's reads that do not take the collection's lock (count).
+ *
+ * <p>Memory: a hash held by one document maps to that document's position alone, and only a
+ * hash held by several gets a set: about 50 bytes per document and index.
  */
 final class SecondaryIndex extends Index<Object> {
 
     /** More value combinations than this ($in on several fields): leave the filter to a scan. */
     static final int MAX_COMBINATIONS = 256;
 
-    private final Map<KeyValue, Set<Object>> positions = new ConcurrentHashMap<>();
+    /** A hash of indexed values to a position, or to a {@link Positions} set when several hold it. */
+    private final Map<Integer, Object> positions = new HashMap<>();
+
+    /** The positions of a hash several documents hold (a type of its own: a position is never one). */
+    private static final class Positions extends HashSet<Object> {
+        private static final long serialVersionUID = 1L;
+    }
 
     SecondaryIndex(String name, List<IndexKey> keys) {
         // sparse: the library then accepts a null from remove() and getPosition(), which an
@@ -57,17 +69,17 @@ final class SecondaryIndex extends Index<Object> {
     }
 
     @Override
-    public void add(Document document, Object position, MongoCollection<Object> collection) {
-        for (KeyValue value : getKeyValues(document)) {
-            positions.computeIfAbsent(value, v -> ConcurrentHashMap.newKeySet()).add(position);
+    public synchronized void add(Document document, Object position, MongoCollection<Object> collection) {
+        for (Integer hash : hashesOf(document)) {
+            hold(hash, position);
         }
     }
 
     @Override
-    public Object remove(Document document) {
+    public synchronized Object remove(Document document) {
         Object position = positionOf(document);
-        for (KeyValue value : getKeyValues(document)) {
-            forget(value, position);
+        for (Integer hash : hashesOf(document)) {
+            forget(hash, position);
         }
         return null;
     }
@@ -78,20 +90,19 @@ final class SecondaryIndex extends Index<Object> {
     }
 
     @Override
-    public void updateInPlace(Document oldDocument, Document newDocument, Object position,
-                              MongoCollection<Object> collection) {
-        Set<KeyValue> before = getKeyValues(oldDocument);
-        Set<KeyValue> after = getKeyValues(newDocument);
-        if (before.equals(after)) {
-            return;
-        }
-        for (KeyValue value : before) {
-            if (!after.contains(value)) {
-                forget(value, position);
+    public synchronized void updateInPlace(Document oldDocument, Document newDocument, Object position,
+                                           MongoCollection<Object> collection) {
+        Set<Integer> before = hashesOf(oldDocument);
+        Set<Integer> after = hashesOf(newDocument);
+        for (Integer hash : before) {
+            if (!after.contains(hash)) {
+                forget(hash, position);
             }
         }
-        for (KeyValue value : after) {
-            positions.computeIfAbsent(value, v -> ConcurrentHashMap.newKeySet()).add(position);
+        for (Integer hash : after) {
+            if (!before.contains(hash)) {
+                hold(hash, position);
+            }
         }
     }
 
@@ -101,17 +112,19 @@ final class SecondaryIndex extends Index<Object> {
     }
 
     @Override
-    public Iterable<Object> getPositions(Document query) {
+    public synchronized Iterable<Object> getPositions(Document query) {
         List<Document> combinations = combinations(query);
         if (combinations == null) {
             throw new IllegalArgumentException("index " + getName() + " cannot answer " + query);
         }
         Set<Object> found = new LinkedHashSet<>();
         for (Document probe : combinations) {
-            for (KeyValue value : getKeyValues(probe)) {
-                Set<Object> held = positions.get(value);
-                if (held != null) {
-                    found.addAll(held);
+            for (Integer hash : hashesOf(probe)) {
+                Object held = positions.get(hash);
+                if (held instanceof Positions several) {
+                    found.addAll(several);
+                } else if (held != null) {
+                    found.add(held);
                 }
             }
         }
@@ -124,10 +137,10 @@ final class SecondaryIndex extends Index<Object> {
     }
 
     @Override
-    public long getCount() {
+    public synchronized long getCount() {
         long count = 0;
-        for (Set<Object> held : positions.values()) {
-            count += held.size();
+        for (Object held : positions.values()) {
+            count += held instanceof Positions several ? several.size() : 1;
         }
         return count;
     }
@@ -138,15 +151,47 @@ final class SecondaryIndex extends Index<Object> {
     }
 
     @Override
-    public void drop() {
+    public synchronized void drop() {
         positions.clear();
     }
 
-    private void forget(KeyValue value, Object position) {
-        positions.computeIfPresent(value, (v, held) -> {
-            held.remove(position);
-            return held.isEmpty() ? null : held;
-        });
+    /** The distinct hashes of a document's index entries (one per array element). */
+    private Set<Integer> hashesOf(Document document) {
+        Set<KeyValue> values = getKeyValues(document);
+        Set<Integer> hashes = new HashSet<>(values.size() * 2);
+        for (KeyValue value : values) {
+            hashes.add(value.hashCode());
+        }
+        return hashes;
+    }
+
+    private void hold(Integer key, Object position) {
+        Object held = positions.putIfAbsent(key, position);
+        if (held == null || held.equals(position)) {
+            return;
+        }
+        if (held instanceof Positions several) {
+            several.add(position);
+        } else {
+            Positions several = new Positions();
+            several.add(held);
+            several.add(position);
+            positions.put(key, several);
+        }
+    }
+
+    private void forget(Integer key, Object position) {
+        Object held = positions.get(key);
+        if (held instanceof Positions several) {
+            several.remove(position);
+            if (several.size() == 1) {
+                positions.put(key, several.iterator().next());
+            } else if (several.isEmpty()) {
+                positions.remove(key);
+            }
+        } else if (held != null && held.equals(position)) {
+            positions.remove(key);
+        }
     }
 
     private static Object positionOf(Document document) {
