@@ -6,7 +6,6 @@ Nothing here connects at import time: connections open in the app's start-up hoo
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 

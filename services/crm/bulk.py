@@ -44,6 +44,7 @@ from shared.contracts.events import (
 )
 from shared.logging import get_logger
 from shared.storage.aggregates import ConcurrentUpdate, save_aggregate
+from shared.storage.batched_reads import BatchedLookup
 from shared.storage.clock import Clock
 from shared.storage.insert_once import InsertOnce
 from shared.storage.mongo import Document, find_in_firm
@@ -55,6 +56,8 @@ JOBS, CHUNKS, DELIVERIES = "bulk_jobs", "bulk_chunks", "bulk_deliveries"
 INVITATION_KIND = "invitation"
 MAX_REPORTED_ERRORS = 500
 DUPLICATE_KEY = 11000
+KNOWN_JOBS = 10_000
+"""Bulk jobs remembered by id for counting their deliveries (forgotten all at once when full)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,9 @@ class BulkUpdates:
         self.chunks: AsyncCollection[Document] = db[CHUNKS]
         self.deliveries: AsyncCollection[Document] = db[DELIVERIES]
         self._delivered = InsertOnce(self.deliveries)
+        self._jobs_by_id = BatchedLookup(self.jobs, {"_id": 1})
+        self._known_jobs: set[tuple[str, str]] = set()
+        self._addresses = BatchedLookup(store.accounts.collection, {"addresses": 1})
         self._relay = relay
         self.tuning = tuning or Tuning()
         self.worker = ChunkWorker(store, self.chunks, clock, self.tuning.chunk_lease)
@@ -219,18 +225,28 @@ class BulkUpdates:
         p = event.payload
         if p.kind != INVITATION_KIND or p.account_id is None:
             return
-        job = await find_in_firm(self.jobs, event.correlation_id, event.firm_id, {"_id": 1})
-        if job is None:  # not caused by a bulk update
+        job_id = await self._job_of(event.firm_id, event.correlation_id)
+        if job_id is None:  # not caused by a bulk update
             return
-        account = await find_in_firm(
-            self.store.accounts.collection, p.account_id, event.firm_id, {"addresses": 1}
-        )
+        account = await self._addresses.get(event.firm_id, p.account_id)
         emails = {a["email"].casefold() for a in (account or {}).get("addresses", {}).values()}
         if p.email.casefold() not in emails:
             return
         await self._delivered.insert(
-            {"_id": p.delivery_id, "firm_id": event.firm_id, "job": job["_id"]}
+            {"_id": p.delivery_id, "firm_id": event.firm_id, "job": job_id}
         )
+
+    async def _job_of(self, firm_id: str, correlation_id: str) -> str | None:
+        """The bulk job with this correlation id, remembered once found (a job stays a job)."""
+        key = (firm_id, correlation_id)
+        if key in self._known_jobs:
+            return correlation_id
+        if await self._jobs_by_id.get(firm_id, correlation_id) is None:
+            return None
+        if len(self._known_jobs) >= KNOWN_JOBS:
+            self._known_jobs.clear()
+        self._known_jobs.add(key)
+        return correlation_id
 
     async def _select(self, c: cmd.RequestBulkUpdate) -> list[str]:
         if c.filter is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -327,8 +328,13 @@ class FirmSettings:
     arrive.
     """
 
+    EXPIRY_CACHE_SECONDS = 5.0
+    """Every invitation reads its firm's expiry; a setting changed through another replica
+    applies here at most this late."""
+
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["firms"]
+        self._expiry: dict[str, tuple[float, int]] = {}
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("slug", ASCENDING)])
@@ -346,13 +352,21 @@ class FirmSettings:
                 "accent_color": look.accent_color,
             }
         await keep_newest(self.collection, firm_id, version, fields)
+        self._expiry.pop(firm_id, None)
 
     async def exists(self, firm_id: str) -> bool:
         return await self.collection.count_documents({"_id": firm_id}, limit=1) > 0
 
     async def expiry_days(self, firm_id: str) -> int:
-        doc = await self.collection.find_one({"_id": firm_id})
-        return int(doc["invitation_expiry_days"]) if doc else DEFAULT_EXPIRY_DAYS
+        cached = self._expiry.get(firm_id)
+        if cached is not None and time.monotonic() - cached[0] < self.EXPIRY_CACHE_SECONDS:
+            return cached[1]
+        doc = await self.collection.find_one({"_id": firm_id}, {"invitation_expiry_days": 1})
+        if doc is None:  # not known yet: the default, and looked up again next time
+            return DEFAULT_EXPIRY_DAYS
+        days = int(doc["invitation_expiry_days"])
+        self._expiry[firm_id] = (time.monotonic(), days)
+        return days
 
     async def look(self, firm_id: str) -> FirmLook | None:
         doc = await self.collection.find_one({"_id": firm_id}) if firm_id else None

@@ -45,6 +45,7 @@ from services.notification.domain import (
     TimeZoneSet,
 )
 from shared.storage.aggregates import ConcurrentUpdate
+from shared.storage.batched_reads import BatchedLookup
 from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, find_in_firm
 from shared.storage.projections import keep_newest
@@ -112,8 +113,15 @@ class AccountNames:
     (``keep_newest``), so a redelivered or late event changes nothing.
     """
 
+    READ_WINDOW_SECONDS = 0.005
+    """Every invitation reads its account's name: the reads of a bulk's concurrent
+    invitations wait this long for each other and are answered by one query."""
+
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["account_names"]
+        self._reads = BatchedLookup(
+            self.collection, {"name": 1}, window_seconds=self.READ_WINDOW_SECONDS
+        )
 
     async def ensure_indexes(self) -> None:
         """Nothing beyond ``_id``: an account's name is read by its id and firm."""
@@ -128,7 +136,7 @@ class AccountNames:
 
     async def get(self, firm_id: str, account_id: str) -> str | None:
         """The account's name; None while its AccountCreated has not arrived."""
-        doc = await find_in_firm(self.collection, self._doc_id(firm_id, account_id), firm_id)
+        doc = await self._reads.get(firm_id, self._doc_id(firm_id, account_id))
         return doc["name"] if doc else None
 
 

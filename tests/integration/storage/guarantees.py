@@ -23,6 +23,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import AccountCreated, AccountType
 from shared.storage.aggregates import Change, ConcurrentUpdate, save_aggregate, save_aggregates
+from shared.storage.batched_reads import BatchedLookup
 from shared.storage.clock import DatabaseClock, FixedClock
 from shared.storage.idempotency import ProcessedEvents
 from shared.storage.insert_once import InsertOnce
@@ -150,6 +151,34 @@ class StorageGuarantees:
         await asyncio.gather(*(write(i) for i in range(CLIENTS)))
         stored = [doc["_id"] async for doc in db["records"].find({}, {"_id": 1})]
         assert sorted(stored) == list(range(40))
+
+    async def test_batched_lookups_answer_each_caller_with_its_own_document(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        docs = db["looked_up"]
+        await docs.insert_many(
+            [{"_id": f"d{i}", "firm_id": f"f{i % 2}", "n": i} for i in range(10)]
+        )
+        lookup = BatchedLookup(docs, {"n": 1})
+        asked = [
+            ("f0", "d0"),
+            ("f1", "d1"),
+            ("f0", "d1"),
+            ("f0", "nope"),
+            ("f0", "d0"),
+            ("f1", "d9"),
+        ]
+
+        found = await asyncio.gather(*(lookup.get(firm, doc_id) for firm, doc_id in asked))
+
+        assert found == [
+            {"_id": "d0", "n": 0},
+            {"_id": "d1", "n": 1},
+            None,  # d1 is another firm's
+            None,
+            {"_id": "d0", "n": 0},
+            {"_id": "d9", "n": 9},
+        ]
 
     async def test_a_filter_on_the_id_and_other_fields_matches_only_what_it_names(
         self, db: AsyncDatabase[Document]
