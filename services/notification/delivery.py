@@ -15,7 +15,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Protocol
 
@@ -24,7 +23,7 @@ from pymongo.errors import PyMongoError
 from services.notification.deliveries import Claim, ClaimResult
 from services.notification.domain import Delivery, DeliveryStatus
 from services.notification.mailer import PermanentDeliveryFailure
-from services.notification.rendering import MailHeaders, RenderedMail, compose
+from services.notification.rendering import MailHeaders, OutgoingEmail, RenderedMail, compose
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.contracts.events import NotificationDelivered, NotificationFailed
 from shared.logging import get_logger
@@ -58,7 +57,7 @@ class DeliveryRecords(Protocol):
 class MailSender(Protocol):
     """Sends one message or raises a ``mailer.DeliveryFailure`` (``mailer.Mailer``)."""
 
-    async def send(self, message: EmailMessage) -> None: ...
+    async def send(self, message: OutgoingEmail) -> None: ...
 
 
 class DeliveryBusyError(RuntimeError):

@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 
 import aiosmtplib
 
+from services.notification.rendering import OutgoingEmail
 from shared.logging import get_logger
 from shared.smtp import SmtpSecurity, SmtpTls
 
@@ -97,15 +97,18 @@ class Mailer:
         self._factory = client_factory or _client
         self._idle: asyncio.Queue[aiosmtplib.SMTP] | None = None
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: OutgoingEmail) -> None:
         """Send ``message`` to its To address, or raise a :class:`DeliveryFailure`."""
+        options = ["SMTPUTF8"] if message.smtputf8 else []
         failure: DeliveryFailure = TemporaryDeliveryFailure("not attempted")
         for attempt in range(self._config.attempts):
             if attempt:
                 await asyncio.sleep(self._config.backoff_seconds * 2 ** (attempt - 1))
             try:
                 async with self._connection() as client:
-                    await client.send_message(message)
+                    await client.sendmail(
+                        message.envelope_from, [message.to], message.data, mail_options=options
+                    )
             except (aiosmtplib.SMTPException, *_CONNECTION_ERRORS, ValueError) as exc:
                 failure = _classify(exc)
                 if isinstance(failure, PermanentDeliveryFailure):

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from services.mailsync.replies import send as send_reply
 from services.mailsync.settings import MailsyncSettings
 from services.notification.mailer import DeliveryFailure, Mailer
 from services.notification.main import smtp_config as notification_smtp
+from services.notification.rendering import OutgoingEmail
 from services.notification.settings import NotificationSettings
 from shared.contracts.errors import DomainError
 from tests.smtp_servers import HOST, PASSWORD, USERNAME, self_signed_certificate, smtp_server
@@ -37,7 +39,8 @@ Sender = Callable[[dict[str, Any], EmailMessage], Awaitable[None]]
 async def notification_sends(settings: dict[str, Any], message: EmailMessage) -> None:
     mailer = Mailer(notification_smtp(NotificationSettings(**settings, smtp_attempts=1)))
     try:
-        await mailer.send(message)
+        wire = message.as_bytes(policy=policy.SMTP)
+        await mailer.send(OutgoingEmail(str(message["From"]), str(message["To"]), wire))
     finally:
         await mailer.close()
 

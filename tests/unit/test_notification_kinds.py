@@ -174,7 +174,9 @@ def test_a_client_notification_carries_the_one_click_unsubscribe_headers() -> No
         banner_url=None,
         unsubscribe_url=UNSUBSCRIBE,
     )
-    message = compose(mail, MailHeaders("n@crm.test", "c@client.test", kind.name, "d", "<m@x>"))
+    message = compose(
+        mail, MailHeaders("n@crm.test", "c@client.test", kind.name, "d", "<m@x>")
+    ).message()
     assert message["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     copy = compose(
@@ -187,5 +189,5 @@ def test_a_client_notification_carries_the_one_click_unsubscribe_headers() -> No
             copy_for=["c@client.test"],
         ),
         MailHeaders("n@crm.test", "firm@acme.test", kind.name, "d2", "<m2@x>"),
-    )
+    ).message()
     assert copy["List-Unsubscribe"] is None

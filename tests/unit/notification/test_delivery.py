@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 
 import pytest
 import structlog
@@ -19,7 +18,7 @@ from services.notification.deliveries import Claim, ClaimResult
 from services.notification.delivery import Cause, Deliverer, DeliveryBusyError
 from services.notification.domain import Delivery, DeliveryStatus
 from services.notification.mailer import PermanentDeliveryFailure, TemporaryDeliveryFailure
-from services.notification.rendering import RenderedMail
+from services.notification.rendering import OutgoingEmail, RenderedMail
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.leases import Lease
 
@@ -98,12 +97,12 @@ class FakeMailServer:
     """Accepts every message, or raises ``failure``; ``gate`` holds a send until it is set."""
 
     def __init__(self, failure: Exception | None = None) -> None:
-        self.sent: list[EmailMessage] = []
+        self.sent: list[OutgoingEmail] = []
         self.failure = failure
         self.gate: asyncio.Event | None = None
         self.started = asyncio.Event()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: OutgoingEmail) -> None:
         self.started.set()
         if self.gate is not None:
             await self.gate.wait()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from services.notification.mailer import (
     SmtpConfig,
     TemporaryDeliveryFailure,
 )
+from services.notification.rendering import MailHeaders, OutgoingEmail, RenderedMail, compose
 
 
 class ScriptedServer:
@@ -77,11 +77,9 @@ def mailer(port: int, **overrides: Any) -> Mailer:
     return Mailer(SmtpConfig("127.0.0.1", port, **(options | overrides)))
 
 
-def message(to: str = "client@example.test") -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = "firm@crm.test", to, "Hello"
-    msg.set_content("Hello")
-    return msg
+def message(to: str = "client@example.test") -> OutgoingEmail:
+    mail = RenderedMail(subject="Hello", text="Hello", html="<p>Hello</p>")
+    return compose(mail, MailHeaders("firm@crm.test", to, "test", "dlv-1", "<m@crm.test>"))
 
 
 class TestSending:

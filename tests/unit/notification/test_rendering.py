@@ -166,7 +166,7 @@ class TestComposedMessage:
         )
         headers = MailHeaders("n@crm.test", "c@client.test", "proposal.sent", "dlv-1", "<m@crm>")
 
-        message = compose(mail, headers)
+        message = compose(mail, headers).message()
 
         assert message.get_content_type() == "multipart/alternative"
         assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
@@ -190,7 +190,7 @@ class TestComposedMessage:
         )
         headers = MailHeaders("n@crm.test", "c@client.test", "proposal.sent", "dlv-1", "<m@crm>")
 
-        wire = compose(mail, headers).as_bytes()
+        wire = compose(mail, headers).data
         read = message_from_bytes(wire, policy=policy.default)
 
         assert b"From: =?utf-8?" in wire  # RFC 2047: the raw header stays ASCII
@@ -207,7 +207,7 @@ class TestComposedMessage:
         )
         headers = MailHeaders("Acme CRM <n@crm.test>", "c@t.test", "x", "d", "<m@crm>")
 
-        message = compose(mail, headers)
+        message = compose(mail, headers).message()
 
         assert message["Reply-To"] is None
         assert message["From"].addresses[0].display_name == "Acme"
