@@ -137,6 +137,25 @@ final class IdLookup {
             return matchDocuments(query, positions, orderBy, numberToSkip, limit, batchSize, fieldSelector);
         }
 
+        /**
+         * Hands out copies: every document a query, an update, a findAndModify or a delete
+         * works on comes through here, so the library never changes a stored document in
+         * place. It did: an update edited the instance held in the store's page, field by
+         * field, while another thread's commit could be writing that page (a
+         * ConcurrentModificationException closed the store in a bulk at 10,000 accounts,
+         * and a commit could have caught a half-updated document); and a reply could be
+         * encoded while an update changed it. The update now stores its edited copy with
+         * one put, and a commit or a reply sees the old version or the new one.
+         */
+        @Override
+        protected QueryResult createQueryResult(List<Document> matchedDocuments, int batchSize) {
+            List<Document> copies = new ArrayList<>(matchedDocuments.size());
+            for (Document document : matchedDocuments) {
+                copies.add(document.cloneDeeply());
+            }
+            return super.createQueryResult(copies, batchSize);
+        }
+
         /** The secondary index that narrows the filter by the most fields; null when none can. */
         private SecondaryIndex bestSecondaryIndex(Document query) {
             SecondaryIndex best = null;

@@ -137,9 +137,27 @@ public final class Main {
             }
             Document reply = super.handleCommand(channel, database, command, query);
             if (groupCommit != null && WRITE_COMMANDS.contains(command.toLowerCase(Locale.ROOT))) {
-                groupCommit.awaitCommitted();
+                try {
+                    groupCommit.awaitCommitted();
+                } catch (RuntimeException e) {
+                    haltIfClosed(e);
+                    throw e;
+                }
             }
             return reply;
+        }
+
+        /**
+         * H2 closes a store whose commit failed, and every later command would fail with
+         * "This store is closed" while the process looked alive. Exit instead: what was
+         * acknowledged is in the file, and whoever runs the server sees it stop.
+         */
+        private void haltIfClosed(RuntimeException cause) {
+            if (getMvStore().isClosed()) {
+                System.err.println("the store closed after a failed commit; exiting");
+                cause.printStackTrace();
+                Runtime.getRuntime().halt(70);
+            }
         }
     }
 
