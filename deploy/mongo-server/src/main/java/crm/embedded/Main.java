@@ -112,7 +112,7 @@ public final class Main {
 
     /**
      * The H2 backend; a write command is acknowledged only once the store is committed,
-     * and filters that name an {@code _id} use the {@code _id} index ({@link IdLookup}).
+     * and filters that name an {@code _id} use the {@code _id} index ({@link Storage}).
      */
     static final class DurableH2Backend extends H2Backend {
         private final GroupCommit groupCommit;
@@ -124,7 +124,7 @@ public final class Main {
 
         @Override
         protected MongoDatabase openOrCreateDatabase(String databaseName) {
-            return new IdLookup.Database(databaseName, getMvStore(), getCursorRegistry());
+            return new Storage.Database(databaseName, getMvStore(), getCursorRegistry());
         }
 
         @Override
