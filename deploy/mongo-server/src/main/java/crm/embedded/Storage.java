@@ -14,6 +14,7 @@ import de.bwaldvogel.mongo.backend.CursorRegistry;
 import de.bwaldvogel.mongo.backend.Index;
 import de.bwaldvogel.mongo.backend.IndexKey;
 import de.bwaldvogel.mongo.backend.QueryResult;
+import de.bwaldvogel.mongo.backend.h2.H2Collection;
 import de.bwaldvogel.mongo.backend.h2.H2Database;
 import de.bwaldvogel.mongo.bson.Document;
 
@@ -21,8 +22,7 @@ import de.bwaldvogel.mongo.bson.Document;
  * The H2 backend's database and collection, changed where profiling showed them slow.
  *
  * <ul>
- *   <li>Documents are stored as their BSON bytes ({@link BsonCollection}), not in Java
- *       serialization, and every read decodes a fresh copy.
+ *   <li>Documents are stored as BSON ({@link BsonDocumentType}), not in Java serialization.
  *   <li>Indexes are kept in memory and rebuilt from the documents when a collection opens:
  *       unique ones in {@link MemoryUniqueIndex}, the others in {@link SecondaryIndex}, which
  *       the library itself leaves empty.
@@ -64,14 +64,14 @@ final class Storage {
         @Override
         protected MongoCollection<Object> openOrCreateCollection(String collectionName, CollectionOptions options) {
             String fullName = getFullCollectionNamespace(collectionName);
-            MVMap<Object, byte[]> dataMap = store.openMap(DATABASES_PREFIX + fullName, documentMap());
+            MVMap<Object, Document> dataMap = store.openMap(DATABASES_PREFIX + fullName, documentMap());
             MVMap<String, Object> metaMap = store.openMap(META_PREFIX + fullName);
             return new Collection_(this, collectionName, options, dataMap, metaMap, cursorRegistry);
         }
 
-        /** A collection's documents are stored as their BSON bytes ({@link BsonBytesType}). */
-        static MVMap.Builder<Object, byte[]> documentMap() {
-            return new MVMap.Builder<Object, byte[]>().valueType(BsonBytesType.INSTANCE);
+        /** A collection's documents are stored as BSON ({@link BsonDocumentType}). */
+        static MVMap.Builder<Object, Document> documentMap() {
+            return new MVMap.Builder<Object, Document>().valueType(BsonDocumentType.INSTANCE);
         }
 
         @Override
@@ -89,10 +89,10 @@ final class Storage {
         }
     }
 
-    static final class Collection_ extends BsonCollection {
+    static final class Collection_ extends H2Collection {
 
         Collection_(MongoDatabase database, String collectionName, CollectionOptions options,
-                    MVMap<Object, byte[]> dataMap, MVMap<String, Object> metaMap, CursorRegistry cursorRegistry) {
+                    MVMap<Object, Document> dataMap, MVMap<String, Object> metaMap, CursorRegistry cursorRegistry) {
             super(database, collectionName, options, dataMap, metaMap, cursorRegistry);
         }
 
@@ -135,6 +135,25 @@ final class Storage {
                 }
             }
             return matchDocuments(query, positions, orderBy, numberToSkip, limit, batchSize, fieldSelector);
+        }
+
+        /**
+         * Hands out copies: every document a query, an update, a findAndModify or a delete
+         * works on comes through here, so the library never changes a stored document in
+         * place. It did: an update edited the instance held in the store's page, field by
+         * field, while another thread's commit could be writing that page (a
+         * ConcurrentModificationException closed the store in a bulk at 10,000 accounts,
+         * and a commit could have caught a half-updated document); and a reply could be
+         * encoded while an update changed it. The update now stores its edited copy with
+         * one put, and a commit or a reply sees the old version or the new one.
+         */
+        @Override
+        protected QueryResult createQueryResult(List<Document> matchedDocuments, int batchSize) {
+            List<Document> copies = new ArrayList<>(matchedDocuments.size());
+            for (Document document : matchedDocuments) {
+                copies.add(document.cloneDeeply());
+            }
+            return super.createQueryResult(copies, batchSize);
         }
 
         /** The secondary index that narrows the filter by the most fields; null when none can. */

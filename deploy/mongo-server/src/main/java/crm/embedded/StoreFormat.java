@@ -14,7 +14,7 @@ import de.bwaldvogel.mongo.bson.Document;
 /**
  * The store file's format, and the one-time conversion of a file written before it.
  *
- * <p>Format 2 (this launcher): documents are BSON ({@link BsonBytesType}) and indexes live
+ * <p>Format 2 (this launcher): documents are BSON ({@link BsonDocumentType}) and indexes live
  * in memory ({@link MemoryUniqueIndex}, {@link SecondaryIndex}). A file written by the plain
  * H2 backend (format 1: documents and unique indexes in Java serialization) is converted when
  * the server starts on it: its documents and collection metadata are copied into a new file,
@@ -54,9 +54,9 @@ final class StoreFormat {
                 for (String name : from.getMapNames()) {
                     if (name.startsWith(DATABASES_PREFIX)) {
                         MVMap<Object, Object> source = from.openMap(name);
-                        MVMap<Object, byte[]> target = to.openMap(name, Storage.Database.documentMap());
+                        MVMap<Object, Document> target = to.openMap(name, Storage.Database.documentMap());
                         for (Map.Entry<Object, Object> entry : source.entrySet()) {
-                            target.put(entry.getKey(), BsonBytesType.encode((Document) entry.getValue()));
+                            target.put(entry.getKey(), (Document) entry.getValue());
                             documents++;
                         }
                         collections++;
