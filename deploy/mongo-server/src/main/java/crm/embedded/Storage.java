@@ -116,8 +116,7 @@ final class Storage {
             List<Object> positions = new ArrayList<>();
             if (allStrings(ids)) {
                 // The H2 backend stores a document under its _id itself: a string id is
-                // found straight in the data map (the _id index compares its keys by
-                // serializing them, which grew costly with the size of the collection).
+                // found straight in the data map, without building the index's key.
                 for (Object id : ids) {
                     if (getDocument(id) != null) {
                         positions.add(id);
