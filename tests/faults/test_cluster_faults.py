@@ -4,7 +4,7 @@ A private cluster of three RabbitMQ nodes (``deploy/local.sh`` with
 ``LOCAL_RABBIT_NODES=3 LOCAL_RABBIT_NETNS=1``: each node in a network namespace of its
 own), a private embedded MongoDB and SMTP catcher, and the four services given every
 node's address. While a bulk Login-with-invitations runs over ``CLUSTER_FAULT_ACCOUNTS``
-accounts (2,000 by default, one address each), the suite
+accounts (5,000 by default, one address each), the suite
 
 1. SIGKILLs the node that leads the most quorum queues, and starts it again a little
    later;
@@ -56,7 +56,7 @@ from tests.infra import _smtp_catcher as smtp_catcher
 from tests.scenario import new_firm, staff_member
 from tests.services import SERVICES, RunningServices, run_services
 
-ACCOUNTS = int(os.environ.get("CLUSTER_FAULT_ACCOUNTS", "2000"))
+ACCOUNTS = int(os.environ.get("CLUSTER_FAULT_ACCOUNTS", "5000"))
 PARTITION_SECONDS = 30
 """Long enough for RabbitMQ to notice (net_ticktime 15 s: the node pauses, its queues get
 other leaders) and for the services on it to notice (12 s without a heartbeat) and move."""
