@@ -271,6 +271,54 @@ class StorageGuarantees:
         assert await ids({"tags": "t3"}) == expected(lambda i: i % 4 == 3 and i != 3 and i % 5 != 1)
         assert await docs.count_documents({"invitation.token": "tok1"}) == 0
 
+    async def test_counts_and_sorted_pages_agree_with_the_documents(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        # The embedded server answers count_documents as a count of a query, and keeps a
+        # sorted page with a limit in a bounded heap (deploy/mongo-server, Storage): both
+        # must give what counting and sorting every document gives, skip and limit included.
+        docs = db["paged"]
+        await docs.create_index([("firm_id", 1), ("rank", 1)])
+        rows = [
+            {
+                "_id": f"d{i:03}",
+                "firm_id": f"f{i % 2}",
+                "rank": i % 4,
+                "key": f"k{(i * 37) % 101:03}",
+                **({"seen": i % 7} if i % 3 else {}),  # missing or a value: both sort
+            }
+            for i in range(120)
+        ]
+        await docs.insert_many(rows)
+
+        def matching(firm: str, rank: int | None = None) -> list[Document]:
+            return [r for r in rows if r["firm_id"] == firm and rank in (None, r["rank"])]
+
+        query: Document = {"firm_id": "f1", "rank": 3}
+        assert await docs.count_documents(query) == len(matching("f1", 3)) == 30
+        assert await docs.count_documents(query, skip=25) == 5
+        assert await docs.count_documents(query, limit=7) == 7
+        assert await docs.count_documents(query, skip=28, limit=7) == 2
+        assert await docs.count_documents({"firm_id": "f1", "key": {"$gte": "k050"}}) == len(
+            [r for r in matching("f1") if r["key"] >= "k050"]
+        )
+        assert await docs.count_documents({"firm_id": "nobody"}) == 0
+        assert await db["absent"].count_documents({"firm_id": "f1"}) == 0
+        assert await docs.count_documents({}) == 120
+
+        def order(r: Document) -> tuple[int, int, str]:  # missing sorts first, then _id
+            return ("seen" in r, r.get("seen", 0), r["_id"])
+
+        everything = sorted(matching("f0"), key=order)
+        for skip, limit in ((0, 10), (10, 10), (55, 10), (0, 60), (59, 5)):
+            page = docs.find({"firm_id": "f0"}).sort([("seen", 1), ("_id", 1)])
+            got = [d["_id"] async for d in page.skip(skip).limit(limit)]
+            assert got == [r["_id"] for r in everything[skip : skip + limit]], (skip, limit)
+        descending = sorted(matching("f0", 2), key=lambda r: r["key"], reverse=True)
+        page = docs.find({"firm_id": "f0", "rank": 2}, {"key": 1}).sort("key", -1).limit(4)
+        expected = [{"_id": r["_id"], "key": r["key"]} for r in descending[:4]]
+        assert [d async for d in page] == expected
+
     # ------------------------------------------------------------ aggregates and the outbox
 
     async def test_a_stale_version_is_refused(self, db: AsyncDatabase[Document]) -> None:

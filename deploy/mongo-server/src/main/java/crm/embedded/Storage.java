@@ -2,7 +2,11 @@ package crm.embedded;
 
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.Comparator;
 import java.util.List;
+import java.util.PriorityQueue;
+import java.util.Set;
+import java.util.stream.Stream;
 
 import org.h2.mvstore.MVMap;
 import org.h2.mvstore.MVStore;
@@ -11,12 +15,16 @@ import de.bwaldvogel.mongo.MongoCollection;
 import de.bwaldvogel.mongo.MongoDatabase;
 import de.bwaldvogel.mongo.backend.CollectionOptions;
 import de.bwaldvogel.mongo.backend.CursorRegistry;
+import de.bwaldvogel.mongo.backend.DatabaseResolver;
 import de.bwaldvogel.mongo.backend.Index;
 import de.bwaldvogel.mongo.backend.IndexKey;
 import de.bwaldvogel.mongo.backend.QueryResult;
+import de.bwaldvogel.mongo.backend.Utils;
 import de.bwaldvogel.mongo.backend.h2.H2Collection;
 import de.bwaldvogel.mongo.backend.h2.H2Database;
 import de.bwaldvogel.mongo.bson.Document;
+import de.bwaldvogel.mongo.oplog.Oplog;
+import io.netty.channel.Channel;
 
 /**
  * The H2 backend's database and collection, changed where profiling showed them slow.
@@ -35,6 +43,13 @@ import de.bwaldvogel.mongo.bson.Document;
  *   <li>Otherwise a filter that gives every field of a secondary index a value (or an
  *       {@code $in}) is answered from that index, with the whole filter applied to what it
  *       finds. Everything else is the library's scan.
+ *   <li>A sorted query with a limit keeps the first documents in a bounded heap instead of
+ *       sorting every match: a page of 50 of 10,000 accounts compares each account about
+ *       once, not 14 times.
+ *   <li>A count ({@code count_documents}: an aggregation of {@code $match}, {@code $skip},
+ *       {@code $limit} and {@code $group {_id: 1, n: {$sum: 1}}}) is answered as the
+ *       {@code count} command is, through the query above. The library ran that pipeline
+ *       over a copy of every document of the collection, whatever the filter.
  * </ul>
  */
 final class Storage {
@@ -75,6 +90,38 @@ final class Storage {
         }
 
         @Override
+        public Document handleCommand(Channel channel, String command, Document query,
+                                      DatabaseResolver databaseResolver, Oplog oplog) {
+            if ("aggregate".equals(command)) {
+                Document counted = countOf(query);
+                if (counted != null) {
+                    return counted;
+                }
+            }
+            return super.handleCommand(channel, command, query, databaseResolver, oplog);
+        }
+
+        /** The reply to a count pipeline, as the library's aggregation would give it; null for any other. */
+        private Document countOf(Document command) {
+            if (!(command.get("aggregate") instanceof String name) || !COUNT_OPTIONS.containsAll(command.keySet())) {
+                return null;
+            }
+            Counting counting = Counting.of(command.get("pipeline"));
+            MongoCollection<Object> collection = counting == null ? null : resolveCollection(name, false);
+            if (collection == null) {
+                return null; // another pipeline, or no such collection: the library answers
+            }
+            int count = collection.count(counting.match(), counting.skip(), counting.limit());
+            List<Document> batch = count == 0 ? List.of() : List.of(new Document(ID, 1).append("n", count));
+            Document cursor = new Document("firstBatch", batch)
+                .append("id", 0L)
+                .append("ns", getDatabaseName() + "." + name);
+            Document response = new Document("cursor", cursor);
+            Utils.markOkay(response);
+            return response;
+        }
+
+        @Override
         protected Index<Object> openOrCreateUniqueIndex(String collectionName, String indexName,
                                                         List<IndexKey> keys, boolean sparse) {
             return new MemoryUniqueIndex(indexName, keys, sparse);
@@ -89,7 +136,67 @@ final class Storage {
         }
     }
 
+    /** The fields of an aggregate command that a count may carry (any other: the library answers). */
+    private static final Set<String> COUNT_OPTIONS = Set.of(
+        "aggregate", "pipeline", "cursor", "$db", "lsid", "$clusterTime", "$readPreference", "txnNumber",
+        "comment", "maxTimeMS", "allowDiskUse");
+
+    /**
+     * The pipeline PyMongo's {@code count_documents} sends: {@code $match}, then optionally
+     * {@code $skip} and {@code $limit}, then {@code $group: {_id: 1, n: {$sum: 1}}}.
+     */
+    record Counting(Document match, int skip, int limit) {
+
+        static Counting of(Object pipeline) {
+            if (!(pipeline instanceof List<?> stages) || stages.size() < 2 || stages.size() > 4) {
+                return null;
+            }
+            if (!(stages.get(0) instanceof Document first && first.size() == 1
+                && first.get("$match") instanceof Document match)) {
+                return null;
+            }
+            Document group = new Document(ID, 1).append("n", new Document("$sum", 1));
+            if (!(stages.get(stages.size() - 1) instanceof Document last && last.size() == 1
+                && group.equals(last.get("$group")))) {
+                return null;
+            }
+            int skip = 0;
+            int limit = 0;
+            int next = 1;
+            if (next < stages.size() - 1) {
+                Integer value = stageNumber(stages.get(next), "$skip");
+                if (value != null) {
+                    skip = value;
+                    next++;
+                }
+            }
+            if (next < stages.size() - 1) {
+                Integer value = stageNumber(stages.get(next), "$limit");
+                if (value == null || value <= 0) {
+                    return null;
+                }
+                limit = value;
+                next++;
+            }
+            return next == stages.size() - 1 ? new Counting(match, skip, limit) : null;
+        }
+
+        private static Integer stageNumber(Object stage, String name) {
+            if (stage instanceof Document document && document.size() == 1
+                && document.get(name) instanceof Number number) {
+                long value = number.longValue();
+                if (value >= 0 && value <= Integer.MAX_VALUE && value == number.doubleValue()) {
+                    return (int) value;
+                }
+            }
+            return null;
+        }
+    }
+
     static final class Collection_ extends H2Collection {
+
+        /** Up to this many documents (skip plus limit), a sorted page is kept in a heap. */
+        static final int HEAP_SORT_MAX = 10_000;
 
         Collection_(MongoDatabase database, String collectionName, CollectionOptions options,
                     MVMap<Object, Document> dataMap, MVMap<String, Object> metaMap, CursorRegistry cursorRegistry) {
@@ -153,6 +260,45 @@ final class Storage {
                 copies.add(document.cloneDeeply());
             }
             return super.createQueryResult(copies, batchSize);
+        }
+
+        /**
+         * Sorted with a limit: keeps the first {@code skip + limit} matches in a bounded heap,
+         * then lets the library skip, limit and project those, already in order. Matches that
+         * compare equal keep the order in which they came, as the library's stable sort does.
+         */
+        @Override
+        protected QueryResult matchDocumentsFromStream(Document query, Stream<Document> documentStream,
+                                                       int numberToSkip, int limit, int batchSize,
+                                                       Comparator<Document> documentComparator,
+                                                       Document fieldSelector) {
+            long wanted = (long) Math.max(numberToSkip, 0) + limit;
+            if (documentComparator == null || limit <= 0 || wanted > HEAP_SORT_MAX) {
+                return super.matchDocumentsFromStream(query, documentStream, numberToSkip, limit, batchSize,
+                    documentComparator, fieldSelector);
+            }
+            Comparator<Ranked> order = Comparator.<Ranked, Document>comparing(Ranked::document, documentComparator)
+                .thenComparingLong(Ranked::arrival);
+            PriorityQueue<Ranked> first = new PriorityQueue<>((int) wanted + 1, order.reversed());
+            long[] arrival = {0};
+            documentStream
+                .filter(document -> documentMatchesQuery(document, query))
+                .forEach(document -> {
+                    Ranked ranked = new Ranked(document, arrival[0]++);
+                    if (first.size() < wanted) {
+                        first.add(ranked);
+                    } else if (order.compare(ranked, first.peek()) < 0) {
+                        first.poll();
+                        first.add(ranked);
+                    }
+                });
+            List<Ranked> sorted = new ArrayList<>(first);
+            sorted.sort(order);
+            return super.matchDocumentsFromStream(query, sorted.stream().map(Ranked::document), numberToSkip,
+                limit, batchSize, null, fieldSelector);
+        }
+
+        private record Ranked(Document document, long arrival) {
         }
 
         /** The secondary index that narrows the filter by the most fields; null when none can. */
