@@ -821,9 +821,11 @@ up_mongodb() {
     if port_open "$MONGO_PORT"; then claim_port mongodb "$MONGO_PORT" mongodb; fi
     mkdir -p "$MONGO_DIR/data"
     log "starting the embedded mongodb on $HOST:$MONGO_PORT (H2 store in $MONGO_DIR/data)"
-    # Serial GC and a fixed heap keep the JVM within about 512 MB on a small machine.
+    # Serial GC, a fixed heap and two malloc arenas (not one per thread) keep the JVM within
+    # about 512 MB on a small machine; a JVM out of memory exits (H2 would close its store
+    # and leave the server answering errors).
     spawn "$MONGO_DIR/mongodb.pid" "$MONGO_DIR/mongodb.log" \
-      java "-Xmx$MONGO_HEAP" "-Dcrm.cacheMb=$MONGO_CACHE_MB" -XX:+UseSerialGC -Xss512k -XX:MaxDirectMemorySize=64m \
+      env MALLOC_ARENA_MAX=2 java "-Xmx$MONGO_HEAP" "-Dcrm.cacheMb=$MONGO_CACHE_MB" -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -Xss512k -XX:MaxDirectMemorySize=64m \
       -XX:ReservedCodeCacheSize=64m -XX:MaxMetaspaceSize=96m -Dio.netty.allocator.numDirectArenas=2 \
       -Dorg.slf4j.simpleLogger.defaultLogLevel=warn "-Dcrm.scanlog=${LOCAL_MONGO_SCAN_LOG:-0}" \
       -Dorg.slf4j.simpleLogger.log.de.bwaldvogel.mongo.backend.AbstractMongoDatabase=error \

@@ -306,18 +306,69 @@ class StorageGuarantees:
         assert await db["absent"].count_documents({"firm_id": "f1"}) == 0
         assert await docs.count_documents({}) == 120
 
-        def order(r: Document) -> tuple[int, int, str]:  # missing sorts first, then _id
-            return ("seen" in r, r.get("seen", 0), r["_id"])
+        # Pages sorted by a field: sorted in memory first, then walked from indexes whose
+        # last field is the sort's, then after updates and deletes, then with an array in
+        # the sorted field (which the walk refuses: an array sorts by its least element
+        # ascending, its greatest descending).
+        by_id = {r["_id"]: r for r in rows}
+        await self._assert_pages(docs, by_id)
+        await docs.create_index([("firm_id", 1), ("seen", 1)])
+        await docs.create_index([("firm_id", 1), ("key", 1)])
+        await self._assert_pages(docs, by_id)
+        for i in range(0, 120, 7):
+            await docs.update_one({"_id": f"d{i:03}"}, {"$set": {"seen": 100 - i}})
+            by_id[f"d{i:03}"]["seen"] = 100 - i
+        await docs.update_many({"firm_id": "f1", "rank": 1}, {"$unset": {"seen": ""}})
+        for r in by_id.values():
+            if r["firm_id"] == "f1" and r["rank"] == 1:
+                r.pop("seen", None)
+        await docs.delete_many({"key": {"$lt": "k020"}})
+        by_id = {k: r for k, r in by_id.items() if r["key"] >= "k020"}
+        await self._assert_pages(docs, by_id)
+        await docs.update_one({"_id": "d002"}, {"$set": {"seen": [50, -1], "firm_id": "f0"}})
+        by_id["d002"].update(seen=[50, -1], firm_id="f0")
+        await self._assert_pages(docs, by_id)
 
-        everything = sorted(matching("f0"), key=order)
-        for skip, limit in ((0, 10), (10, 10), (55, 10), (0, 60), (59, 5)):
-            page = docs.find({"firm_id": "f0"}).sort([("seen", 1), ("_id", 1)])
-            got = [d["_id"] async for d in page.skip(skip).limit(limit)]
-            assert got == [r["_id"] for r in everything[skip : skip + limit]], (skip, limit)
-        descending = sorted(matching("f0", 2), key=lambda r: r["key"], reverse=True)
-        page = docs.find({"firm_id": "f0", "rank": 2}, {"key": 1}).sort("key", -1).limit(4)
-        expected = [{"_id": r["_id"], "key": r["key"]} for r in descending[:4]]
-        assert [d async for d in page] == expected
+        # A pipeline that starts with $match runs its other stages over what the filter finds.
+        pipeline: list[Document] = [
+            {"$match": {"firm_id": "f0", "rank": {"$in": [0, 2]}}},
+            {"$group": {"_id": "$rank", "n": {"$sum": 1}, "first": {"$min": "$key"}}},
+            {"$sort": {"_id": -1}},
+        ]
+        chosen = [r for r in by_id.values() if r["firm_id"] == "f0" and r["rank"] in (0, 2)]
+        expected = [
+            {"_id": rank, "n": len(ranked), "first": min(r["key"] for r in ranked)}
+            for rank in (2, 0)
+            if (ranked := [r for r in chosen if r["rank"] == rank])
+        ]
+        assert await (await docs.aggregate(pipeline)).to_list() == expected
+        matched = await (await docs.aggregate(pipeline[:1])).to_list()
+        assert sorted(matched, key=lambda d: d["_id"]) == sorted(chosen, key=lambda r: r["_id"])
+
+    @staticmethod
+    async def _assert_pages(docs: Any, by_id: dict[str, Document]) -> None:
+        def seen(r: Document, descending: bool) -> tuple[int, float]:
+            value = r.get("seen")  # missing and null sort alike, before numbers
+            if isinstance(value, list):
+                value = max(value) if descending else min(value)
+            return (0, 0) if value is None else (1, value)
+
+        for firm, rank in (("f0", None), ("f1", None), ("f0", 2), ("f1", 1)):
+            query: Document = {"firm_id": firm} | ({} if rank is None else {"rank": rank})
+            rows = [r for r in by_id.values() if r["firm_id"] == firm and rank in (None, r["rank"])]
+            assert await docs.count_documents(query) == len(rows), query
+            for field, direction in (("seen", 1), ("seen", -1), ("key", -1), ("key", 1)):
+                descending = direction < 0
+                rows.sort(key=lambda r: r["_id"])  # ties: by _id (a stable sort keeps it)
+                if field == "seen":
+                    rows.sort(key=lambda r: seen(r, descending), reverse=descending)
+                else:
+                    rows.sort(key=lambda r: r["key"], reverse=descending)
+                for skip, limit in ((0, 10), (10, 10), (25, 10), (0, 70), (len(rows) - 3, 5)):
+                    page = docs.find(query, {"seen": 1}).sort([(field, direction), ("_id", 1)])
+                    got = [d["_id"] async for d in page.skip(skip).limit(limit)]
+                    want = [r["_id"] for r in rows[skip : skip + limit]]
+                    assert got == want, (query, field, direction, skip, limit)
 
     # ------------------------------------------------------------ aggregates and the outbox
 

@@ -135,26 +135,27 @@ public final class Main {
                 reply.put("isWritablePrimary", Boolean.TRUE);
                 return reply;
             }
-            Document reply = super.handleCommand(channel, database, command, query);
-            if (groupCommit != null && WRITE_COMMANDS.contains(command.toLowerCase(Locale.ROOT))) {
-                try {
+            try {
+                Document reply = super.handleCommand(channel, database, command, query);
+                if (groupCommit != null && WRITE_COMMANDS.contains(command.toLowerCase(Locale.ROOT))) {
                     groupCommit.awaitCommitted();
-                } catch (RuntimeException e) {
-                    haltIfClosed(e);
-                    throw e;
                 }
+                return reply;
+            } catch (RuntimeException e) {
+                haltIfClosed(e);
+                throw e;
             }
-            return reply;
         }
 
         /**
-         * H2 closes a store whose commit failed, and every later command would fail with
-         * "This store is closed" while the process looked alive. Exit instead: what was
-         * acknowledged is in the file, and whoever runs the server sees it stop.
+         * H2 closes a store whose commit failed (in a command's commit or in its background
+         * writer), and every later command would fail with "This store is closed" while the
+         * process looked alive. Exit instead: what was acknowledged is in the file, and
+         * whoever runs the server sees it stop.
          */
         private void haltIfClosed(RuntimeException cause) {
             if (getMvStore().isClosed()) {
-                System.err.println("the store closed after a failed commit; exiting");
+                System.err.println("the store is closed (a commit failed); exiting");
                 cause.printStackTrace();
                 Runtime.getRuntime().halt(70);
             }
