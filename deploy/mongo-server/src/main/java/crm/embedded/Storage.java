@@ -137,7 +137,11 @@ final class Storage {
                 return null; // $out, $merge: the library's own path
             }
             aggregation.validate(command);
-            return firstBatch(name, aggregation.runStages(collection.matching(match)));
+            boolean readOnly = true;
+            for (Document stage : rest) {
+                readOnly &= READING_STAGES.containsAll(stage.keySet());
+            }
+            return firstBatch(name, aggregation.runStages(collection.matching(match, readOnly)));
         }
 
         private Document firstBatch(String collectionName, List<Document> documents) {
@@ -185,6 +189,9 @@ final class Storage {
     private static final Set<String> AGGREGATE_OPTIONS = Set.of(
         "aggregate", "pipeline", "cursor", "$db", "lsid", "$clusterTime", "$readPreference", "txnNumber",
         "comment", "maxTimeMS", "allowDiskUse");
+
+    /** Stages that only read the documents they are given ($group and $count build new ones). */
+    private static final Set<String> READING_STAGES = Set.of("$group", "$count", "$sort", "$skip", "$limit");
 
     /**
      * The pipeline PyMongo's {@code count_documents} sends: {@code $match}, then optionally
@@ -294,10 +301,23 @@ final class Storage {
             return matchDocuments(query, positions, orderBy, numberToSkip, limit, batchSize, fieldSelector);
         }
 
-        /** Copies of the documents a filter matches, read as a query reads them (under its lock). */
-        synchronized Stream<Document> matching(Document match) {
+        /** Set while {@link #matching} reads documents that no stage will change. */
+        private static final ThreadLocal<Boolean> STORED = ThreadLocal.withInitial(() -> Boolean.FALSE);
+
+        /**
+         * The documents a filter matches, read as a query reads them (under its lock): the
+         * stored ones themselves when {@code readOnly} (the stages that follow only read
+         * them), else copies. A stored document is never changed in place (an update stores
+         * an edited copy, see {@link #createQueryResult}), so handing it out to be read is safe.
+         */
+        synchronized Stream<Document> matching(Document match, boolean readOnly) {
             List<Document> documents = new ArrayList<>();
-            queryDocuments(match, null, 0, 0, 0, null).forEach(documents::add);
+            STORED.set(readOnly);
+            try {
+                queryDocuments(match, null, 0, 0, 0, null).forEach(documents::add);
+            } finally {
+                STORED.set(Boolean.FALSE);
+            }
             return documents.stream();
         }
 
@@ -313,6 +333,9 @@ final class Storage {
          */
         @Override
         protected QueryResult createQueryResult(List<Document> matchedDocuments, int batchSize) {
+            if (STORED.get()) {
+                return super.createQueryResult(matchedDocuments, batchSize);
+            }
             List<Document> copies = new ArrayList<>(matchedDocuments.size());
             for (Document document : matchedDocuments) {
                 copies.add(document.cloneDeeply());
