@@ -345,6 +345,101 @@ class StorageGuarantees:
         matched = await (await docs.aggregate(pipeline[:1])).to_list()
         assert sorted(matched, key=lambda d: d["_id"]) == sorted(chosen, key=lambda r: r["_id"])
 
+    async def test_grouped_and_sorted_pipelines_agree_with_the_documents(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        # The embedded server groups ($group on a field, with $first, $push, $max of a
+        # $cond on an $eq) in a hash map and keeps a sorted page of groups in a bounded heap
+        # (deploy/mongo-server, Pipeline); identity's pending list is such a pipeline. Missing
+        # and null keys form one group, a missing field equals nothing, $max skips nulls, and
+        # a value it does not handle (an array) leaves the stage to the library.
+        grants = db["grouped"]
+        await grants.create_index([("firm_id", 1), ("login", 1), ("address", 1)])
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        rows: list[Document] = []
+        for i in range(150):
+            address = f"a{i % 60:02}"
+            row: Document = {"_id": f"g{i:03}", "firm_id": "f", "login": i % 11 != 0}
+            if i % 60 == 7:
+                row["address"] = None
+            elif i % 60 != 13:
+                row["address"] = address
+            row["email"] = f"{row['address']}@x.example" if row.get("address") else "none@x.example"
+            if i % 5 == 1:
+                row["inv"] = None
+            elif i % 5 == 2:
+                row["inv"] = {"state": "ended", "at": start + timedelta(hours=i)}
+            elif i % 5 != 3:
+                row["inv"] = {"state": "live", "at": start + timedelta(hours=(i * 7) % 50)}
+            rows.append(row)
+        await grants.insert_many(rows)
+        chosen = [r for r in rows if r["login"]]
+
+        def newest(group: list[Document]) -> datetime | None:
+            live = [
+                r["inv"]["at"]
+                for r in group
+                if isinstance(r.get("inv"), dict) and r["inv"]["state"] == "live"
+            ]
+            return max(live, default=None)
+
+        groups: dict[str | None, list[Document]] = {}
+        for r in chosen:
+            groups.setdefault(r.get("address"), []).append(r)
+        live = {"$eq": ["$inv.state", "live"]}
+        group: Document = {
+            "_id": "$address",
+            "email": {"$first": "$email"},
+            "ids": {"$push": "$_id"},
+            "sent": {"$max": {"$cond": [live, "$inv.at", None]}},
+        }
+        match: Document = {"$match": {"firm_id": "f", "login": True}}
+        everything = await (await grants.aggregate([match, {"$group": group}])).to_list()
+        assert {d["_id"]: (d["email"], sorted(d["ids"]), d["sent"]) for d in everything} == {
+            key: (g[0]["email"], sorted(r["_id"] for r in g), newest(g))
+            for key, g in groups.items()
+        }
+        counted = [match, {"$group": {"_id": "$address"}}, {"$count": "n"}]
+        assert await (await grants.aggregate(counted)).to_list() == [{"n": len(groups)}]
+
+        def ordered(invited: bool | None) -> list[str | None]:
+            keys = [k for k, g in groups.items() if invited is None or invited == bool(newest(g))]
+            keys.sort(key=lambda k: (k is not None, k or ""), reverse=True)
+            keys.sort(key=lambda k: groups[k][0]["email"], reverse=True)
+            keys.sort(
+                key=lambda k: (
+                    newest(groups[k]) is not None,
+                    newest(groups[k]) or start,
+                ),
+                reverse=True,
+            )
+            return keys
+
+        for invited in (None, True, False):
+            kept = (
+                []
+                if invited is None
+                else [{"$match": {"sent": {"$ne": None} if invited else None}}]
+            )
+            want = ordered(invited)
+            for skip, limit in ((0, 10), (10, 10), (len(want) - 4, 10), (0, 100)):
+                pipeline = [
+                    match,
+                    {"$group": group},
+                    *kept,
+                    {"$sort": {"sent": -1, "email": -1, "_id": -1}},
+                    {"$skip": skip},
+                    {"$limit": limit},
+                ]
+                got = [d["_id"] async for d in await grants.aggregate(pipeline)]
+                assert got == want[skip : skip + limit], (invited, skip, limit)
+
+        await grants.update_one({"_id": "g001"}, {"$set": {"tags": ["x", "y"]}})
+        listed = [match, {"$group": {"_id": "$address", "tags": {"$push": "$tags"}}}]
+        with_tags = {d["_id"]: d["tags"] async for d in await grants.aggregate(listed)}
+        assert with_tags[rows[1].get("address")] == [["x", "y"]]
+        assert sum(len(tags) for tags in with_tags.values()) == 1
+
     @staticmethod
     async def _assert_pages(docs: Any, by_id: dict[str, Document]) -> None:
         def seen(r: Document, descending: bool) -> tuple[int, float]:
@@ -527,6 +622,22 @@ class StorageGuarantees:
         )
         assert again is None  # the work is done: `where` keeps it from being taken
         assert await leases.take("d", new_owner(), timedelta(seconds=30)) is not None
+
+    async def test_the_databases_are_listed_by_name_and_a_dropped_one_is_gone(
+        self, clients: list[AsyncMongoClient[Document]], db: AsyncDatabase[Document]
+    ) -> None:
+        # The embedded server lists the databases it holds open (deploy/mongo-server, Main):
+        # the library opened each one anew to name it, rebuilding every index from its data.
+        other = clients[0][f"{db.name}_other"]
+        await db["a"].insert_one({"_id": 1})
+        await other["b"].insert_one({"_id": 2})
+        names = await clients[0].list_database_names()
+        assert {db.name, other.name} <= set(names)
+        listed = {d["name"]: d async for d in await clients[0].list_databases()}
+        assert listed[db.name]["empty"] is False
+        await clients[0].drop_database(other.name)
+        assert other.name not in await clients[0].list_database_names()
+        assert await db["a"].find_one({"_id": 1}) == {"_id": 1}
 
     async def test_the_database_clock_reads_the_servers_time(
         self, db: AsyncDatabase[Document]

@@ -56,7 +56,9 @@ import io.netty.channel.Channel;
  *       of every document of the collection, whatever the filter.
  *   <li>Any other pipeline that starts with {@code $match} runs its other stages over the
  *       documents that query finds, not over a copy of the whole collection (identity's
- *       pending list, 25,000 grants: seconds a page before).
+ *       pending list, 25,000 grants: seconds a page before). A {@code $group} of simple
+ *       expressions and a {@code $sort} followed by a {@code $limit} are done in
+ *       {@link Pipeline}; the other stages by the library.
  * </ul>
  */
 final class Storage {
@@ -137,11 +139,11 @@ final class Storage {
                 return null; // $out, $merge: the library's own path
             }
             aggregation.validate(command);
-            boolean readOnly = true;
-            for (Document stage : rest) {
-                readOnly &= READING_STAGES.containsAll(stage.keySet());
-            }
-            return firstBatch(name, aggregation.runStages(collection.matching(match, readOnly)));
+            boolean readOnly = rest.stream().allMatch(stage -> READING_STAGES.containsAll(stage.keySet()));
+            Pipeline.Library library = (some, documents) -> Aggregation
+                .fromPipeline(some, databaseResolver, this, collection, oplog)
+                .runStages(documents.stream());
+            return firstBatch(name, Pipeline.run(rest, collection.matching(match, readOnly), library));
         }
 
         private Document firstBatch(String collectionName, List<Document> documents) {
@@ -191,7 +193,7 @@ final class Storage {
         "comment", "maxTimeMS", "allowDiskUse");
 
     /** Stages that only read the documents they are given ($group and $count build new ones). */
-    private static final Set<String> READING_STAGES = Set.of("$group", "$count", "$sort", "$skip", "$limit");
+    private static final Set<String> READING_STAGES = Set.of("$match", "$group", "$count", "$sort", "$skip", "$limit");
 
     /**
      * The pipeline PyMongo's {@code count_documents} sends: {@code $match}, then optionally
@@ -233,7 +235,7 @@ final class Storage {
             return next == stages.size() - 1 ? new Counting(match, skip, limit) : null;
         }
 
-        private static Integer stageNumber(Object stage, String name) {
+        static Integer stageNumber(Object stage, String name) {
             if (stage instanceof Document document && document.size() == 1
                 && document.get(name) instanceof Number number) {
                 long value = number.longValue();
@@ -310,7 +312,7 @@ final class Storage {
          * them), else copies. A stored document is never changed in place (an update stores
          * an edited copy, see {@link #createQueryResult}), so handing it out to be read is safe.
          */
-        synchronized Stream<Document> matching(Document match, boolean readOnly) {
+        synchronized List<Document> matching(Document match, boolean readOnly) {
             List<Document> documents = new ArrayList<>();
             STORED.set(readOnly);
             try {
@@ -318,7 +320,7 @@ final class Storage {
             } finally {
                 STORED.set(Boolean.FALSE);
             }
-            return documents.stream();
+            return documents;
         }
 
         /**
