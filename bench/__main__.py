@@ -2,9 +2,9 @@
 
 Order: the machine's limits first (nothing else running), then the services with one
 process each (seed, lists, idle toggles, bulk invitations with their writes and CPU,
-lists again, fan-out, memory), then the same bulk run with ``--replicas`` processes
-of each service (Login turned off in bulk first, so the same addresses are invited
-again). A failed measurement is reported in the table and the exit status; the
+lists again, fan-out, memory), then the fan-out again with ``--replicas`` processes of
+each service (``--replicas-workload bulk``: the bulk again, after turning every Login
+off in bulk). A failed measurement is reported in the table and the exit status; the
 others still run.
 """
 
@@ -51,6 +51,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--addresses-per-account", type=float, default=2.5)
     parser.add_argument("--toggles", type=int, default=200)
     parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument(
+        "--replicas-workload",
+        choices=("fanout", "bulk"),
+        default="fanout",
+        help="what the replicas run repeats: the notification fan-out, or the bulk (after "
+        "turning every Login off again in bulk, which costs as much as the bulk itself)",
+    )
     parser.add_argument("--raw-emails", type=int, default=5_000, help="raw SMTP sends per run")
     parser.add_argument("--raw-messages", type=int, default=20_000, help="raw AMQP messages")
     parser.add_argument("--seed-in-flight", type=int, default=2, help="import chunks at once")
@@ -85,6 +92,7 @@ class Bench:
             addresses_per_account=args.addresses_per_account,
             smtp_connections=NotificationSettings.model_fields["smtp_connections"].default,
             replicas=args.replicas,
+            replicas_workload=args.replicas_workload,
         )
         self.logs = args.out / "logs"
         self.infrastructure = find_infrastructure(infra)
@@ -245,33 +253,40 @@ class Bench:
         self.results.memory_mb = services.peak_memory_mb()
 
     async def replicated(self, client: Client, mail: CatcherClient, seeded: Seeded) -> None:
+        """The fan-out (or the bulk) again, with ``--replicas`` processes of each service.
+
+        The fan-out needs nothing undone first. The bulk does: every Login goes off again
+        in a bulk of its own, which costs as much CPU as the bulk measured after it.
+        """
         args = self.args
-        say(f"the same bulk run with {args.replicas} processes of each service ...")
+        bulk = args.replicas_workload == "bulk"
+        what = "bulk" if bulk else "notification fan-out"
+        say(f"the same {what} with {args.replicas} processes of each service ...")
         logs = self.logs / "replicas"
         with start_services(self.infra, self.catcher, logs, replicas=args.replicas) as services:
             await self.idle(mail)
+            if bulk:
 
-            async def disable() -> None:
-                await measure.run_bulk(
-                    client,
-                    seeded.firm_id,
-                    SettingAction.DISABLE,
-                    invite=False,
-                    stall=args.stall,
-                    timeout=args.timeout,
-                )
-                await self.idle(mail)
+                async def disable() -> None:
+                    await measure.run_bulk(
+                        client,
+                        seeded.firm_id,
+                        SettingAction.DISABLE,
+                        invite=False,
+                        stall=args.stall,
+                        timeout=args.timeout,
+                    )
+                    await self.idle(mail)
 
-            await self.attempt("replicas: Login off in bulk", disable)
-            bulk, self.results.bulk_replicas_costs = await self.costed(
+                await self.attempt("replicas: Login off in bulk", disable)
+            workload = measure.bulk_invitations if bulk else measure.fan_out
+            run, self.results.replicas_costs = await self.costed(
                 "replicas",
                 services,
                 mail,
-                lambda: measure.bulk_invitations(
-                    client, mail, seeded, stall=args.stall, timeout=args.timeout
-                ),
+                lambda: workload(client, mail, seeded, stall=args.stall, timeout=args.timeout),
             )
-            self.results.bulk_replicas = _rate(bulk)
+            self.results.replicas_run = _rate(run)
             self.results.memory_mb_replicas = services.peak_memory_mb()
 
     def database_memory_mb(self) -> float | None:

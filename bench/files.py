@@ -69,8 +69,10 @@ def _rates_panel(ax: Axes, results: Results) -> None:
         "raw SMTP\n(aiosmtpd)": per_second(results.raw_smtp_aiosmtpd),
         "raw SMTP\n(counting)": per_second(results.raw_smtp),
         "bulk\ninvitations": per_second(results.bulk),
-        f"bulk\n{results.replicas} replicas": per_second(results.bulk_replicas),
         "fan-out": per_second(results.fan_out),
+        f"{results.replicas_workload}\n{results.replicas} replicas": (
+            per_second(results.replicas_run)
+        ),
     }
     ax.bar(list(bars), [v or 0 for v in bars.values()], color="#4c72b0")
     ax.axhline(INVITATIONS_PER_SECOND, color="red", linestyle="--", label="target")

@@ -50,8 +50,9 @@ class Results:
     bulk: Rate | None = None
     bulk_costs: PhaseCosts | None = None
     fan_out: Rate | None = None
-    bulk_replicas: Rate | None = None
-    bulk_replicas_costs: PhaseCosts | None = None
+    replicas_workload: str = "fanout"  # what the replicas run repeats: "fanout" or "bulk"
+    replicas_run: Rate | None = None
+    replicas_costs: PhaseCosts | None = None
     memory_mb: dict[str, float] = field(default_factory=dict)
     memory_mb_replicas: dict[str, float] = field(default_factory=dict)
     database_memory_mb: float | None = None  # VmHWM of the embedded database's JVM
@@ -184,16 +185,25 @@ def _throughput_figures(name: str, rate: Rate | None, raw: Rate | None) -> list[
 
 
 def _cost_figures(
-    costs: PhaseCosts | None, raw: Rate | None, suffix: str, *, detail: bool = True
+    costs: PhaseCosts | None,
+    raw: Rate | None,
+    suffix: str,
+    *,
+    detail: bool = True,
+    item: str = "invitation",
 ) -> list[Figure]:
-    """Writes per invitation and CPU per 1,000 invitations (with ``detail``: per service)."""
-    return _write_figures(costs, suffix, detail) + _cpu_figures(costs, raw, suffix, detail)
+    """Writes per ``item`` and CPU per 1,000 of them (with ``detail``: per service); the
+    target on writes is the invitation's."""
+    return _write_figures(costs, suffix, detail, item) + _cpu_figures(
+        costs, raw, suffix, detail, item
+    )
 
 
-def _write_figures(costs: PhaseCosts | None, suffix: str, detail: bool) -> list[Figure]:
-    name = f"writes per invitation{suffix}"
+def _write_figures(costs: PhaseCosts | None, suffix: str, detail: bool, item: str) -> list[Figure]:
+    name = f"writes per {item}{suffix}"
+    target = WRITES_PER_INVITATION if item == "invitation" else None
     if costs is None or costs.items <= 0:
-        return [Figure(name, None, "", WRITES_PER_INVITATION, at_least=False)]
+        return [Figure(name, None, "", target, at_least=False)]
     items, writes = costs.items, costs.total_writes()
     statements = sum(costs.write_statements.values())
     lines = [
@@ -201,23 +211,23 @@ def _write_figures(costs: PhaseCosts | None, suffix: str, detail: bool) -> list[
             name,
             writes / items,
             "",
-            WRITES_PER_INVITATION,
+            target,
             at_least=False,
-            note=f"{writes} write commands ({statements} statements), {items} invitations",
+            note=f"{writes} write commands ({statements} statements), {items} {item}s",
         )
     ]
     if detail:
         for service, count in costs.service_writes().items():
             busiest = list(costs.writes[service].items())[:3]
             top = ", ".join(f"{key} {n / items:.2f}" for key, n in busiest)
-            lines.append(Figure(f"  writes per invitation: {service}", count / items, "", note=top))
+            lines.append(Figure(f"  writes per {item}: {service}", count / items, "", note=top))
     return lines
 
 
 def _cpu_figures(
-    costs: PhaseCosts | None, raw: Rate | None, suffix: str, detail: bool
+    costs: PhaseCosts | None, raw: Rate | None, suffix: str, detail: bool, item: str
 ) -> list[Figure]:
-    name = f"CPU per 1,000 invitations{suffix}"
+    name = f"CPU per 1,000 {item}s{suffix}"
     if costs is None or costs.items <= 0:
         return [Figure(name, None, "CPU s")]
     items = costs.items
@@ -233,7 +243,7 @@ def _cpu_figures(
     lines = [Figure(name, cpu, "CPU s", note="; ".join(notes))]
     if detail:
         lines += [
-            Figure(f"  CPU per 1,000 invitations: {group}", per_thousand(seconds, items), "CPU s")
+            Figure(f"  CPU per 1,000 {item}s: {group}", per_thousand(seconds, items), "CPU s")
             for group, seconds in cpu_groups(costs.cpu_seconds).items()
         ]
     return lines
@@ -249,23 +259,33 @@ def cpu_groups(cpu: dict[str, float]) -> dict[str, float]:
 
 
 def _replica_figures(results: Results) -> list[Figure]:
-    one, many = per_second(results.bulk), per_second(results.bulk_replicas)
-    suffix = f" ({results.replicas} replicas run)"
+    """The replicas run against the same workload's run with one process of each service."""
+    bulk = results.replicas_workload == "bulk"
+    one = per_second(results.bulk if bulk else results.fan_out)
+    many = per_second(results.replicas_run)
+    label = "bulk" if bulk else "notification fan-out"
     return [
         Figure(
-            f"bulk, {results.replicas} replicas each",
+            f"{label}, {results.replicas} replicas each",
             many,
             "emails/s",
             INVITATIONS_PER_SECOND,
-            note=_counted(results.bulk_replicas),
+            note=_counted(results.replicas_run),
         ),
         Figure(
             f"replicas speed-up ({results.replicas} processes / 1)",
             many / one if many is not None and one else None,
             "x",
             REPLICA_SPEED_UP,
+            note=f"{label} with {results.replicas} processes of each service / with 1",
         ),
-        *_cost_figures(results.bulk_replicas_costs, results.raw_smtp, suffix, detail=False),
+        *_cost_figures(
+            results.replicas_costs,
+            results.raw_smtp,
+            f" ({results.replicas} replicas run)",
+            detail=False,
+            item="invitation" if bulk else "email",
+        ),
     ]
 
 

@@ -76,7 +76,7 @@ def test_bulk_and_fan_out_target_150_per_second_with_75_percent_of_raw_smtp_as_g
     assert share.value == pytest.approx(62.5)
     assert share.verdict is Verdict.GOAL_NOT_MET
     assert found["notification fan-out, share of raw SMTP"].verdict is Verdict.GOAL_MET
-    assert found["bulk, 2 replicas each"].verdict is Verdict.NOT_MEASURED
+    assert found["notification fan-out, 2 replicas each"].verdict is Verdict.NOT_MEASURED
 
 
 def test_without_a_raw_rate_the_goal_is_not_measured() -> None:
@@ -94,12 +94,24 @@ def test_seeding_target() -> None:
 
 
 def test_replicas_must_be_at_least_1_3_times_one_process() -> None:
-    found = _by_name(_results(bulk=Rate(1000, 10.0), bulk_replicas=Rate(1000, 7.0)))
+    """The replicas run is compared with the same workload's run with one process each."""
+    found = _by_name(_results(fan_out=Rate(1000, 10.0), replicas_run=Rate(1000, 7.0)))
     speed_up = found["replicas speed-up (2 processes / 1)"]
     assert speed_up.value == pytest.approx(10 / 7)
     assert speed_up.verdict is Verdict.MET
-    slow = _by_name(_results(bulk=Rate(1000, 10.0), bulk_replicas=Rate(1000, 8.0)))
+    assert "notification fan-out, 2 replicas each" in found
+    slow = _by_name(_results(fan_out=Rate(1000, 10.0), replicas_run=Rate(1000, 8.0)))
     assert slow["replicas speed-up (2 processes / 1)"].verdict is Verdict.MISSED
+    bulk = _by_name(
+        _results(
+            replicas_workload="bulk",
+            bulk=Rate(1000, 10.0),
+            fan_out=Rate(1000, 1.0),
+            replicas_run=Rate(1000, 8.0),
+        )
+    )
+    assert bulk["replicas speed-up (2 processes / 1)"].value == pytest.approx(10 / 8)
+    assert "bulk, 2 replicas each" in bulk
 
 
 def test_toggle_p99_and_memory_limits() -> None:
@@ -154,7 +166,7 @@ def test_writes_per_invitation_and_cpu_per_thousand() -> None:
     assert "not measured: rabbitmq" in cpu.note
     assert found["raw SMTP CPU per 1,000 emails"].value == pytest.approx(0.4)
     assert found["  CPU per 1,000 invitations: database"].value == pytest.approx(4.0)
-    assert found["writes per invitation (2 replicas run)"].verdict is Verdict.NOT_MEASURED
+    assert found["writes per email (2 replicas run)"].verdict is Verdict.NOT_MEASURED
 
 
 def test_too_many_writes_per_invitation_is_missed() -> None:
