@@ -3,6 +3,7 @@ package crm.embedded;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashMap;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.PriorityQueue;
@@ -64,7 +65,7 @@ final class Pipeline {
                 long kept = keptBySort(stages, i);
                 if (kept > 0 && kept <= Storage.Collection_.HEAP_SORT_MAX) {
                     current = flush(pending, current, library);
-                    done = first(current, orderBy, (int) kept);
+                    done = first(current.iterator(), new DocumentComparator(orderBy), (int) kept);
                 }
             }
             if (done == null) {
@@ -124,15 +125,18 @@ final class Pipeline {
         return 0;
     }
 
-    /** The first {@code kept} documents in the order of {@code orderBy}, equal ones in arrival order. */
-    private static List<Document> first(List<Document> documents, Document orderBy, int kept) {
-        Comparator<Document> byValues = new DocumentComparator(orderBy);
+    /**
+     * The first {@code kept} documents in the order of {@code byValues}, kept in a bounded heap
+     * instead of sorting all of them; documents that compare equal keep their arrival order,
+     * as the library's stable sort keeps them. Also the sorted page of a query ({@link Storage}).
+     */
+    static List<Document> first(Iterator<Document> documents, Comparator<Document> byValues, int kept) {
         Comparator<Ranked> order = Comparator.<Ranked, Document>comparing(Ranked::document, byValues)
             .thenComparingLong(Ranked::arrival);
         PriorityQueue<Ranked> heap = new PriorityQueue<>(kept + 1, order.reversed());
         long arrival = 0;
-        for (Document document : documents) {
-            Ranked ranked = new Ranked(document, arrival++);
+        while (documents.hasNext()) {
+            Ranked ranked = new Ranked(documents.next(), arrival++);
             if (heap.size() < kept) {
                 heap.add(ranked);
             } else if (order.compare(ranked, heap.peek()) < 0) {

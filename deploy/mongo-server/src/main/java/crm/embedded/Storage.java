@@ -3,8 +3,8 @@ package crm.embedded;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Comparator;
+import java.util.Iterator;
 import java.util.List;
-import java.util.PriorityQueue;
 import java.util.Set;
 import java.util.stream.Stream;
 
@@ -360,28 +360,11 @@ final class Storage {
                 return super.matchDocumentsFromStream(query, documentStream, numberToSkip, limit, batchSize,
                     documentComparator, fieldSelector);
             }
-            Comparator<Ranked> order = Comparator.<Ranked, Document>comparing(Ranked::document, documentComparator)
-                .thenComparingLong(Ranked::arrival);
-            PriorityQueue<Ranked> first = new PriorityQueue<>((int) wanted + 1, order.reversed());
-            long[] arrival = {0};
-            documentStream
-                .filter(document -> documentMatchesQuery(document, query))
-                .forEach(document -> {
-                    Ranked ranked = new Ranked(document, arrival[0]++);
-                    if (first.size() < wanted) {
-                        first.add(ranked);
-                    } else if (order.compare(ranked, first.peek()) < 0) {
-                        first.poll();
-                        first.add(ranked);
-                    }
-                });
-            List<Ranked> sorted = new ArrayList<>(first);
-            sorted.sort(order);
-            return super.matchDocumentsFromStream(query, sorted.stream().map(Ranked::document), numberToSkip,
-                limit, batchSize, null, fieldSelector);
-        }
-
-        private record Ranked(Document document, long arrival) {
+            Iterator<Document> matches = documentStream.filter(document -> documentMatchesQuery(document, query))
+                .iterator();
+            List<Document> first = Pipeline.first(matches, documentComparator, (int) wanted);
+            return super.matchDocumentsFromStream(query, first.stream(), numberToSkip, limit, batchSize, null,
+                fieldSelector);
         }
 
         /**
