@@ -23,6 +23,7 @@ from typing import Any
 from faststream.rabbit import RabbitBroker
 
 from shared.http import Receive, Scope, Send, respond
+from shared.tasks import within
 
 Probe = Callable[[], Awaitable[object]]
 TIMEOUT_SECONDS = 2.0
@@ -57,7 +58,7 @@ class Health:
 
     async def _check(self, probe: Probe) -> str:
         try:
-            await asyncio.wait_for(probe(), self._timeout)
+            await within(probe(), self._timeout)
         except NotReady as finding:
             return f"down: {finding}"
         except Exception as exc:

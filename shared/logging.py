@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -24,6 +24,20 @@ def _redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> An
         if key.lower() in _SECRET_KEYS:
             event_dict[key] = "[redacted]"
     return event_dict
+
+
+class _Stderr:
+    """``sys.stderr`` as it is when a line is written, not when logging was configured.
+
+    A process may swap its stderr after start-up (pytest captures it per test); lines
+    then go to the new one instead of a closed file.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
@@ -41,12 +55,12 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _Stderr())),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
 
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(cast(TextIO, _Stderr()))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[

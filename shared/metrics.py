@@ -37,6 +37,7 @@ from shared.logging import get_logger
 from shared.messaging.topology import EVENTS_EXCHANGE, dead_letter_queue_name
 from shared.storage.mongo import Document
 from shared.storage.outbox import OUTBOX, PENDING_FILTER
+from shared.tasks import within
 
 log = get_logger(__name__)
 
@@ -185,7 +186,7 @@ class ScrapeTimeGauges(Collector):
 
     async def _read(self, name: str) -> Sequence[Metric] | None:
         try:
-            return await asyncio.wait_for(self._reads[name](), READ_TIMEOUT_SECONDS)
+            return await within(self._reads[name](), READ_TIMEOUT_SECONDS)
         except Exception as exc:
             log.warning("metric read failed", read=name, error=repr(exc))
             return None

@@ -49,6 +49,7 @@ from shared.storage.clock import Clock
 from shared.storage.insert_once import InsertOnce
 from shared.storage.mongo import Document, find_in_firm
 from shared.storage.outbox import OutboxRelay
+from shared.tasks import cancel_and_wait
 
 log = get_logger("crm.bulk")
 
@@ -286,15 +287,13 @@ class BulkUpdates:
         self._task = asyncio.create_task(self._work_forever(), name="bulk-updates")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _work_forever(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.tuning.sweep_seconds)
+                async with asyncio.timeout(self.tuning.sweep_seconds):
+                    await self._kick.wait()
             self._kick.clear()
             try:
                 await self.run_pending()
@@ -332,9 +331,7 @@ class BulkUpdates:
         try:
             return sum(await asyncio.gather(*tasks))
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(*tasks)
 
     async def _complete(self, key: str) -> None:
         """Close the job with BulkUpdateCompleted, in one write conditional on its version.

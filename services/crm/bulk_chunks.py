@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +38,7 @@ from shared.storage.aggregates import ConcurrentUpdate
 from shared.storage.clock import Clock
 from shared.storage.leases import Lease, Leases, new_owner
 from shared.storage.mongo import Document
+from shared.tasks import cancel_and_wait
 
 log = get_logger("crm.bulk")
 
@@ -96,11 +98,11 @@ class ChunkWorker:
         try:
             outcomes = await self._apply(job, chunk["account_ids"])
         except (Exception, asyncio.CancelledError):  # a failure, or a stop: give it back
-            await _stopped(renewing)
+            await cancel_and_wait(renewing)
             with contextlib.suppress(PyMongoError):  # else it expires
                 await self.leases.release(lease)
             raise
-        await _stopped(renewing)  # before the release, which a late renewal would undo
+        await cancel_and_wait(renewing)  # before the release, which a late renewal would undo
         recorded = await self.leases.release(lease, self._result(outcomes))
         if recorded:
             log.info("bulk chunk done", job_id=job.id, chunk=chunk_id, accounts=len(outcomes))
@@ -120,16 +122,28 @@ class ChunkWorker:
         }
 
     async def _keep_renewed(self, lease: Lease) -> None:
+        """Renew every third of the lease; stop once it is lost or has surely expired.
+
+        Renewals that fail for a whole lease's length (the database away, or this
+        process's client closed) mean it expired: another process may hold it now, and
+        the chunk's writes, conditional on versions and on the owner, stay correct.
+        """
+        seconds = self.lease.total_seconds()
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(self.lease.total_seconds() / 3)
+            await asyncio.sleep(seconds / 3)
             try:
-                renewed = await self.leases.renew(lease, self.lease)
+                renewal = await self.leases.renew(lease, self.lease)
             except PyMongoError as exc:
+                if time.monotonic() - renewed >= seconds:
+                    log.warning("bulk chunk lease expired unrenewed", chunk=lease.doc_id)
+                    return
                 log.warning("bulk chunk lease not renewed; will retry", error=repr(exc))
                 continue
-            if renewed is None:
+            if renewal is None:
                 log.warning("bulk chunk lease lost while working", chunk=lease.doc_id)
                 return
+            renewed = time.monotonic()
 
     async def _apply(self, job: Job, account_ids: Sequence[str]) -> list[Outcome]:
         """The job's change on every account: one bulk write per round, lost ones again."""
@@ -168,8 +182,3 @@ class ChunkWorker:
             if events:  # none: unchanged, or already carrying the job (applied once before)
                 changed.append((account, events))
         return changed
-
-
-async def _stopped(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.wait([task])

@@ -21,6 +21,7 @@ import aioimaplib  # type: ignore[import-untyped]
 
 from services.mailsync.destinations import Destinations
 from shared.contracts.mailsync import TlsMode
+from shared.tasks import within
 
 _FETCH_UID = re.compile(rb"UID (\d+)")
 _FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
@@ -77,7 +78,7 @@ class ImapSession:
 
     async def _run(self, what: str, call: Awaitable[Any]) -> Any:
         try:
-            response = await asyncio.wait_for(call, self._timeout)
+            response = await within(call, self._timeout)
         except (aioimaplib.AioImapException, TimeoutError, OSError) as exc:
             raise ImapError(f"{what}: {type(exc).__name__}") from exc
         return _check(response, what)
@@ -171,7 +172,7 @@ class ImapSession:
             # pass follows and finds out what changed.
             await self._client.wait_server_push(timeout=seconds + self._timeout)
             self._client.idle_done()
-            await asyncio.wait_for(idle, self._timeout)
+            await within(idle, self._timeout)
         except (aioimaplib.AioImapException, TimeoutError, OSError) as exc:
             raise ImapError(f"IDLE: {type(exc).__name__}") from exc
 
@@ -179,7 +180,7 @@ class ImapSession:
         """Log out politely when possible; in any case drop the connection."""
         if not self._client.has_pending_idle():
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._client.logout(), 2)
+                await within(self._client.logout(), 2)
         transport = self._client.protocol.transport
         if transport is not None:
             transport.close()
@@ -265,7 +266,7 @@ async def _open(config: ImapConfig) -> aioimaplib.IMAP4:
 async def connect(config: ImapConfig) -> AsyncIterator[ImapSession]:
     """A logged-in session; :class:`ImapError` when the server cannot be reached or refuses."""
     try:
-        client = await asyncio.wait_for(_open(config), config.timeout)
+        client = await within(_open(config), config.timeout)
     except (aioimaplib.AioImapException, TimeoutError, OSError, ssl.SSLError) as exc:
         raise ImapError(
             f"cannot connect to {config.host}:{config.port}: {type(exc).__name__}"
@@ -273,9 +274,7 @@ async def connect(config: ImapConfig) -> AsyncIterator[ImapSession]:
     session = ImapSession(client, config.timeout)
     try:
         try:
-            response = await asyncio.wait_for(
-                client.login(config.username, config.password), config.timeout
-            )
+            response = await within(client.login(config.username, config.password), config.timeout)
         except (aioimaplib.AioImapException, TimeoutError, OSError) as exc:
             raise ImapError(f"login: {type(exc).__name__}") from exc
         if response.result != "OK":

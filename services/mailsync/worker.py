@@ -38,6 +38,7 @@ from shared.contracts.mailsync import TlsMode
 from shared.logging import get_logger
 from shared.storage.leases import EXPIRES_AT, OWNER, Lease, Leases, new_owner
 from shared.storage.mongo import Document
+from shared.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 HEADER_BATCH = 200
@@ -268,12 +269,7 @@ class Supervisor:
         self._loop_task = asyncio.create_task(self._supervise(), name="mailsync-supervisor")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._loop_task,) if t] + [task for _, task in self._running.values()]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._loop_task, *(task for _, task in self._running.values()))
         self._running.clear()
 
     async def _supervise(self) -> None:
@@ -290,9 +286,7 @@ class Supervisor:
         for key, (stamp, task) in list(self._running.items()):
             box = boxes.get(key)
             if task.done() or box is None or box["connected_at"] != stamp:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await cancel_and_wait(task)
                 del self._running[key]
         now = await self._leases.clock.now()
         for key, box in boxes.items():
@@ -338,8 +332,8 @@ class Supervisor:
                     return
                 renewed = time.monotonic()
         finally:
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await worker
-            with contextlib.suppress(PyMongoError):
-                await self._leases.release(lease)
+            try:
+                await cancel_and_wait(worker)
+            finally:
+                with contextlib.suppress(PyMongoError):
+                    await self._leases.release(lease)

@@ -34,6 +34,7 @@ from shared.contracts.errors import DomainError
 from shared.health import NotReady
 from shared.logging import get_logger
 from shared.storage.mongo import Document
+from shared.tasks import cancel_and_wait, within
 
 log = get_logger(__name__)
 
@@ -134,10 +135,7 @@ class BounceMailbox:
         self._task = asyncio.create_task(self._read_forever(), name="bounce-mailbox")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _read_forever(self) -> None:
         while True:
@@ -177,7 +175,7 @@ class BounceMailbox:
                 await self._ok(client.uid("store", str(uid), "+FLAGS (\\Seen)"), "STORE")
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.logout(), 2)
+                await within(client.logout(), 2)
         return recorded
 
     async def _handle(self, raw: bytes) -> int:
@@ -211,12 +209,12 @@ class BounceMailbox:
             if c.tls
             else aioimaplib.IMAP4(c.host, c.port, timeout=c.timeout_seconds)
         )
-        await asyncio.wait_for(client.wait_hello_from_server(), c.timeout_seconds)
+        await within(client.wait_hello_from_server(), c.timeout_seconds)
         await self._ok(client.login(c.username, c.password), "LOGIN")
         return client
 
     async def _ok(self, call: Any, what: str) -> Any:
-        response = await asyncio.wait_for(call, self._config.timeout_seconds)
+        response = await within(call, self._config.timeout_seconds)
         if response.result != "OK":
             raise ConnectionError(f"{what} refused by the bounce mailbox's server")
         return response

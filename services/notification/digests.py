@@ -16,7 +16,6 @@ replicas' passes, a restart or a repeated pass find the record and send nothing 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +46,7 @@ from services.notification.service import unsubscribe_target
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import TransactionQuestionsUpdated
 from shared.logging import get_logger
+from shared.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -187,11 +187,8 @@ class DigestScheduler:
             self._task = asyncio.create_task(self._run(), name="transactions-digest")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -19,7 +19,6 @@ make that harmless (ARCHITECTURE.md).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from shared.contracts.envelope import Envelope, EventPayload
 from shared.logging import get_logger
 from shared.messaging.events import EventPublisher
 from shared.storage.mongo import Document
+from shared.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -124,11 +124,7 @@ class OutboxRelay:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
 
     async def sweep(self) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 
 import pytest
 import structlog
@@ -26,3 +28,19 @@ def test_log_lines_are_json_with_context_and_redacted_secrets(
     assert line["service"] == "crm"
     assert line["activation_url"] == "[redacted]"
     assert "secret" not in json.dumps(line)
+
+
+def test_lines_go_to_the_stderr_of_the_moment_not_the_one_logging_was_configured_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pytest swaps stderr per test: a line logged later must not hit a closed file."""
+    configured_with = io.StringIO()
+    monkeypatch.setattr("sys.stderr", configured_with)
+    configure_logging("crm", "INFO")
+    configured_with.close()
+    now = io.StringIO()
+    monkeypatch.setattr("sys.stderr", now)
+    get_logger("t").warning("later")
+    logging.getLogger("stdlib").warning("later too")
+    lines = [json.loads(line)["event"] for line in now.getvalue().splitlines()]
+    assert lines == ["later", "later too"]

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pymongo.errors import AutoReconnect
@@ -18,7 +18,9 @@ from shared.cli.client import Client, CommandRefused
 from shared.contracts import crm as cmd
 from shared.contracts.errors import ErrorCode
 from shared.contracts.events import AccountType, SettingAction
+from shared.storage.leases import Lease
 from shared.storage.mongo import Document
+from shared.tasks import within
 from tests.integration.crm.conftest import EventTap, InProcess
 from tests.polling import eventually
 from tests.scenario import (
@@ -403,6 +405,25 @@ class TestChunkLeases:
         assert await crm.another_process().bulk_updates(tuning).run_pending() == 0
         resumes.set()
         assert await working == 1
+
+    async def test_renewals_that_keep_failing_stop_once_the_lease_has_expired(
+        self, crm: InProcess
+    ) -> None:
+        """A renewer must not outlive its lease (a closed client failed every renewal of
+        a test's leftover chunk, logged every 10 s until the session ended)."""
+        tuning = Tuning(chunk_size=5, concurrency=1, chunk_lease=timedelta(milliseconds=300))
+        worker = crm.bulk_updates(tuning).worker
+        failed = 0
+
+        async def database_away(lease: Lease, duration: timedelta) -> Lease | None:
+            nonlocal failed
+            failed += 1
+            raise AutoReconnect("connection closed")
+
+        worker.leases.renew = database_away  # type: ignore[method-assign]
+        lease = Lease("chunk-x", worker.owner, 1, datetime.now(UTC))
+        await within(worker._keep_renewed(lease), 5)
+        assert failed >= 2  # it retried before giving up
 
     async def test_a_chunk_writes_its_accounts_with_one_bulk_write_each_conditional_on_its_version(
         self, crm: InProcess
