@@ -67,12 +67,13 @@ def bootstrap(settings: IdentitySettings | None = None) -> tuple[Runtime, AsgiFa
     register_commands(runtime.commands, InvitationCommands(updates, names, invalid))
     runtime.startup += [
         updates.grants.ensure_indexes,
+        updates.grants.pending.start,  # after the indexes: rebuilds rows a crash left stale
         users.ensure_indexes,
         names.ensure_indexes,
         invalid.ensure_indexes,
         *portal.startup,
     ]
-    runtime.shutdown += portal.shutdown
+    runtime.shutdown += [*portal.shutdown, updates.grants.pending.stop]
     # Reset links and confirmations go to notification point to point (``courier.py``).
     runtime.commands.sends(DeliverPasswordReset, None)
     runtime.commands.sends(DeliverPasswordChanged, None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.identity.branding import FirmLook
 from services.identity.domain import Grant, Invitation, InvitationState
+from services.identity.pending import PendingAddresses
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.aggregates import Change, ConcurrentUpdate, save_aggregate, save_aggregates
 from shared.storage.mongo import Document, find_in_firm
@@ -25,10 +26,6 @@ DEFAULT_EXPIRY_DAYS = 7
 
 AWAITING: Document = {"login": True, "user_id": None, "unlinked": False}
 """A grant awaiting activation: Login on, not activated, not an old email's access."""
-
-_LIVE = {"$eq": ["$invitation.state", InvitationState.LIVE.value]}
-_NEWEST_SENT = {"$max": {"$cond": [_LIVE, "$invitation.issued_at", None]}}
-"""Per address: when its newest live invitation was sent; null when none is live."""
 
 
 def _invitation_doc(i: Invitation | None) -> Document | None:
@@ -73,6 +70,8 @@ class GrantRepository:
     def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay) -> None:
         self.collection: AsyncCollection[Document] = db[self.collection_name]
         self._relay = relay
+        self.pending = PendingAddresses(db, self.collection)
+        """The pending list's rows, refreshed after every save."""
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("invitation.token_hash", ASCENDING)])
@@ -84,6 +83,7 @@ class GrantRepository:
         await self.collection.create_index(
             [(field, ASCENDING) for field in ("firm_id", *AWAITING, "address_id")]
         )
+        await self.pending.ensure_indexes()
 
     async def get(self, firm_id: str, grant_id: str) -> Grant | None:
         doc = await find_in_firm(self.collection, grant_id, firm_id, {OUTBOX: 0})
@@ -122,53 +122,25 @@ class GrantRepository:
     async def awaiting_page(self, firm_id: str, page: AddressPage) -> list[list[Grant]]:
         """One page of the addresses awaiting activation: each address's grants, in page order.
 
-        One aggregation groups the firm's awaiting grants by address, filters, sorts and
-        slices in the database; one read by ``_id`` then loads the page's grants. Within
-        an address, grants keep the order the grouping saw them in, so the first is the
-        one whose email the address was sorted by. A grant that stopped awaiting in
-        between is left out (and an address left with none).
+        The page's addresses come from their rows (``PendingAddresses``), then one indexed
+        read loads their awaiting grants. Within an address, grants are in ``_id`` order,
+        so the first is the one whose email the address was sorted by. A grant that
+        stopped awaiting in between is left out (and an address left with none).
         """
-        group: Document = {
-            "_id": "$address_id",
-            "email_key": {"$first": "$email_key"},
-            "grant_ids": {"$push": "$_id"},
-        }
-        if page.invited is not None or not page.by_email:
-            group["sent_at"] = _NEWEST_SENT
-        direction = -1 if page.descending else 1
-        keys = ("email_key", "_id") if page.by_email else ("sent_at", "email_key", "_id")
-        pipeline = [
-            {"$match": _awaiting(firm_id, one_of=_among(page.among))},
-            {"$group": group},
-            *_invited(page.invited),
-            {"$sort": dict.fromkeys(keys, direction)},
-            {"$skip": page.offset},
-            {"$limit": page.limit},
-        ]
-        rows = [row["grant_ids"] async for row in await self.collection.aggregate(pipeline)]
-        ids = [grant_id for row in rows for grant_id in row]
-        if not ids:
+        addresses = await self.pending.page(firm_id, page)
+        if not addresses:
             return []
-        query = {"firm_id": firm_id, "_id": {"$in": ids}, **AWAITING}
-        found = {g.id: g async for g in self._find(query)}
-        groups = [[found[grant_id] for grant_id in row if grant_id in found] for row in rows]
-        return [group for group in groups if group]
+        query = {**_awaiting(firm_id), "address_id": {"$in": addresses}}
+        found: dict[str, list[Grant]] = {}
+        async for grant in self._find(query):
+            found.setdefault(grant.address_id, []).append(grant)
+        return [sorted(found[a], key=lambda g: g.id) for a in addresses if a in found]
 
     async def awaiting_count(
         self, firm_id: str, invited: bool | None = None, among: Collection[str] | None = None
     ) -> int:
         """How many addresses await activation (see :class:`AddressPage` for the filters)."""
-        match = _awaiting(firm_id, one_of=_among(among))
-        group: Document = {"_id": "$address_id"}
-        after: list[Document] = []
-        if invited:
-            match["invitation.state"] = InvitationState.LIVE.value
-        elif invited is not None:
-            group["sent_at"] = _NEWEST_SENT
-            after = _invited(invited)
-        pipeline = [{"$match": match}, {"$group": group}, *after, {"$count": "addresses"}]
-        counted = await (await self.collection.aggregate(pipeline)).to_list()
-        return int(counted[0]["addresses"]) if counted else 0
+        return await self.pending.count(firm_id, invited, among)
 
     async def awaiting_addresses_with(self, firm_id: str, email_keys: Collection[str]) -> list[str]:
         """The addresses awaiting activation with a grant on one of these (casefolded) emails."""
@@ -192,6 +164,7 @@ class GrantRepository:
         await save_aggregate(
             self.collection, grant.id, grant.version, _state(grant), events, self._relay
         )
+        await self.pending.refresh(grant.firm_id, _addresses([grant]))
 
     async def save_all(
         self, changed: Sequence[tuple[Grant, Sequence[Envelope[EventPayload]]]]
@@ -218,6 +191,9 @@ class GrantRepository:
             return lost
         changes = [Change(g.id, g.version, _state(g), events) for g, events in ready]
         raced = {c.doc_id for c in await save_aggregates(self.collection, changes, self._relay)}
+        for firm_id in {g.firm_id for g, _ in ready}:
+            saved = [g for g, _ in ready if g.firm_id == firm_id and g.id not in raced]
+            await self.pending.refresh(firm_id, _addresses(saved))
         return lost + [g for g, _ in ready if g.id in raced]
 
     async def _save_split_off(self, grant: Grant) -> None:
@@ -255,6 +231,11 @@ class AddressPage:
     among: Collection[str] | None = None
 
 
+def _addresses(grants: Iterable[Grant]) -> set[str]:
+    """The addresses whose pending rows saving these grants (and their copies) changes."""
+    return {g.address_id for grant in grants for g in (grant, *grant.split_off)}
+
+
 def _awaiting(
     firm_id: str, *, one_of: tuple[str, Collection[str]] | None = None, **fields: Any
 ) -> Document:
@@ -270,17 +251,6 @@ def _awaiting(
         field, values = one_of
         query["$expr"] = {"$in": [f"${field}", list(values)]}
     return query
-
-
-def _among(addresses: Collection[str] | None) -> tuple[str, Collection[str]] | None:
-    return None if addresses is None else ("address_id", addresses)
-
-
-def _invited(invited: bool | None) -> list[Document]:
-    """The stage that keeps grouped addresses with (or without) a live invitation."""
-    if invited is None:
-        return []
-    return [{"$match": {"sent_at": {"$ne": None} if invited else None}}]
 
 
 def _grant(doc: Document) -> Grant:

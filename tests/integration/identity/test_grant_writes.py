@@ -120,15 +120,16 @@ def outbox_types(doc: Document) -> list[str]:
 
 
 class TestWritesPerInvitation:
-    async def test_a_login_toggled_with_invite_is_one_write_of_the_grant_and_one_ack(
+    async def test_a_login_toggled_with_invite_is_one_write_of_the_grant_its_row_and_one_ack(
         self, identity: Identity
     ) -> None:
+        """The grant, then its address's row of the pending list (``PendingAddresses``)."""
         event = identity.login_toggled("acc_1", "adr_1")
 
         identity.counter.start()
         await identity.service.login_toggled(event)
 
-        assert identity.counter.writes == ["insert grants"]
+        assert identity.counter.writes == ["insert grants", "update pending_addresses"]
         doc = await identity.stored("acc_1", "adr_1")
         assert outbox_types(doc) == ["InvitationIssued"] and doc["outbox_pending"] is True
 
@@ -138,7 +139,8 @@ class TestWritesPerInvitation:
         assert [e["type"] for e in identity.publisher.published] == ["InvitationIssued"]
         assert identity.counter.writes == ["update grants"]
         assert outbox_types(await identity.stored("acc_1", "adr_1")) == []
-        assert set(await identity.db.list_collection_names()) == {"grants", "firms"}
+        names = {"grants", "firms", "pending_addresses"}
+        assert set(await identity.db.list_collection_names()) == names
 
     async def test_inviting_a_stored_grant_is_one_conditional_update(
         self, identity: Identity
@@ -151,7 +153,7 @@ class TestWritesPerInvitation:
         identity.counter.start()
         await identity.service.login_toggled(event)
 
-        assert identity.counter.writes == ["update grants"]
+        assert identity.counter.writes == ["update grants", "update pending_addresses"]
         doc = await identity.stored("acc_1", "adr_1")
         assert outbox_types(doc) == ["InvitationIssued"] and doc["version"] == 3
 
@@ -179,7 +181,7 @@ class TestWritesPerInvitation:
         )
 
         assert sorted(r.address_id for r in reply.resent) == addresses
-        assert identity.counter.writes == ["update grants"]
+        assert identity.counter.writes == ["update grants", "update pending_addresses"]
         for address_id in addresses:
             doc = await identity.stored("acc_1", address_id)
             assert outbox_types(doc) == [

@@ -6,14 +6,16 @@ every state the list must tell apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect
 
 from services.identity.domain import Grant, Invitation, InvitationState, grant_id
+from services.identity.pending import GRANT_FIELDS, row_id
 from services.identity.projections import AccountNames, InvalidAddresses
 from services.identity.repository import FirmSettings, GrantRepository
 from services.identity.service import GrantUpdates
@@ -150,8 +152,9 @@ class TestRows:
         assert (await firm.pending(filter=cmd.PendingFilter.INVITED)).total == 3
 
         for account in ("acc_family", "acc_other"):
-            key = grant_id(firm.firm_id, account, "adr_bob")
-            await firm.grants.collection.update_one({"_id": key}, {"$set": {"user_id": "usr"}})
+            grant = await firm.grants.get(firm.firm_id, grant_id(firm.firm_id, account, "adr_bob"))
+            assert grant is not None
+            await firm.grants.save(replace(grant, user_id="usr", version=grant.version), [])
 
         assert BOB not in await firm.emails()
         assert (await firm.pending()).total == 3
@@ -243,3 +246,60 @@ async def test_another_firm_sees_only_its_own(
 
     for wanted in cmd.PendingFilter:
         assert (await empty.pending(filter=wanted)).total == 0
+
+
+class TestRowsFollowTheGrants:
+    """The list reads one row per address (``PendingAddresses``), kept from the grants."""
+
+    async def row(self, firm: Firm, address_id: str) -> Document:
+        rows = firm.grants.pending.collection
+        found = await rows.find_one({"_id": row_id(firm.firm_id, address_id)})
+        assert found is not None
+        return found
+
+    async def test_a_refresh_from_older_grants_cannot_overwrite_a_newer_row(
+        self, firm: Firm
+    ) -> None:
+        """Two refreshes racing: the one that read older grants writes last, and loses."""
+        query = {"firm_id": firm.firm_id, "address_id": "adr_bob"}
+        before = await firm.grants.collection.find(query, GRANT_FIELDS).to_list()
+        await firm.grant("acc_other", "adr_bob", BOB, sent=(T3, "staff_1"))  # bob is invited
+        newer = await self.row(firm, "adr_bob")
+
+        await firm.grants.pending._write(firm.firm_id, {"adr_bob": before})
+
+        assert await self.row(firm, "adr_bob") == newer
+        assert newer["invited"] and newer["version"] > sum(g["version"] for g in before)
+
+    async def test_a_refresh_that_failed_is_made_again(
+        self, firm: Firm, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        pending = firm.grants.pending
+        refresh = pending._refresh
+
+        async def database_away(firm_id: str, address_ids: Any) -> None:
+            raise AutoReconnect("connection closed")
+
+        monkeypatch.setattr(pending, "_refresh", database_away)
+        await firm.grant("acc_other", "adr_bob", BOB, sent=(T3, "staff_1"))
+        assert not (await self.row(firm, "adr_bob"))["invited"]  # the grant was saved
+
+        monkeypatch.setattr(pending, "_refresh", refresh)
+        await pending.retry_due()
+        assert (await self.row(firm, "adr_bob"))["invited"]
+        assert BOB in await firm.emails(filter=cmd.PendingFilter.INVITED)
+
+    async def test_start_up_rebuilds_rows_a_crash_left_stale_or_missing(self, firm: Firm) -> None:
+        pending = firm.grants.pending
+        listed = await firm.pending(sort=EMAIL)
+        rows = pending.collection
+        await rows.delete_one({"_id": row_id(firm.firm_id, "adr_ann")})
+        await rows.update_one(
+            {"_id": row_id(firm.firm_id, "adr_eve")}, {"$set": {"live": True, "invited": True}}
+        )
+        await rows.update_one({"_id": row_id(firm.firm_id, "adr_eve")}, {"$inc": {"version": -1}})
+        assert (await firm.pending(sort=EMAIL)).total == 4  # ann gone, eve (activated) in
+
+        assert await pending.rebuild() == 2
+        assert await firm.pending(sort=EMAIL) == listed
+        assert await pending.rebuild() == 0  # nothing left to repair

@@ -1,0 +1,254 @@
+"""The pending-activation list's rows: one per address, kept up to date from the grants.
+
+Listing the addresses that await activation straight from the grants means grouping
+every awaiting grant of the firm by address before a page can be sorted. At 10,000
+accounts that is 25,000 grants for each page of 50, and each page took 150-500 ms on
+the embedded server. Here each address that ever awaited activation has one row. A page
+is an indexed, sorted read of rows, and a total is a count of an index.
+
+A row is derived from all of its address's grants (:func:`row_fields`). Its ``version``
+is the sum of their versions. A grant's version only rises and grants are never
+deleted, so a later read of an address's grants never gives a smaller sum, and an
+equal sum means the same grants. Rows are written with a conditional upsert on that
+version (``keep_newest``'s rule). Of two refreshes racing, the one that read the newer
+grants wins, whatever the order of their writes.
+
+The grant repository refreshes the rows of the addresses it saved, right after each
+save: one indexed read of their grants and one write. A refresh that fails (the
+database away) is retried in the background. A crash between a save and its refresh
+is repaired at start-up, when every firm's rows are compared with its grants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from shared.logging import get_logger
+from shared.storage.insert_once import DUPLICATE_KEY
+from shared.storage.mongo import Document
+from shared.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from services.identity.repository import AddressPage
+
+log = get_logger(__name__)
+
+REFRESH_BATCH = 200
+"""Addresses per read of their grants (an ``$in`` the embedded server's index serves)."""
+WRITE_BATCH = 1000
+"""Rows per ``bulk_write``, and grants per reply while rebuilding: no message of many MB."""
+RETRY_SECONDS = 5.0
+"""How soon addresses whose refresh failed are refreshed again."""
+
+GRANT_FIELDS: Document = {
+    "address_id": 1,
+    "email_key": 1,
+    "login": 1,
+    "user_id": 1,
+    "unlinked": 1,
+    "invitation.state": 1,
+    "invitation.issued_at": 1,
+    "version": 1,
+}
+"""What a row is derived from."""
+
+LIVE = "live"
+
+
+def row_id(firm_id: str, address_id: str) -> str:
+    return f"{firm_id}:{address_id}"
+
+
+def row_fields(firm_id: str, address_id: str, grants: Sequence[Document]) -> Document:
+    """The row of one address, from every grant it has (awaiting or not).
+
+    ``live``: some grant awaits activation (Login on, not activated, not an old email's
+    access). The row then sorts by the email of its first awaiting grant (by ``_id``),
+    and by when its newest live invitation was sent; ``by_sent`` holds both in one
+    string that sorts as the pair: the time to the millisecond (empty when none was
+    sent, so it sorts as the oldest), a space, the casefolded email.
+    """
+    awaiting = sorted(
+        (g for g in grants if g["login"] and g.get("user_id") is None and not g.get("unlinked")),
+        key=lambda g: str(g["_id"]),
+    )
+    fields: Document = {
+        "firm_id": firm_id,
+        "address_id": address_id,
+        "live": bool(awaiting),
+        "invited": False,
+        "email_key": None,
+        "by_sent": None,
+    }
+    if awaiting:
+        sent = [
+            g["invitation"]["issued_at"]
+            for g in awaiting
+            if (g.get("invitation") or {}).get("state") == LIVE
+        ]
+        newest = _millis(max(sent)) if sent else ""
+        email_key = awaiting[0]["email_key"]
+        fields |= {
+            "invited": bool(sent),
+            "email_key": email_key,
+            "by_sent": f"{newest} {email_key}",
+        }
+    return fields
+
+
+def _millis(at: datetime) -> str:
+    """A time as sortable text: UTC, to the millisecond (BSON's precision)."""
+    utc = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
+class PendingAddresses:
+    """The rows (collection ``pending_addresses``), their upkeep and the list's reads."""
+
+    collection_name = "pending_addresses"
+
+    def __init__(self, db: AsyncDatabase[Document], grants: AsyncCollection[Document]) -> None:
+        self.collection: AsyncCollection[Document] = db[self.collection_name]
+        self._grants = grants
+        self._due: dict[str, set[str]] = defaultdict(set)
+        self._retrying: asyncio.Task[None] | None = None
+
+    async def ensure_indexes(self) -> None:
+        """Every page's filter and sort, and every total, is served by one of these."""
+        for sort in ("by_sent", "email_key"):
+            await self.collection.create_index(
+                [("firm_id", ASCENDING), ("live", ASCENDING), (sort, ASCENDING)]
+            )
+            await self.collection.create_index(
+                [(f, ASCENDING) for f in ("firm_id", "live", "invited", sort)]
+            )
+        await self.collection.create_index(
+            [("firm_id", ASCENDING), ("live", ASCENDING), ("invited", ASCENDING)]
+        )
+
+    # --- upkeep ----------------------------------------------------------------------------
+
+    async def refresh(self, firm_id: str, address_ids: Iterable[str]) -> None:
+        """Bring these addresses' rows up to date with their grants; a failure is logged and
+        the addresses refreshed again in the background (never raised: the grants, the
+        source of truth, were saved)."""
+        wanted = sorted(set(address_ids))
+        try:
+            await self._refresh(firm_id, wanted)
+        except PyMongoError as exc:
+            log.warning("pending rows not refreshed; will retry", firm_id=firm_id, error=repr(exc))
+            self._due[firm_id].update(wanted)
+
+    async def _refresh(self, firm_id: str, address_ids: Sequence[str]) -> None:
+        for start in range(0, len(address_ids), REFRESH_BATCH):
+            batch = address_ids[start : start + REFRESH_BATCH]
+            query = {"firm_id": firm_id, "address_id": {"$in": batch}}
+            grants: dict[str, list[Document]] = {a: [] for a in batch}
+            async for grant in self._grants.find(query, GRANT_FIELDS):
+                grants[grant["address_id"]].append(grant)
+            await self._write(firm_id, grants)
+
+    async def _write(self, firm_id: str, grants: Mapping[str, Sequence[Document]]) -> None:
+        """Upsert each row unless one derived from newer grants is stored."""
+        writes = []
+        for address_id, held in grants.items():
+            if not held:
+                continue  # no grant (yet): nothing to list
+            version = sum(int(g["version"]) for g in held)
+            fields = row_fields(firm_id, address_id, held)
+            writes.append(
+                UpdateOne(
+                    {"_id": row_id(firm_id, address_id), "version": {"$lt": version}},
+                    {"$set": {**fields, "version": version}},
+                    upsert=True,
+                )
+            )
+        for start in range(0, len(writes), WRITE_BATCH):
+            try:
+                await self.collection.bulk_write(writes[start : start + WRITE_BATCH], ordered=False)
+            except BulkWriteError as exc:  # a duplicate key: a row from newer grants is stored
+                errors = exc.details.get("writeErrors", [])
+                if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+
+    async def rebuild(self) -> int:
+        """Compare every firm's rows with its grants and rewrite those that differ (at
+        start-up: repairs a refresh lost to a crash). Returns how many rows it wrote."""
+        written = 0
+        for firm_id in await self._grants.distinct("firm_id"):
+            by_address: dict[str, list[Document]] = defaultdict(list)
+            grants = self._grants.find({"firm_id": firm_id}, GRANT_FIELDS, batch_size=WRITE_BATCH)
+            async for grant in grants:
+                by_address[grant["address_id"]].append(grant)
+            stored = {
+                doc["_id"]: doc["version"]
+                async for doc in self.collection.find(
+                    {"firm_id": firm_id}, {"version": 1}, batch_size=WRITE_BATCH
+                )
+            }
+            stale = {
+                address_id: held
+                for address_id, held in by_address.items()
+                if stored.get(row_id(firm_id, address_id)) != sum(int(g["version"]) for g in held)
+            }
+            await self._write(firm_id, stale)
+            written += len(stale)
+        if written:
+            log.info("pending rows rebuilt from the grants", rows=written)
+        return written
+
+    async def start(self) -> None:
+        await self.rebuild()
+        self._retrying = asyncio.create_task(self._retry_forever(), name="pending-rows")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._retrying)
+        self._retrying = None
+
+    async def _retry_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RETRY_SECONDS)
+            await self.retry_due()
+
+    async def retry_due(self) -> None:
+        """Refresh the addresses whose last refresh failed."""
+        due, self._due = self._due, defaultdict(set)
+        for firm_id, address_ids in due.items():
+            await self.refresh(firm_id, address_ids)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def page(self, firm_id: str, page: AddressPage) -> list[str]:
+        """The addresses of one page, in its order (see :class:`AddressPage`)."""
+        direction = -1 if page.descending else 1
+        sort = "email_key" if page.by_email else "by_sent"
+        cursor = (
+            self.collection.find(self._filter(firm_id, page.invited, page.among), {"address_id": 1})
+            .sort([(sort, direction), ("_id", direction)])
+            .skip(page.offset)
+            .limit(page.limit)
+        )
+        return [row["address_id"] async for row in cursor]
+
+    async def count(
+        self, firm_id: str, invited: bool | None, among: Collection[str] | None = None
+    ) -> int:
+        """How many addresses await activation; ``invited`` and ``among`` as for a page."""
+        return await self.collection.count_documents(self._filter(firm_id, invited, among))
+
+    @staticmethod
+    def _filter(firm_id: str, invited: bool | None, among: Collection[str] | None) -> Document:
+        query: dict[str, Any] = {"firm_id": firm_id, "live": True}
+        query["invited"] = {"$in": [True, False]} if invited is None else invited
+        if among is not None:
+            query["address_id"] = {"$in": list(among)}
+        return query
