@@ -13,15 +13,18 @@ equal sum means the same grants. Rows are written with a conditional upsert on t
 version (``keep_newest``'s rule). Of two refreshes racing, the one that read the newer
 grants wins, whatever the order of their writes.
 
-The grant repository refreshes the rows of the addresses it saved, right after each
-save: one indexed read of their grants and one write. A refresh that fails (the
-database away) is retried in the background. A crash between a save and its refresh
-is repaired at start-up, when every firm's rows are compared with its grants.
+The grant repository marks the rows of the addresses it saved as due, and a background
+flusher refreshes them within :data:`COALESCE_SECONDS`: one indexed read of their grants
+and one write per batch of addresses, shared by every save of a bulk. A page or a count
+first refreshes what is due in its process. A refresh that fails (the database away) is
+made again later. Rows due when a process crashed are repaired at its next start, when
+every firm's rows are compared with its grants.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -30,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError
 
 from shared.logging import get_logger
 from shared.storage.insert_once import DUPLICATE_KEY
 from shared.storage.mongo import Document
-from shared.tasks import cancel_and_wait
+from shared.tasks import cancel_and_wait, within
 
 if TYPE_CHECKING:
     from services.identity.repository import AddressPage
@@ -48,6 +51,8 @@ WRITE_BATCH = 1000
 """Rows per ``bulk_write``, and grants per reply while rebuilding: no message of many MB."""
 RETRY_SECONDS = 5.0
 """How soon addresses whose refresh failed are refreshed again."""
+COALESCE_SECONDS = 0.05
+"""How long the flusher lets saves gather before it refreshes their rows."""
 
 GRANT_FIELDS: Document = {
     "address_id": 1,
@@ -120,7 +125,9 @@ class PendingAddresses:
         self.collection: AsyncCollection[Document] = db[self.collection_name]
         self._grants = grants
         self._due: dict[str, set[str]] = defaultdict(set)
-        self._retrying: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+        self._flushing = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
 
     async def ensure_indexes(self) -> None:
         """Every page's filter and sort, and every total, is served by one of these."""
@@ -138,13 +145,32 @@ class PendingAddresses:
     # --- upkeep ----------------------------------------------------------------------------
 
     async def refresh(self, firm_id: str, address_ids: Iterable[str]) -> None:
-        """Bring these addresses' rows up to date with their grants; a failure is logged and
-        the addresses refreshed again in the background (never raised: the grants, the
-        source of truth, were saved)."""
+        """Bring these addresses' rows up to date with their grants (just saved).
+
+        Once :meth:`start` ran, the rows are marked due and a background flusher
+        refreshes what is due every :data:`COALESCE_SECONDS`: a bulk's saves share one read
+        and one write per :data:`REFRESH_BATCH` addresses. Until then (tools, tests) at
+        once. A refresh that fails is logged and made again later, never raised: the
+        grants, the source of truth, were saved.
+        """
+        if self._flusher is None:
+            await self._refresh_now(firm_id, address_ids)
+            return
+        self._due[firm_id].update(address_ids)
+        self._kick.set()
+
+    async def flush(self) -> None:
+        """Refresh every row that is due (those that fail stay due)."""
+        async with self._flushing:
+            due, self._due = self._due, defaultdict(set)
+            for firm_id, address_ids in due.items():
+                await self._refresh_now(firm_id, address_ids)
+
+    async def _refresh_now(self, firm_id: str, address_ids: Iterable[str]) -> None:
         wanted = sorted(set(address_ids))
         try:
             await self._refresh(firm_id, wanted)
-        except PyMongoError as exc:
+        except Exception as exc:  # the database away, or a bug: retried, and logged each time
             log.warning("pending rows not refreshed; will retry", firm_id=firm_id, error=repr(exc))
             self._due[firm_id].update(wanted)
 
@@ -207,28 +233,31 @@ class PendingAddresses:
         return written
 
     async def start(self) -> None:
+        """Repair the rows from the grants, then refresh them in the background."""
         await self.rebuild()
-        self._retrying = asyncio.create_task(self._retry_forever(), name="pending-rows")
+        self._flusher = asyncio.create_task(self._flush_forever(), name="pending-rows")
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._retrying)
-        self._retrying = None
+        """Stop the flusher, then refresh what is still due (what fails, the next start
+        repairs)."""
+        await cancel_and_wait(self._flusher)
+        self._flusher = None
+        await self.flush()
 
-    async def _retry_forever(self) -> None:
+    async def _flush_forever(self) -> None:
         while True:
-            await asyncio.sleep(RETRY_SECONDS)
-            await self.retry_due()
-
-    async def retry_due(self) -> None:
-        """Refresh the addresses whose last refresh failed."""
-        due, self._due = self._due, defaultdict(set)
-        for firm_id, address_ids in due.items():
-            await self.refresh(firm_id, address_ids)
+            with contextlib.suppress(TimeoutError):  # rows whose refresh failed: retried
+                await within(self._kick.wait(), RETRY_SECONDS)
+            self._kick.clear()
+            await asyncio.sleep(COALESCE_SECONDS)
+            await self.flush()
 
     # --- reads ----------------------------------------------------------------------------
 
     async def page(self, firm_id: str, page: AddressPage) -> list[str]:
-        """The addresses of one page, in its order (see :class:`AddressPage`)."""
+        """The addresses of one page, in its order (see :class:`AddressPage`); rows still
+        due in this process are refreshed first."""
+        await self.flush()
         direction = -1 if page.descending else 1
         sort = "email_key" if page.by_email else "by_sent"
         cursor = (
@@ -243,6 +272,7 @@ class PendingAddresses:
         self, firm_id: str, invited: bool | None, among: Collection[str] | None = None
     ) -> int:
         """How many addresses await activation; ``invited`` and ``among`` as for a page."""
+        await self.flush()
         return await self.collection.count_documents(self._filter(firm_id, invited, among))
 
     @staticmethod

@@ -285,7 +285,7 @@ class TestRowsFollowTheGrants:
         assert not (await self.row(firm, "adr_bob"))["invited"]  # the grant was saved
 
         monkeypatch.setattr(pending, "_refresh", refresh)
-        await pending.retry_due()
+        await pending.flush()
         assert (await self.row(firm, "adr_bob"))["invited"]
         assert BOB in await firm.emails(filter=cmd.PendingFilter.INVITED)
 
@@ -303,3 +303,24 @@ class TestRowsFollowTheGrants:
         assert await pending.rebuild() == 2
         assert await firm.pending(sort=EMAIL) == listed
         assert await pending.rebuild() == 0  # nothing left to repair
+
+    async def test_once_started_saves_mark_rows_due_and_a_read_or_a_stop_refreshes_them(
+        self, firm: Firm, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        pending = firm.grants.pending
+        monkeypatch.setattr("services.identity.pending.COALESCE_SECONDS", 3600.0)
+        await pending.start()
+        try:
+            await firm.grant("acc_other", "adr_bob", BOB, sent=(T3, "staff_1"))
+            await firm.grant("acc_family", "adr_abe", "abe@example.com", sent=(T3, "staff_1"))
+            assert not (await self.row(firm, "adr_bob"))["invited"]  # due, not refreshed yet
+            absent = await pending.collection.find_one({"_id": row_id(firm.firm_id, "adr_abe")})
+            assert absent is None
+
+            invited = await firm.emails(filter=cmd.PendingFilter.INVITED, sort=EMAIL)
+            assert invited == [CID, BOB, ANN, "abe@example.com"]  # the read refreshed them
+
+            await firm.grant("acc_other", "adr_dan", DAN, sent=(T3, "staff_1"))
+        finally:
+            await pending.stop()
+        assert (await self.row(firm, "adr_dan"))["invited"]
