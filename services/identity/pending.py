@@ -144,20 +144,28 @@ class PendingAddresses:
 
     # --- upkeep ----------------------------------------------------------------------------
 
-    async def refresh(self, firm_id: str, address_ids: Iterable[str]) -> None:
-        """Bring these addresses' rows up to date with their grants (just saved).
-
-        Once :meth:`start` ran, the rows are marked due and a background flusher
-        refreshes what is due every :data:`COALESCE_SECONDS`: a bulk's saves share one read
-        and one write per :data:`REFRESH_BATCH` addresses. Until then (tools, tests) at
-        once. A refresh that fails is logged and made again later, never raised: the
-        grants, the source of truth, were saved.
-        """
-        if self._flusher is None:
-            await self._refresh_now(firm_id, address_ids)
-            return
+    def mark_due(self, firm_id: str, address_ids: Iterable[str]) -> None:
+        """Note that these addresses' rows may be stale. No ``await``: the repository calls
+        it in a ``finally``, so a save cancelled while its write was in flight (the write
+        may have landed) still gets its rows refreshed."""
         self._due[firm_id].update(address_ids)
         self._kick.set()
+
+    async def settle(self) -> None:
+        """What is due, refreshed now when no flusher runs (tools, tests); else left to it.
+
+        Once :meth:`start` ran, a background flusher refreshes what is due every
+        :data:`COALESCE_SECONDS`: a bulk's saves share one read and one write per
+        :data:`REFRESH_BATCH` addresses. A refresh that fails is logged and made again
+        later, never raised: the grants, the source of truth, were saved.
+        """
+        if self._flusher is None:
+            await self.flush()
+
+    async def refresh(self, firm_id: str, address_ids: Iterable[str]) -> None:
+        """:meth:`mark_due` then :meth:`settle`."""
+        self.mark_due(firm_id, address_ids)
+        await self.settle()
 
     async def flush(self) -> None:
         """Refresh every row that is due (those that fail stay due)."""
@@ -184,12 +192,20 @@ class PendingAddresses:
             await self._write(firm_id, grants)
 
     async def _write(self, firm_id: str, grants: Mapping[str, Sequence[Document]]) -> None:
-        """Upsert each row unless one derived from newer grants is stored."""
+        """Upsert each row unless one derived from the same or newer grants is stored."""
+        ids = [row_id(firm_id, a) for a, held in grants.items() if held]
+        stored: dict[str, int] = {}
+        for start in range(0, len(ids), WRITE_BATCH):
+            batch = {"_id": {"$in": ids[start : start + WRITE_BATCH]}}
+            async for row in self.collection.find(batch, {"version": 1}):
+                stored[row["_id"]] = row["version"]
         writes = []
         for address_id, held in grants.items():
             if not held:
                 continue  # no grant (yet): nothing to list
             version = sum(int(g["version"]) for g in held)
+            if stored.get(row_id(firm_id, address_id), -1) >= version:
+                continue  # current already (a redelivery, a repeated refresh)
             fields = row_fields(firm_id, address_id, held)
             writes.append(
                 UpdateOne(

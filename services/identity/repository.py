@@ -160,11 +160,14 @@ class GrantRepository:
 
         Raises :class:`ConcurrentUpdate` when the grant (or a copy) changed since it was read.
         """
-        await self._save_split_off(grant)
-        await save_aggregate(
-            self.collection, grant.id, grant.version, _state(grant), events, self._relay
-        )
-        await self.pending.refresh(grant.firm_id, _addresses([grant]))
+        try:
+            await self._save_split_off(grant)
+            await save_aggregate(
+                self.collection, grant.id, grant.version, _state(grant), events, self._relay
+            )
+        finally:  # even cancelled or failed: the write may have landed
+            self.pending.mark_due(grant.firm_id, _addresses([grant]))
+        await self.pending.settle()
 
     async def save_all(
         self, changed: Sequence[tuple[Grant, Sequence[Envelope[EventPayload]]]]
@@ -173,7 +176,19 @@ class GrantRepository:
 
         Each write is as conditional as :meth:`save`'s (``save_aggregates``); one grant
         is saved with ``save_aggregate`` itself. Split-off copies are written first.
+        Every grant's pending row is marked due, whatever the outcome (a write cancelled
+        in flight may have landed).
         """
+        try:
+            return await self._save_all(changed)
+        finally:
+            for grant, _ in changed:
+                self.pending.mark_due(grant.firm_id, _addresses([grant]))
+            await self.pending.settle()
+
+    async def _save_all(
+        self, changed: Sequence[tuple[Grant, Sequence[Envelope[EventPayload]]]]
+    ) -> list[Grant]:
         lost: list[Grant] = []
         ready: list[tuple[Grant, Sequence[Envelope[EventPayload]]]] = []
         for grant, events in changed:
@@ -191,9 +206,6 @@ class GrantRepository:
             return lost
         changes = [Change(g.id, g.version, _state(g), events) for g, events in ready]
         raced = {c.doc_id for c in await save_aggregates(self.collection, changes, self._relay)}
-        for firm_id in {g.firm_id for g, _ in ready}:
-            saved = [g for g, _ in ready if g.firm_id == firm_id and g.id not in raced]
-            await self.pending.refresh(firm_id, _addresses(saved))
         return lost + [g for g, _ in ready if g.id in raced]
 
     async def _save_split_off(self, grant: Grant) -> None:

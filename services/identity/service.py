@@ -112,6 +112,11 @@ class GrantUpdates:
                     grant = target.new()
                 if grant is not None and change(grant):
                     to_save.append(grant)
+                elif grant is not None:
+                    # Already so: maybe by an earlier attempt whose save was cancelled after
+                    # its write landed (this is its redelivery), so its pending row may
+                    # never have been refreshed.
+                    self.grants.pending.mark_due(grant.firm_id, [grant.address_id])
             lost = await self.grants.save_all(
                 [(g, grant_envelopes(g, cause, correlation_id)) for g in to_save]
             )

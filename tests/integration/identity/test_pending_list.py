@@ -6,6 +6,7 @@ every state the list must tell apart.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect
 
+from services.identity import repository
 from services.identity.domain import Grant, Invitation, InvitationState, grant_id
 from services.identity.pending import GRANT_FIELDS, row_id
 from services.identity.projections import AccountNames, InvalidAddresses
@@ -324,3 +326,20 @@ class TestRowsFollowTheGrants:
         finally:
             await pending.stop()
         assert (await self.row(firm, "adr_dan"))["invited"]
+
+    async def test_a_save_cancelled_after_its_write_landed_still_refreshes_the_row(
+        self, firm: Firm, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A handler cancelled mid-save (a broker connection reset): its redelivery finds
+        the grant already changed and saves nothing, so the save itself marks the row."""
+        save = repository.save_aggregate
+
+        async def cancelled_once_written(*args: Any, **kwargs: Any) -> None:
+            await save(*args, **kwargs)
+            raise asyncio.CancelledError
+
+        monkeypatch.setattr(repository, "save_aggregate", cancelled_once_written)
+        with pytest.raises(asyncio.CancelledError):
+            await firm.grant("acc_other", "adr_bob", BOB, sent=(T3, "staff_1"))
+
+        assert BOB in await firm.emails(filter=cmd.PendingFilter.INVITED)
