@@ -155,9 +155,10 @@ class PendingAddresses:
         """What is due, refreshed now when no flusher runs (tools, tests); else left to it.
 
         Once :meth:`start` ran, a background flusher refreshes what is due every
-        :data:`COALESCE_SECONDS`: a bulk's saves share one read and one write per
-        :data:`REFRESH_BATCH` addresses. A refresh that fails is logged and made again
-        later, never raised: the grants, the source of truth, were saved.
+        :data:`COALESCE_SECONDS`: a bulk's saves share two reads (the grants, the rows'
+        versions) and one write per :data:`REFRESH_BATCH` addresses. A refresh that
+        fails is logged and made again later, never raised: the grants, the source of
+        truth, were saved.
         """
         if self._flusher is None:
             await self.flush()
@@ -224,7 +225,7 @@ class PendingAddresses:
 
     async def rebuild(self) -> int:
         """Compare every firm's rows with its grants and rewrite those that differ (at
-        start-up: repairs a refresh lost to a crash). Returns how many rows it wrote."""
+        start-up: repairs a refresh lost to a crash). Returns how many differed."""
         written = 0
         for firm_id in await self._grants.distinct("firm_id"):
             by_address: dict[str, list[Document]] = defaultdict(list)
