@@ -163,11 +163,6 @@ class PendingAddresses:
         if self._flusher is None:
             await self.flush()
 
-    async def refresh(self, firm_id: str, address_ids: Iterable[str]) -> None:
-        """:meth:`mark_due` then :meth:`settle`."""
-        self.mark_due(firm_id, address_ids)
-        await self.settle()
-
     async def flush(self) -> None:
         """Refresh every row that is due (those that fail stay due)."""
         async with self._flushing:
@@ -192,8 +187,9 @@ class PendingAddresses:
                 grants[grant["address_id"]].append(grant)
             await self._write(firm_id, grants)
 
-    async def _write(self, firm_id: str, grants: Mapping[str, Sequence[Document]]) -> None:
-        """Upsert each row unless one derived from the same or newer grants is stored."""
+    async def _write(self, firm_id: str, grants: Mapping[str, Sequence[Document]]) -> int:
+        """Upsert each row unless one derived from the same or newer grants is stored;
+        returns how many rows it wrote."""
         ids = [row_id(firm_id, a) for a, held in grants.items() if held]
         stored: dict[str, int] = {}
         for start in range(0, len(ids), WRITE_BATCH):
@@ -222,29 +218,18 @@ class PendingAddresses:
                 errors = exc.details.get("writeErrors", [])
                 if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
                     raise
+        return len(writes)
 
     async def rebuild(self) -> int:
         """Compare every firm's rows with its grants and rewrite those that differ (at
-        start-up: repairs a refresh lost to a crash). Returns how many differed."""
+        start-up: repairs a refresh lost to a crash). Returns how many rows it wrote."""
         written = 0
         for firm_id in await self._grants.distinct("firm_id"):
             by_address: dict[str, list[Document]] = defaultdict(list)
             grants = self._grants.find({"firm_id": firm_id}, GRANT_FIELDS, batch_size=WRITE_BATCH)
             async for grant in grants:
                 by_address[grant["address_id"]].append(grant)
-            stored = {
-                doc["_id"]: doc["version"]
-                async for doc in self.collection.find(
-                    {"firm_id": firm_id}, {"version": 1}, batch_size=WRITE_BATCH
-                )
-            }
-            stale = {
-                address_id: held
-                for address_id, held in by_address.items()
-                if stored.get(row_id(firm_id, address_id)) != sum(int(g["version"]) for g in held)
-            }
-            await self._write(firm_id, stale)
-            written += len(stale)
+            written += await self._write(firm_id, by_address)
         if written:
             log.info("pending rows rebuilt from the grants", rows=written)
         return written

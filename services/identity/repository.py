@@ -180,11 +180,12 @@ class GrantRepository:
         in flight may have landed).
         """
         try:
-            return await self._save_all(changed)
+            lost = await self._save_all(changed)
         finally:
             for grant, _ in changed:
                 self.pending.mark_due(grant.firm_id, _addresses([grant]))
-            await self.pending.settle()
+        await self.pending.settle()
+        return lost
 
     async def _save_all(
         self, changed: Sequence[tuple[Grant, Sequence[Envelope[EventPayload]]]]
