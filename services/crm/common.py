@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
@@ -42,11 +42,19 @@ def retry_on_concurrent_update(
             try:
                 return await func(*args, **kwargs)
             except ConcurrentUpdate:
-                # Jittered, so writers that lost together do not collide again together.
-                await asyncio.sleep(0.005 * 2**attempt * (0.5 + random.random()))  # noqa: S311
-        raise StillChanging("the record kept changing while this command ran; try again")
+                await backoff(attempt)
+        raise StillChanging(STILL_CHANGING)
 
     return wrapper
+
+
+STILL_CHANGING = "the record kept changing while this command ran; try again"
+
+
+async def backoff(attempt: int) -> None:
+    """Wait before attempt ``attempt + 1`` of a write that lost a race: 5 ms, doubling,
+    jittered, so writers that lost together do not collide again together."""
+    await asyncio.sleep(0.005 * 2**attempt * (0.5 + random.random()))  # noqa: S311
 
 
 def categories(chosen: frozenset[NotificationCategory] | None) -> frozenset[str] | None:
@@ -104,3 +112,10 @@ class Store:
     async def save_account(self, account: Account, correlation_id: str | None) -> None:
         events = list(account_envelopes(account, correlation_id))
         await self.accounts.save(account, events)
+
+    async def save_accounts(
+        self, accounts: Sequence[Account], correlation_id: str | None
+    ) -> set[str]:
+        """Save accounts with their events in one batch; the ids of those that lost a race."""
+        changed = [(a, list(account_envelopes(a, correlation_id))) for a in accounts]
+        return await self.accounts.save_many(changed)

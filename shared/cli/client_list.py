@@ -33,7 +33,7 @@ from shared.contracts.crm import (
 )
 from shared.messaging.commands import CommandTimeout
 
-MAX_CHUNK_ROWS = 50  # a command stays short even on FerretDB (about 0.1 s per account)
+MAX_CHUNK_ROWS = 200  # rows per command; crm reads and writes each command in batches
 MAX_CHUNK_BYTES = 96 * 1024  # far below the 256 KiB message limit
 MAX_CELL = 2000
 """The longest cell a command carries (ImportRow's CellValue)."""

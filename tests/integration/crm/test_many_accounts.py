@@ -34,8 +34,9 @@ def rows() -> list[cmd.ImportRow]:
 
 class TestManyAccounts:
     async def test_an_import_in_several_chunks_then_filtered_sorted_pages(
-        self, client: Client, services: RunningServices
+        self, client: Client, services: RunningServices, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        monkeypatch.setattr(client_list, "MAX_CHUNK_ROWS", ACCOUNTS // 3)  # three commands
         firm_id = await new_firm(client)
         sent: list[int] = []
 
@@ -44,7 +45,7 @@ class TestManyAccounts:
 
         results = await client_list.send(client, rows(), command, sent.append)
 
-        assert len(sent) > 1
+        assert len(sent) == 3
         assert all(r.ok for r in results)
         assert len(results) == ACCOUNTS
         started = time.monotonic()
