@@ -10,7 +10,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.storage.mongo import Document
-from shared.storage.projections import keep_newest
+from shared.storage.projections import NewestWriter
 
 
 class AccountNames:
@@ -18,14 +18,16 @@ class AccountNames:
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["account_names"]
+        self._newest = NewestWriter(self.collection)
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("firm_id", ASCENDING), ("account_id", ASCENDING)])
 
     async def record(self, firm_id: str, account_id: str, name: str, version: int) -> None:
-        """One conditional upsert: the newest version of the account's name wins."""
+        """One conditional upsert: the newest version of the account's name wins (concurrent
+        ones share a ``bulk_write``)."""
         fields = {"firm_id": firm_id, "account_id": account_id, "name": name}
-        await keep_newest(self.collection, f"{firm_id}:{account_id}", version, fields)
+        await self._newest.keep_newest(f"{firm_id}:{account_id}", version, fields)
 
     async def names(self, firm_id: str, account_ids: Iterable[str]) -> dict[str, str]:
         """The names of these accounts that are known, looked up by ``_id``."""

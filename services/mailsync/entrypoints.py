@@ -4,6 +4,8 @@ No ``from __future__ import annotations`` here: FastStream reads the handlers' a
 at run time to validate messages and to write the AsyncAPI document.
 """
 
+import asyncio
+
 from services.mailsync.copies import FirmCopies
 from services.mailsync.domain import SyncedAddress
 from services.mailsync.projection import AddressFollower
@@ -35,8 +37,9 @@ def register_events(events: EventSubscriptions, follower: AddressFollower) -> No
     async def on_contact_linked(event: Envelope[ContactLinked]) -> None:
         """Start syncing the addresses linked with Email sync on."""
         p = event.payload
-        for a in p.addresses:
-            await apply(event, p.account_id, a.address_id, a.email, a.email_sync)
+        await asyncio.gather(
+            *(apply(event, p.account_id, a.address_id, a.email, a.email_sync) for a in p.addresses)
+        )
 
     @events.handle(AddressAdded)
     async def on_address_added(event: Envelope[AddressAdded]) -> None:
@@ -48,8 +51,9 @@ def register_events(events: EventSubscriptions, follower: AddressFollower) -> No
     async def on_contact_unlinked(event: Envelope[ContactUnlinked]) -> None:
         """Stop bringing in mail of an unlinked contact's addresses for that account."""
         p = event.payload
-        for a in p.addresses:
-            await apply(event, p.account_id, a.address_id, a.email, False)
+        await asyncio.gather(
+            *(apply(event, p.account_id, a.address_id, a.email, False) for a in p.addresses)
+        )
 
     @events.handle(EmailSyncToggled)
     async def on_email_sync_toggled(event: Envelope[EmailSyncToggled]) -> None:

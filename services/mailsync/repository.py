@@ -9,12 +9,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.mailsync.domain import SyncedAddress
 from shared.storage.mongo import Document
-from shared.storage.projections import keep_newest
+from shared.storage.projections import NewestWriter
 
 
 class SyncedAddresses:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["synced_addresses"]
+        self._newest = NewestWriter(self.collection)
 
     async def ensure_indexes(self) -> None:
         for fields in (("email_key", "enabled"), ("enabled",), ("address_id",)):
@@ -26,10 +27,10 @@ class SyncedAddresses:
         """Store ``address`` unless a newer crm version is already stored; True when applied.
 
         One conditional single-document upsert on the version (``keep_newest``), so
-        crm's events may arrive in any order and twice.
+        crm's events may arrive in any order and twice; concurrent ones share a
+        ``bulk_write`` (:class:`NewestWriter`).
         """
-        return await keep_newest(
-            self.collection,
+        return await self._newest.keep_newest(
             address.key,
             address.crm_version,
             {

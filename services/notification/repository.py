@@ -48,7 +48,7 @@ from shared.storage.aggregates import ConcurrentUpdate
 from shared.storage.batched_reads import BatchedLookup
 from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, find_in_firm
-from shared.storage.projections import keep_newest
+from shared.storage.projections import NewestWriter, keep_newest
 
 # --- firms -----------------------------------------------------------------------------
 
@@ -119,6 +119,7 @@ class AccountNames:
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["account_names"]
+        self._newest = NewestWriter(self.collection)
         self._reads = BatchedLookup(
             self.collection, {"name": 1}, window_seconds=self.READ_WINDOW_SECONDS
         )
@@ -132,7 +133,7 @@ class AccountNames:
 
     async def record(self, firm_id: str, account_id: str, name: str, version: int) -> None:
         fields = {"firm_id": firm_id, "account_id": account_id, "name": name}
-        await keep_newest(self.collection, self._doc_id(firm_id, account_id), version, fields)
+        await self._newest.keep_newest(self._doc_id(firm_id, account_id), version, fields)
 
     async def get(self, firm_id: str, account_id: str) -> str | None:
         """The account's name; None while its AccountCreated has not arrived."""

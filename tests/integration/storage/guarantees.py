@@ -13,12 +13,14 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+from pymongo.results import UpdateResult
 
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import AccountCreated, AccountType
@@ -30,7 +32,7 @@ from shared.storage.insert_once import InsertOnce
 from shared.storage.leases import Leases, new_owner
 from shared.storage.mongo import Document, create_client
 from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay
-from shared.storage.projections import keep_newest
+from shared.storage.projections import DUPLICATE_KEY, NewestWriter, keep_newest
 
 CLIENTS = 10
 
@@ -566,6 +568,48 @@ class StorageGuarantees:
         assert (await db["projection"].find_one({"_id": "p"}) or {})["value"] == 9
         assert stored.count(True) >= 1
         assert not await keep_newest(db["projection"], "p", 8, {"value": 8})
+
+    async def test_a_projection_created_a_moment_before_by_an_older_version_is_updated(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        collection = db["projection"]
+
+        class CreatedMeanwhile:
+            """The upsert finds no document, then an older version's insert lands first."""
+
+            async def update_one(
+                self, query: Document, update: Document, upsert: bool = False
+            ) -> UpdateResult:
+                if upsert:
+                    await collection.insert_one({"_id": query["_id"], "version": 1, "value": 1})
+                    raise DuplicateKeyError("E11000 duplicate key error", DUPLICATE_KEY)
+                return await collection.update_one(query, update)
+
+        racing = cast(AsyncCollection[Document], CreatedMeanwhile())
+
+        assert await keep_newest(racing, "p", 2, {"value": 2})
+        assert (await collection.find_one({"_id": "p"}) or {})["value"] == 2
+        assert not await keep_newest(racing, "q", 1, {"value": "same"})
+
+    async def test_a_batch_of_projection_writes_applies_each_and_tells_which_lost(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        collection = db["projection"]
+        await collection.insert_many([{"_id": "old", "version": 5}, {"_id": "older", "version": 1}])
+        writer = NewestWriter(collection)
+
+        stored = await asyncio.gather(
+            writer.keep_newest("new", 1, {"value": "new"}),
+            writer.keep_newest("old", 3, {"value": "stale"}),
+            writer.keep_newest("older", 2, {"value": "newer"}),
+            writer.keep_newest("twice", 4, {"value": "four"}),
+            writer.keep_newest("twice", 2, {"value": "two"}),
+        )
+
+        assert stored[:4] == [True, False, True, True]
+        values = {doc["_id"]: doc.get("value") async for doc in collection.find()}
+        assert values == {"new": "new", "old": None, "older": "newer", "twice": "four"}
+        assert not await writer.keep_newest("twice", 4, {"value": "again"})
 
     # ------------------------------------------------------------ leases
 
