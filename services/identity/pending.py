@@ -36,8 +36,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from shared.logging import get_logger
-from shared.storage.insert_once import DUPLICATE_KEY
-from shared.storage.mongo import Document
+from shared.storage.mongo import DUPLICATE_KEY, Document
 from shared.tasks import cancel_and_wait, within
 
 if TYPE_CHECKING:

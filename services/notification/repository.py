@@ -20,14 +20,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from services.notification.digest import DigestLine
 from services.notification.domain import (
@@ -44,7 +44,7 @@ from services.notification.domain import (
     RecipientKey,
     TimeZoneSet,
 )
-from shared.storage.aggregates import ConcurrentUpdate
+from shared.storage.aggregates import WRITE_TOKEN, ConcurrentUpdate, Tokened, write_tokened
 from shared.storage.batched_reads import BatchedLookup
 from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, find_in_firm
@@ -203,6 +203,12 @@ class RecipientRepository:
     recipient. Concurrent writers of one account each read the document, and of their
     conditional writes on the version they read exactly one applies; the others read
     again (now with the winner's facts) and retry.
+
+    Facts recorded at the same moment for the accounts of one firm (the LoginToggled and
+    InvitationIssued of a bulk's addresses, the ContactLinked of an import) wait a few
+    milliseconds for each other (``shared.storage.coalesce``), and share one read of their
+    accounts' documents and one unordered ``bulk_write`` of the conditional writes; the
+    accounts whose write lost are read and written again together.
     """
 
     collection_name = "recipients"
@@ -211,8 +217,8 @@ class RecipientRepository:
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db[self.collection_name]
-        self._coalescer: Coalescer[tuple[str, str], tuple[str, Fact], list[Recipient]] = Coalescer(
-            self._record_now
+        self._coalescer: Coalescer[str, tuple[str, str, Fact], dict[str, list[Recipient]]] = (
+            Coalescer(self._record_now)
         )
 
     async def ensure_indexes(self) -> None:
@@ -235,58 +241,71 @@ class RecipientRepository:
         self, firm_id: str, account_id: str, facts: Sequence[tuple[str, Fact]]
     ) -> list[Recipient]:
         """Record facts of several addresses of one account in one conditional write
-        (none when nothing is newer); returns the account's recipients after it.
-
-        Facts recorded for the same account at the same moment (the LoginToggled of each
-        of its addresses in a bulk update) share that one write (``shared.storage.coalesce``).
-        """
-        return await self._coalescer.submit((firm_id, account_id), facts)
+        (none when nothing is newer); returns the account's recipients after it."""
+        recorded = await self._coalescer.submit(
+            firm_id, [(account_id, address_id, fact) for address_id, fact in facts]
+        )
+        return recorded[account_id]
 
     async def _record_now(
-        self, account: tuple[str, str], facts: list[tuple[str, Fact]]
-    ) -> list[Recipient]:
-        firm_id, account_id = account
+        self, firm_id: str, items: list[tuple[str, str, Fact]]
+    ) -> dict[str, list[Recipient]]:
+        pending: dict[str, list[tuple[str, Fact]]] = {}
+        for account_id, address_id, fact in items:
+            pending.setdefault(account_id, []).append((address_id, fact))
+        recorded: dict[str, list[Recipient]] = {}
         for attempt in range(self.ATTEMPTS):
-            doc = await self._read(firm_id, account_id)
-            addresses: list[Document] = doc["addresses"] if doc else []
-            kept = [_keep(addresses, address_id, fact) for address_id, fact in facts]  # every one
-            if not any(kept) or await self._save(firm_id, account_id, doc, addresses):
-                return _recipients(firm_id, account_id, addresses)
+            docs = await self._read_many(firm_id, list(pending))
+            writes: dict[str, Tokened] = {}
+            for account_id, facts in pending.items():
+                doc = docs.get(account_id)
+                addresses: list[Document] = doc["addresses"] if doc else []
+                kept = [_keep(addresses, address_id, fact) for address_id, fact in facts]
+                recorded[account_id] = _recipients(firm_id, account_id, addresses)
+                if any(kept):  # every fact is looked at, then one write if any changed
+                    writes[account_id] = self._write(firm_id, account_id, doc, addresses)
+            lost = await write_tokened(self.collection, list(writes.values()))
+            if not lost:
+                return recorded
+            pending = {a: pending[a] for a, (_, token, _) in writes.items() if token in lost}
             await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # noqa: S311 - jitter
-        raise ConcurrentUpdate(self._doc_id(firm_id, account_id))
+        raise ConcurrentUpdate([self._doc_id(firm_id, a) for a in pending])
 
-    async def _save(
+    def _write(
         self, firm_id: str, account_id: str, read: Document | None, addresses: list[Document]
-    ) -> bool:
-        """One conditional write; False when someone changed the document since ``read``.
-
-        A new document is a unique insert (a duplicate key: someone created it first);
-        an existing one is ``update_one({_id, version: read})``, atomic on one document.
+    ) -> Tokened:
+        """One conditional write: an insert for a new document (a duplicate key: someone
+        created it first), else ``update_one({_id, version: read})``, atomic on one document.
         """
         doc_id = self._doc_id(firm_id, account_id)
+        token = uuid.uuid4().hex
         if read is None:
-            try:
-                await self.collection.insert_one(
-                    {
-                        "_id": doc_id,
-                        "firm_id": firm_id,
-                        "account_id": account_id,
-                        "version": 1,
-                        "addresses": addresses,
-                    }
-                )
-            except DuplicateKeyError:
-                return False
-            return True
+            document = {
+                "_id": doc_id,
+                "firm_id": firm_id,
+                "account_id": account_id,
+                "version": 1,
+                "addresses": addresses,
+                WRITE_TOKEN: token,
+            }
+            return doc_id, token, InsertOne(document)
         version = read.get("version")
-        result = await self.collection.update_one(
-            {"_id": doc_id, "firm_id": firm_id, "version": version},
-            {"$set": {"addresses": addresses, "version": (version or 0) + 1}},
+        update = {"addresses": addresses, "version": (version or 0) + 1, WRITE_TOKEN: token}
+        return (
+            doc_id,
+            token,
+            UpdateOne({"_id": doc_id, "firm_id": firm_id, "version": version}, {"$set": update}),
         )
-        return result.matched_count == 1
 
     async def _read(self, firm_id: str, account_id: str) -> Document | None:
         return await find_in_firm(self.collection, self._doc_id(firm_id, account_id), firm_id)
+
+    async def _read_many(self, firm_id: str, account_ids: list[str]) -> dict[str, Document]:
+        query = {
+            "_id": {"$in": [self._doc_id(firm_id, a) for a in account_ids]},
+            "firm_id": firm_id,
+        }
+        return {doc["account_id"]: doc async for doc in self.collection.find(query)}
 
     async def get(self, key: RecipientKey) -> Recipient | None:
         doc = await self._read(key.firm_id, key.account_id)

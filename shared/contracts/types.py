@@ -26,7 +26,6 @@ RESERVED_ACTORS = frozenset({SYSTEM_ACTOR, CLIENT_ACTOR})
 """Actors that are nobody's staff id: every other actor must be a registered staff member."""
 
 
-
 @lru_cache(maxsize=16_384)
 def _checked_email(value: str) -> str:
     """The address as EmailStr normalises it (ValueError when it is not one), remembered:

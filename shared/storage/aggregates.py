@@ -21,7 +21,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.contracts.envelope import Envelope, EventPayload
-from shared.storage.mongo import Document
+from shared.storage.mongo import DUPLICATE_KEY, Document
 from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay, outbox_fields
 
 WRITE_TOKEN = "write_token"  # noqa: S105 - a field name, not a secret
@@ -109,28 +109,46 @@ async def save_aggregates(
 ) -> list[Change]:
     """Save many aggregates in one ``bulk_write`` (unordered); returns those that lost a race.
 
-    Each write is as conditional as :func:`save_aggregate`'s. Which ones applied is read
-    back by their write tokens when not all of them did (a server's per-operation counts
-    of an unordered batch are not to be trusted after a duplicate key).
+    Each write is as conditional as :func:`save_aggregate`'s.
     """
-    if not changes:
-        return []
-    try:
-        result = await collection.bulk_write([c.operation() for c in changes], ordered=False)
-        all_applied = result.inserted_count + result.matched_count == len(changes)
-    except BulkWriteError:
-        all_applied = False
-    if all_applied:
-        lost: list[Change] = []
-    else:
-        query = {
-            "_id": {"$in": [c.doc_id for c in changes]},
-            WRITE_TOKEN: {"$in": [c.token for c in changes]},
-        }
-        cursor = collection.find(query, {WRITE_TOKEN: 1})
-        applied = {doc[WRITE_TOKEN] async for doc in cursor}
-        lost = [c for c in changes if c.token not in applied]
+    lost_tokens = await write_tokened(
+        collection, [(c.doc_id, c.token, c.operation()) for c in changes]
+    )
+    lost = [c for c in changes if c.token in lost_tokens]
     for change in changes:
-        if change.events and change not in lost:
+        if change.events and change.token not in lost_tokens:
             relay.notify(collection.name, change.doc_id)
     return lost
+
+
+Tokened = tuple[Any, str, InsertOne[Document] | UpdateOne]
+"""A document's ``_id``, the token its write sets in ``WRITE_TOKEN``, and that write."""
+
+
+async def write_tokened(
+    collection: AsyncCollection[Document], writes: Sequence[Tokened]
+) -> set[str]:
+    """Apply conditional writes (inserts, and updates guarded by a version) in one unordered
+    ``bulk_write``; returns the tokens of those that did not apply.
+
+    Each write applies or not on its own (single-document atomicity). Which ones applied
+    is read back by their tokens when not all of them did: a server's per-operation
+    counts of an unordered batch are not to be trusted after a duplicate key. A failure
+    other than a duplicate key is raised.
+    """
+    if not writes:
+        return set()
+    try:
+        result = await collection.bulk_write([w for _, _, w in writes], ordered=False)
+        if result.inserted_count + result.matched_count == len(writes):
+            return set()
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+    query = {
+        "_id": {"$in": [doc_id for doc_id, _, _ in writes]},
+        WRITE_TOKEN: {"$in": [token for _, token, _ in writes]},
+    }
+    applied = {doc[WRITE_TOKEN] async for doc in collection.find(query, {WRITE_TOKEN: 1})}
+    return {token for _, token, _ in writes if token not in applied}

@@ -14,9 +14,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from shared.storage.coalesce import Coalescer
-from shared.storage.mongo import Document
-
-DUPLICATE_KEY = 11000
+from shared.storage.mongo import DUPLICATE_KEY, Document
 
 
 class InsertOnce:

@@ -20,6 +20,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 Document = dict[str, Any]
+DUPLICATE_KEY = 11000
+"""The server's error code for a second document with a unique key's value."""
 
 
 def create_client(url: str, *, app_name: str) -> AsyncMongoClient[Document]:

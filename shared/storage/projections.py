@@ -10,9 +10,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.storage.coalesce import Coalescer
-from shared.storage.mongo import Document
-
-DUPLICATE_KEY = 11000
+from shared.storage.mongo import DUPLICATE_KEY, Document
 
 
 def _newer(doc_id: Any, version: int) -> Document:

@@ -6,6 +6,13 @@ import asyncio
 import random
 
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.monitoring import (
+    CommandFailedEvent,
+    CommandListener,
+    CommandStartedEvent,
+    CommandSucceededEvent,
+)
 
 from services.notification.domain import (
     Activation,
@@ -18,6 +25,8 @@ from services.notification.domain import (
 )
 from services.notification.inbox import InboxRepository
 from services.notification.repository import RecipientRepository
+from shared.storage.mongo import Document
+from tests.infra import Infra
 from tests.integration.notification.conftest import Notification
 from tests.polling import unique
 
@@ -75,6 +84,60 @@ class TestRecipients:
         await recipients.record(RecipientKey(unique("firm"), account, "adr_1"), LoginSet(1, True))
 
         assert await recipients.of_account(unique("other-firm"), account) == []
+
+    async def test_two_processes_recording_facts_of_many_accounts_lose_none(
+        self, notification: Notification
+    ) -> None:
+        one, two = (RecipientRepository(notification.runtime.db) for _ in range(2))
+        firm = unique("firm")
+        keys = [RecipientKey(firm, f"acc_{n % 8}", f"adr_{n}") for n in range(40)]
+
+        await asyncio.gather(
+            *(one.record(key, LoginSet(1, True)) for key in keys),
+            *(two.record(key, ActivationSet(2, Activation.PENDING)) for key in keys),
+            *(two.record(key, AddressSeen(1, "con_1")) for key in keys[::2]),
+        )
+        stored = {
+            r.key: r
+            for account in {k.account_id for k in keys}
+            for r in await one.of_account(firm, account)
+        }
+
+        assert set(stored) == set(keys)
+        assert all(r.login and r.activation is Activation.PENDING for r in stored.values())
+        assert {k for k, r in stored.items() if r.linked} == set(keys[::2])
+
+    async def test_facts_of_a_firms_accounts_at_one_moment_share_one_read_and_one_write(
+        self, notification: Notification, infra: Infra
+    ) -> None:
+        commands = Commands()
+        client: AsyncMongoClient[Document] = AsyncMongoClient(
+            infra.mongodb_url, event_listeners=[commands]
+        )
+        recipients = RecipientRepository(client[notification.runtime.db.name])
+        firm = unique("firm")
+        keys = [RecipientKey(firm, f"acc_{n}", "adr_1") for n in range(20)]
+        try:
+            await asyncio.gather(*(recipients.record(key, LoginSet(1, True)) for key in keys))
+            await asyncio.gather(*(recipients.record(key, LoginSet(2, False)) for key in keys))
+        finally:
+            await client.close()
+
+        assert commands.names == ["find", "insert", "find", "update"]
+
+
+class Commands(CommandListener):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        pass
 
 
 class TestInboxReadMarkers:

@@ -30,9 +30,9 @@ from shared.storage.clock import DatabaseClock, FixedClock
 from shared.storage.idempotency import ProcessedEvents
 from shared.storage.insert_once import InsertOnce
 from shared.storage.leases import Leases, new_owner
-from shared.storage.mongo import Document, create_client
+from shared.storage.mongo import DUPLICATE_KEY, Document, create_client
 from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay
-from shared.storage.projections import DUPLICATE_KEY, NewestWriter, keep_newest
+from shared.storage.projections import NewestWriter, keep_newest
 
 CLIENTS = 10
 
