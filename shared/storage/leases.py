@@ -12,21 +12,31 @@ matches, and an insert of an existing ``_id`` fails with a duplicate key.
   the fence to the filter of a write to the leased document, so a holder that stalled
   past its expiry, and whose lease someone else took, matches nothing.
 - Expiry is compared against one clock, the database server's (``shared.storage.clock``).
+
+Inserting a held document and releasing a lease are the two writes of a burst of short
+work (a bulk's deliveries, handled ``PREFETCH_COUNT`` at a time): concurrent ones wait a
+few milliseconds for each other (``shared.storage.coalesce``) and go in one unordered
+``insert_many`` or ``bulk_write``. Each document's write still applies or fails on its own,
+and each caller learns its own outcome: an insert by its index among the duplicate-key
+errors, a release by the write token it set (``shared.storage.aggregates.write_tokened``).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from shared.storage.aggregates import WRITE_TOKEN, Tokened, write_tokened
 from shared.storage.clock import Clock
-from shared.storage.mongo import Document
+from shared.storage.coalesce import Coalescer
+from shared.storage.mongo import DUPLICATE_KEY, Document
 
 OWNER = "lease_owner"
 EXPIRES_AT = "lease_expires_at"
@@ -53,9 +63,24 @@ class Lease:
 class Leases:
     """Leases on the documents of one collection."""
 
-    def __init__(self, collection: AsyncCollection[Document], clock: Clock) -> None:
+    WINDOW_SECONDS = 0.005
+    """How long an insert or a release waits for others to share its write."""
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        clock: Clock,
+        *,
+        window_seconds: float = WINDOW_SECONDS,
+    ) -> None:
         self.collection = collection
         self.clock = clock
+        self._inserts: Coalescer[None, Document, set[int]] = Coalescer(
+            self._insert_all, window_seconds=window_seconds
+        )
+        self._releases: Coalescer[None, Tokened, set[str]] = Coalescer(
+            write_tokened_of(collection), window_seconds=window_seconds
+        )
 
     async def held_fields(self, owner: str, duration: timedelta) -> Document:
         """The fields of a document inserted with its lease already taken by ``owner``."""
@@ -64,11 +89,21 @@ class Leases:
     async def inserted(self, doc: Document, owner: str, duration: timedelta) -> Lease | None:
         """Insert ``doc`` holding its lease; None when the document already exists."""
         fields = await self.held_fields(owner, duration)
-        try:
-            await self.collection.insert_one({**doc, **fields})
-        except DuplicateKeyError:
+        held = {**doc, **fields}
+        if id(held) in await self._inserts.submit(None, [held]):
             return None
         return Lease(doc["_id"], owner, 1, fields[EXPIRES_AT])
+
+    async def _insert_all(self, _: None, docs: list[Document]) -> set[int]:
+        """Insert the documents; the ``id()`` of those that already existed."""
+        try:
+            await self.collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return {id(docs[e["index"]]) for e in errors}
+        return set()
 
     async def take(
         self,
@@ -112,7 +147,16 @@ class Leases:
 
     async def release(self, lease: Lease, set_fields: Document | None = None) -> bool:
         """Give the lease up (with the work's result, in the same write); False if lost."""
-        result = await self.collection.update_one(
-            lease.fenced(), {"$set": {**(set_fields or {}), EXPIRES_AT: RELEASED}}
-        )
-        return result.matched_count == 1
+        token = new_owner()
+        fields = {**(set_fields or {}), EXPIRES_AT: RELEASED, WRITE_TOKEN: token}
+        write = UpdateOne(lease.fenced(), {"$set": fields})
+        return token not in await self._releases.submit(None, [(lease.doc_id, token, write)])
+
+
+def write_tokened_of(
+    collection: AsyncCollection[Document],
+) -> Callable[[None, list[Tokened]], Awaitable[set[str]]]:
+    async def write(_: None, writes: list[Tokened]) -> set[str]:
+        return await write_tokened(collection, writes)
+
+    return write

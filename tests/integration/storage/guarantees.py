@@ -667,6 +667,32 @@ class StorageGuarantees:
         assert again is None  # the work is done: `where` keeps it from being taken
         assert await leases.take("d", new_owner(), timedelta(seconds=30)) is not None
 
+    async def test_concurrent_inserts_and_releases_share_a_write_and_each_learns_its_outcome(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        clock = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
+        leases = Leases(db["work"], clock)
+        await db["work"].insert_many([{"_id": "b"}, {"_id": "d"}])
+        minute = timedelta(seconds=60)
+
+        inserted = await asyncio.gather(
+            *(leases.inserted({"_id": i}, new_owner(), minute) for i in "abcde")
+        )
+
+        assert [lease is not None for lease in inserted] == [True, False, True, False, True]
+        held = [lease for lease in inserted if lease is not None]
+        taken = await leases.take("c", new_owner(), minute)
+        assert taken is None  # held by its inserter
+        clock.advance(timedelta(seconds=61))
+        successor = await leases.take("c", new_owner(), minute)  # "c" stalled past its lease
+        assert successor is not None
+
+        released = await asyncio.gather(*(leases.release(h, {"done": h.doc_id}) for h in held))
+
+        assert released == [True, False, True]
+        done = {doc["_id"]: doc.get("done") async for doc in db["work"].find()}
+        assert done == {"a": "a", "b": None, "c": None, "d": None, "e": "e"}
+
     async def test_the_databases_are_listed_by_name_and_a_dropped_one_is_gone(
         self, clients: list[AsyncMongoClient[Document]], db: AsyncDatabase[Document]
     ) -> None:
