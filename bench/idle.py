@@ -12,10 +12,12 @@ import time
 
 import aio_pika
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from bench.catcher import CatcherClient
 from bench.output import say
 from shared.storage.outbox import PENDING, PENDING_FILTER
+from shared.tasks import within
 from tests.infra import Infra
 from tests.services import SERVICES
 
@@ -74,6 +76,28 @@ class Stillness:
         return "stuck" if still > self.stall else "busy"
 
 
+CHECK_SECONDS = 30.0
+"""The longest one look at the queues, the outboxes and the catcher may take."""
+
+
+async def _state(
+    connection: aio_pika.abc.AbstractConnection,
+    mongo: AsyncMongoClient[dict[str, object]],
+    catcher: CatcherClient,
+    infra: Infra,
+) -> State:
+    channel = await connection.channel()
+    try:
+        return (
+            await ready_messages(channel),
+            await pending_outbox(mongo, infra.database_prefix),
+            await catcher.total(),
+        )
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+
+
 async def wait_idle(
     infra: Infra,
     catcher: CatcherClient,
@@ -91,18 +115,22 @@ async def wait_idle(
     deadline = time.monotonic() + timeout
     reported = time.monotonic()
     connection = await aio_pika.connect(infra.rabbitmq_url)
-    mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(infra.mongodb_url)
+    mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        infra.mongodb_url, socketTimeoutMS=int(CHECK_SECONDS * 1000)
+    )
     try:
         stillness = Stillness(quiet, stall, time.monotonic())
         while True:
-            channel = await connection.channel()
-            state = (
-                await ready_messages(channel),
-                await pending_outbox(mongo, infra.database_prefix),
-                await catcher.total(),
-            )
-            if not channel.is_closed:
-                await channel.close()
+            try:
+                state = await within(_state(connection, mongo, catcher, infra), CHECK_SECONDS)
+            except (TimeoutError, PyMongoError, aio_pika.exceptions.AMQPError) as exc:
+                # One check that failed or never answered says nothing; the next one will.
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not idle after {timeout:.0f}s: {exc!r}") from exc
+                say(f"  an idle check failed ({type(exc).__name__}); checking again")
+                await catcher.close()  # its reply may still come: start a new connection
+                await asyncio.sleep(0.5)
+                continue
             now = time.monotonic()
             if now - reported >= report_every:
                 reported = now

@@ -24,6 +24,12 @@ DUPLICATE_KEY = 11000
 """The server's error code for a second document with a unique key's value."""
 
 
+SOCKET_TIMEOUT_MS = 60_000
+"""How long one reply may take. No command of the services' runs near it; a reply that
+never comes (a server or network fault) fails that command instead of holding its caller,
+and the message it served is tried again."""
+
+
 def create_client(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
     """A client that connects lazily, on first use (never at import time)."""
     return AsyncMongoClient(
@@ -33,6 +39,7 @@ def create_client(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
         uuidRepresentation="standard",
         serverSelectionTimeoutMS=5_000,
         connectTimeoutMS=5_000,
+        socketTimeoutMS=SOCKET_TIMEOUT_MS,
         **replica_set_options(url),
     )
 
