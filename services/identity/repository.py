@@ -18,6 +18,7 @@ from services.identity.domain import Grant, Invitation, InvitationState
 from services.identity.pending import PendingAddresses
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.aggregates import Change, ConcurrentUpdate, save_aggregate, save_aggregates
+from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, find_in_firm
 from shared.storage.outbox import OUTBOX, OutboxRelay
 from shared.storage.projections import keep_newest
@@ -63,7 +64,14 @@ class GrantRepository:
     conditional write (``save_aggregate``: insert when new, else ``update_one`` on
     ``{_id, version}``), so a save made from a stale read matches nothing and raises
     :class:`ConcurrentUpdate`; the caller reloads and tries again. No lock anywhere.
+
+    Grants saved at the same moment by concurrent handlers (a bulk's LoginToggled, one
+    per address) wait a few milliseconds for each other (``shared.storage.coalesce``) and
+    share one unordered ``bulk_write`` of the same conditional writes; each caller learns
+    which of its own lost by their write tokens.
     """
+
+    SAVE_WINDOW_SECONDS = 0.005
 
     collection_name = "grants"
 
@@ -72,6 +80,9 @@ class GrantRepository:
         self._relay = relay
         self.pending = PendingAddresses(db, self.collection)
         """The pending list's rows, refreshed after every save."""
+        self._saves: Coalescer[None, Change, set[str]] = Coalescer(
+            self._save_together, window_seconds=self.SAVE_WINDOW_SECONDS
+        )
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("invitation.token_hash", ASCENDING)])
@@ -172,10 +183,11 @@ class GrantRepository:
     async def save_all(
         self, changed: Sequence[tuple[Grant, Sequence[Envelope[EventPayload]]]]
     ) -> list[Grant]:
-        """Save many grants with one ``bulk_write``; returns those that lost a race.
+        """Save many grants with one ``bulk_write``, shared with other callers saving at the
+        same moment; returns those that lost a race.
 
-        Each write is as conditional as :meth:`save`'s (``save_aggregates``); one grant
-        is saved with ``save_aggregate`` itself. Split-off copies are written first.
+        Each write is as conditional as :meth:`save`'s (``save_aggregates``). Split-off
+        copies are written first.
         Every grant's pending row is marked due, whatever the outcome (a write cancelled
         in flight may have landed).
         """
@@ -199,15 +211,15 @@ class GrantRepository:
                 lost.append(grant)
             else:
                 ready.append((grant, events))
-        if len(ready) == 1:
-            try:
-                await self.save(*ready[0])
-            except ConcurrentUpdate:
-                lost.append(ready[0][0])
+        if not ready:
             return lost
-        changes = [Change(g.id, g.version, _state(g), events) for g, events in ready]
-        raced = {c.doc_id for c in await save_aggregates(self.collection, changes, self._relay)}
-        return lost + [g for g, _ in ready if g.id in raced]
+        changes = [(g, Change(g.id, g.version, _state(g), events)) for g, events in ready]
+        raced = await self._saves.submit(None, [change for _, change in changes])
+        return lost + [g for g, change in changes if change.token in raced]
+
+    async def _save_together(self, _: None, changes: list[Change]) -> set[str]:
+        """One ``bulk_write`` of every caller's changes; the tokens of those that lost."""
+        return {c.token for c in await save_aggregates(self.collection, changes, self._relay)}
 
     async def _save_split_off(self, grant: Grant) -> None:
         """Store the unlinked copies a change made, each with one conditional write.

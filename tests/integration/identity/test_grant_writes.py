@@ -190,6 +190,20 @@ class TestWritesPerInvitation:
                 "InvitationIssued",
             ]
 
+    async def test_login_toggled_of_many_addresses_at_once_share_one_write_of_the_grants(
+        self, identity: Identity
+    ) -> None:
+        addresses = [f"adr_{n}" for n in range(10)]
+        events = [identity.login_toggled(f"acc_{a}", a) for a in addresses]
+
+        identity.counter.start()
+        await asyncio.gather(*(identity.service.login_toggled(e) for e in events))
+
+        assert [w for w in identity.counter.writes if w.endswith(" grants")] == ["insert grants"]
+        for address_id in addresses:
+            doc = await identity.stored(f"acc_{address_id}", address_id)
+            assert outbox_types(doc) == ["InvitationIssued"]
+
 
 class TestRaces:
     async def test_concurrent_changes_of_one_grant_all_land(self, identity: Identity) -> None:
