@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -32,11 +33,13 @@ from services.crm.access import AccessEntry
 from services.crm.domain import Account
 from services.crm.repository import AccountRepository, NotStored, account_from
 from shared.contracts.crm import AccountSort, BulkFilter, ListAccounts
-from shared.storage.aggregates import ConcurrentUpdate
+from shared.storage.aggregates import ConcurrentUpdate, Tokened, write_tokened
 from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, find_in_firm
 
 REVISION = "access_revision"
+ACCESS_WRITE = "access_write"
+"""Where a write of identity's facts leaves its token (``write_tokened``)."""
 """Raised by every write to the access entries: the guard of the next one."""
 ATTEMPTS = 10
 
@@ -138,6 +141,7 @@ def access_from(doc: Document) -> Access:
 @dataclass(frozen=True)
 class _Fact:
     token: object
+    account_id: str
     entry: AccessEntry
     fact: str
     grant_id: str
@@ -147,7 +151,7 @@ class _Fact:
 class AccountListing:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db[AccountRepository.collection_name]
-        self._coalescer: Coalescer[tuple[str, str], _Fact, set[object]] = Coalescer(self._apply_now)
+        self._coalescer: Coalescer[str, _Fact, set[object]] = Coalescer(self._apply_now)
 
     async def ensure_indexes(self) -> None:
         for sort_field in _SORT_FIELD.values():
@@ -182,44 +186,61 @@ class AccountListing:
     ) -> bool:
         """Apply one identity fact to one (address, email); False when stale or unknown.
 
-        Facts about one account arriving at the same moment (an InvitationIssued for
-        each of its addresses in a bulk update) share one write (``shared.storage.coalesce``).
-        Raises :class:`ConcurrentUpdate` when other writers kept winning (the message is
-        retried later).
+        Facts about the firm's accounts arriving at the same moment (an InvitationIssued
+        for each address of a bulk update) share one read and one unordered ``bulk_write``
+        of the conditional writes (``shared.storage.coalesce``). Raises
+        :class:`ConcurrentUpdate` when other writers kept winning (the message is retried
+        later).
         """
-        fact_in = _Fact(object(), entry, fact, grant_id, version)
-        applied = await self._coalescer.submit((firm_id, account_id), [fact_in])
+        fact_in = _Fact(object(), account_id, entry, fact, grant_id, version)
+        applied = await self._coalescer.submit(firm_id, [fact_in])
         return fact_in.token in applied
 
-    async def _apply_now(self, account: tuple[str, str], facts: list[_Fact]) -> set[object]:
-        """Apply the facts in order to what is stored, in one conditional write; returns
-        the tokens of those that changed something."""
-        firm_id, account_id = account
+    async def _apply_now(self, firm_id: str, facts: list[_Fact]) -> set[object]:
+        """Apply each account's facts in order to what is stored, with one conditional
+        write per account that changed; returns the tokens of the facts that changed
+        something. The accounts whose write lost are read and done again."""
+        pending: dict[str, list[_Fact]] = {}
+        for f in facts:
+            pending.setdefault(f.account_id, []).append(f)
+        applied: set[object] = set()
         for attempt in range(ATTEMPTS):
-            doc = await find_in_firm(
-                self.collection, account_id, firm_id, {"access": 1, REVISION: 1}
-            )
-            if doc is None:
-                return set()
-            current = access_from(doc)
-            entries = {e.key: e for e in current.entries}
-            applied: set[object] = set()
-            changed: dict[str, AccessEntry] = {}
-            for f in facts:
-                key = access.entry_key(f.entry.address_id, f.entry.email)
-                updated = entries.get(key, f.entry).apply(f.fact, f.grant_id, f.version)
-                if updated is not None:
-                    entries[key] = changed[key] = updated
-                    applied.add(f.token)
-            if not changed:
-                return applied
-            stored = await self._store_access(
-                firm_id, account_id, doc.get(REVISION), list(entries.values()), changed
-            )
-            if stored:
+            query = {"_id": {"$in": list(pending)}, "firm_id": firm_id}
+            cursor = self.collection.find(query, {"access": 1, REVISION: 1})
+            docs = {doc["_id"]: doc async for doc in cursor}
+            writes: dict[str, tuple[Tokened, set[object]]] = {}
+            for account_id, account_facts in pending.items():
+                doc = docs.get(account_id)
+                if doc is None:  # unknown here: nothing to apply
+                    continue
+                entries = {e.key: e for e in access_from(doc).entries}
+                tokens: set[object] = set()
+                changed: dict[str, AccessEntry] = {}
+                for f in account_facts:
+                    key = access.entry_key(f.entry.address_id, f.entry.email)
+                    updated = entries.get(key, f.entry).apply(f.fact, f.grant_id, f.version)
+                    if updated is not None:
+                        entries[key] = changed[key] = updated
+                        tokens.add(f.token)
+                if changed:
+                    write = _access_write(
+                        firm_id, account_id, doc.get(REVISION), list(entries.values()), changed
+                    )
+                    writes[account_id] = (write, tokens)
+            lost = await self._store_access([write for write, _ in writes.values()])
+            for write, tokens in writes.values():
+                if write[1] not in lost:
+                    applied |= tokens
+            pending = {a: pending[a] for a, (write, _) in writes.items() if write[1] in lost}
+            if not pending:
                 return applied
             await asyncio.sleep(0.002 * 2**attempt * (0.5 + random.random()))  # noqa: S311
-        raise ConcurrentUpdate(account_id)
+        raise ConcurrentUpdate(sorted(pending))
+
+    async def _store_access(self, writes: list[Tokened]) -> set[str]:
+        """One unordered ``bulk_write`` of the accounts' conditional writes; the tokens of
+        those that lost."""
+        return await write_tokened(self.collection, writes, ACCESS_WRITE)
 
     async def record_login(self, firm_id: str, account_id: str, email: str, at: datetime) -> None:
         """Remember the latest login, per email and per account.
@@ -232,30 +253,30 @@ class AccountListing:
             {"$max": {f"logins.{access.email_key(email)}": at, "last_login_at": at}},
         )
 
-    async def _store_access(
-        self,
-        firm_id: str,
-        account_id: str,
-        revision: int | None,
-        entries: list[AccessEntry],
-        changed: dict[str, AccessEntry],
-    ) -> bool:
-        """Write the changed entries and the derived columns unless the entries changed
-        since read.
 
-        A conditional single-document update: ``{_id, access_revision: as read}`` matches
-        and applies whole (raising the revision), or matches nothing (False).
-        """
-        status = access.login_status(entries)
-        result = await self.collection.update_one(
-            {"_id": account_id, "firm_id": firm_id, REVISION: revision},
-            {
-                "$set": {
-                    **{f"access.{key}": _entry_doc(e) for key, e in changed.items()},
-                    "login_status": status,
-                    "login_rank": access.STATUS_RANK[status],
-                },
-                "$inc": {REVISION: 1},
+def _access_write(
+    firm_id: str,
+    account_id: str,
+    revision: int | None,
+    entries: list[AccessEntry],
+    changed: dict[str, AccessEntry],
+) -> Tokened:
+    """The changed entries and the derived columns, written unless the entries changed
+    since read: ``{_id, access_revision: as read}`` matches and applies whole (raising
+    the revision), or matches nothing. Its token goes in ``ACCESS_WRITE``, not in the
+    aggregate's write token, which the account's own batched saves read back."""
+    status = access.login_status(entries)
+    token = uuid.uuid4().hex
+    update = UpdateOne(
+        {"_id": account_id, "firm_id": firm_id, REVISION: revision},
+        {
+            "$set": {
+                **{f"access.{key}": _entry_doc(e) for key, e in changed.items()},
+                "login_status": status,
+                "login_rank": access.STATUS_RANK[status],
+                ACCESS_WRITE: token,
             },
-        )
-        return result.matched_count == 1
+            "$inc": {REVISION: 1},
+        },
+    )
+    return account_id, token, update

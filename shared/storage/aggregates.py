@@ -126,10 +126,13 @@ Tokened = tuple[Any, str, InsertOne[Document] | UpdateOne]
 
 
 async def write_tokened(
-    collection: AsyncCollection[Document], writes: Sequence[Tokened]
+    collection: AsyncCollection[Document],
+    writes: Sequence[Tokened],
+    token_field: str = WRITE_TOKEN,
 ) -> set[str]:
     """Apply conditional writes (inserts, and updates guarded by a version) in one unordered
-    ``bulk_write``; returns the tokens of those that did not apply.
+    ``bulk_write``; returns the tokens of those that did not apply. Each write sets its
+    token in ``token_field``.
 
     Each write applies or not on its own (single-document atomicity). Which ones applied
     is read back by their tokens when not all of them did: a server's per-operation
@@ -148,7 +151,7 @@ async def write_tokened(
             raise
     query = {
         "_id": {"$in": [doc_id for doc_id, _, _ in writes]},
-        WRITE_TOKEN: {"$in": [token for _, token, _ in writes]},
+        token_field: {"$in": [token for _, token, _ in writes]},
     }
-    applied = {doc[WRITE_TOKEN] async for doc in collection.find(query, {WRITE_TOKEN: 1})}
+    applied = {doc[token_field] async for doc in collection.find(query, {token_field: 1})}
     return {token for _, token, _ in writes if token not in applied}

@@ -83,6 +83,26 @@ class TestFactsAtOnce:
             revoked.account_id: (access.NOT_ACTIVATED, 0),
         }
 
+    async def test_facts_of_many_accounts_at_once_share_one_read_and_one_write(
+        self, crm: InProcess
+    ) -> None:
+        accounts = await crm.firm_with_accounts("firm-many", 12, emails=2)
+        facts = [
+            fact
+            for account in accounts
+            for address in account.contacts[0].addresses
+            for fact in apply_all(crm, "firm-many", account, [("InvitationIssued", address, 1)])
+        ]
+        sent = len(crm.commands.sent)
+
+        assert all(await asyncio.gather(*facts))
+
+        commands = [e.command_name for e in crm.commands.sent[sent:]]
+        assert commands == ["find", "update"]
+        for account in accounts:
+            _, known = await crm.store.listing.get_with_access("firm-many", account.account_id)
+            assert known.status == access.PENDING_ACTIVATION
+
     async def test_a_fact_whose_read_went_stale_before_its_write_is_applied_again(
         self, crm: InProcess
     ) -> None:
@@ -93,7 +113,7 @@ class TestFactsAtOnce:
         read, overtaken = asyncio.Event(), asyncio.Event()
         writes = 0
 
-        async def overtaken_after_reading(*args: Any) -> bool:
+        async def overtaken_after_reading(*args: Any) -> set[str]:
             nonlocal writes
             writes += 1
             if writes == 1:
