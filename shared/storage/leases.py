@@ -64,7 +64,9 @@ class Leases:
     """Leases on the documents of one collection."""
 
     WINDOW_SECONDS = 0.005
-    """How long an insert or a release waits for others to share its write."""
+    """How long an insert waits for others to share its write (the work waits for it)."""
+    RELEASE_WINDOW_SECONDS = 0.02
+    """How long a release waits for others: the work is done, only its record waits."""
 
     def __init__(
         self,
@@ -72,6 +74,7 @@ class Leases:
         clock: Clock,
         *,
         window_seconds: float = WINDOW_SECONDS,
+        release_window_seconds: float = RELEASE_WINDOW_SECONDS,
     ) -> None:
         self.collection = collection
         self.clock = clock
@@ -79,7 +82,7 @@ class Leases:
             self._insert_all, window_seconds=window_seconds
         )
         self._releases: Coalescer[None, Tokened, set[str]] = Coalescer(
-            write_tokened_of(collection), window_seconds=window_seconds
+            write_tokened_of(collection), window_seconds=release_window_seconds
         )
 
     async def held_fields(self, owner: str, duration: timedelta) -> Document:
