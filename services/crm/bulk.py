@@ -47,7 +47,7 @@ from shared.storage.aggregates import ConcurrentUpdate, save_aggregate
 from shared.storage.batched_reads import BatchedLookup
 from shared.storage.clock import Clock
 from shared.storage.insert_once import InsertOnce
-from shared.storage.mongo import Document, find_in_firm
+from shared.storage.mongo import Document, duplicates_only, find_in_firm
 from shared.storage.outbox import OutboxRelay
 from shared.tasks import cancel_and_wait
 
@@ -56,7 +56,6 @@ log = get_logger("crm.bulk")
 JOBS, CHUNKS, DELIVERIES = "bulk_jobs", "bulk_chunks", "bulk_deliveries"
 INVITATION_KIND = "invitation"
 MAX_REPORTED_ERRORS = 500
-DUPLICATE_KEY = 11000
 KNOWN_JOBS = 10_000
 """Bulk jobs remembered by id for counting their deliveries (forgotten all at once when full)."""
 
@@ -277,9 +276,7 @@ class BulkUpdates:
         try:
             await self.chunks.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
+            duplicates_only(exc)  # chunks an earlier attempt inserted
 
     # --- the worker --------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from shared.logging import get_logger
-from shared.storage.mongo import DUPLICATE_KEY, Document
+from shared.storage.mongo import Document, duplicates_only
 from shared.tasks import cancel_and_wait, within
 
 if TYPE_CHECKING:
@@ -214,9 +214,7 @@ class PendingAddresses:
             try:
                 await self.collection.bulk_write(writes[start : start + WRITE_BATCH], ordered=False)
             except BulkWriteError as exc:  # a duplicate key: a row from newer grants is stored
-                errors = exc.details.get("writeErrors", [])
-                if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
-                    raise
+                duplicates_only(exc)
         return len(writes)
 
     async def rebuild(self) -> int:

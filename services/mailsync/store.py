@@ -22,11 +22,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.contracts.envelope import Envelope, EventPayload
-from shared.storage.mongo import Document
+from shared.storage.mongo import Document, duplicates_only
 from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay
 
 CHUNK_BYTES = 1024 * 1024
-DUPLICATE_KEY = 11000
 
 
 def with_outbox(doc: Document, events: Sequence[Envelope[EventPayload]]) -> Document:
@@ -92,11 +91,7 @@ class MailStore:
         try:
             await collection.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if exc.details.get("writeConcernErrors") or any(
-                e["code"] != DUPLICATE_KEY for e in errors
-            ):
-                raise
+            duplicates_only(exc)
 
     async def store_blob(self, firm_id: str, sha256: str, content: bytes) -> None:
         """Store bytes once per firm and content: chunks keyed by firm, hash and number,

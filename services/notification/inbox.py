@@ -22,10 +22,9 @@ from shared.contracts import notification as cmd
 from shared.contracts.envelope import Envelope
 from shared.contracts.errors import NotFound
 from shared.contracts.events import BulkUpdateCompleted, EmailReceived
-from shared.storage.mongo import Document
+from shared.storage.mongo import Document, duplicates_only
 from shared.storage.paging import BadCursor, cursor_of, older_than
 
-DUPLICATE_KEY = 11000
 EVERYONE = "*"  # the audience of a firm-wide item (a staff id cannot be "*")
 _ITEM_IDS = uuid.UUID("0b7d3c1e-5a84-4f0c-9a6e-2c51d7e8f934")
 
@@ -125,8 +124,7 @@ class InboxRepository:
         try:
             result = await self.reads.insert_many(markers, ordered=False)
         except BulkWriteError as exc:
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", ())):
-                raise
+            duplicates_only(exc)
             query = {"firm_id": firm_id, "staff_id": staff_id, "marked_by": token}
             return await self.reads.count_documents(query)
         return len(result.inserted_ids)

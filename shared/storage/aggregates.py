@@ -21,7 +21,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.contracts.envelope import Envelope, EventPayload
-from shared.storage.mongo import DUPLICATE_KEY, Document
+from shared.storage.mongo import Document, duplicates_only
 from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay, outbox_fields
 
 WRITE_TOKEN = "write_token"  # noqa: S105 - a field name, not a secret
@@ -146,9 +146,7 @@ async def write_tokened(
         if result.inserted_count + result.matched_count == len(writes):
             return set()
     except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
+        duplicates_only(exc)
     query = {
         "_id": {"$in": [doc_id for doc_id, _, _ in writes]},
         token_field: {"$in": [token for _, token, _ in writes]},

@@ -14,7 +14,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from shared.storage.coalesce import Coalescer
-from shared.storage.mongo import DUPLICATE_KEY, Document
+from shared.storage.mongo import Document, duplicates_only
 
 
 class InsertOnce:
@@ -33,6 +33,4 @@ class InsertOnce:
         except BulkWriteError as exc:
             # Each document is stored unless its own insert failed for another reason
             # than being there already; then every submitter's message is redelivered.
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors) or not errors:
-                raise
+            duplicates_only(exc)

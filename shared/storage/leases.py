@@ -36,7 +36,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from shared.storage.aggregates import WRITE_TOKEN, Tokened, write_tokened
 from shared.storage.clock import Clock
 from shared.storage.coalesce import Coalescer
-from shared.storage.mongo import DUPLICATE_KEY, Document
+from shared.storage.mongo import Document, duplicates_only
 
 OWNER = "lease_owner"
 EXPIRES_AT = "lease_expires_at"
@@ -102,10 +102,7 @@ class Leases:
         try:
             await self.collection.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            return {id(docs[e["index"]]) for e in errors}
+            return {id(docs[index]) for index in duplicates_only(exc)}
         return set()
 
     async def take(

@@ -18,10 +18,25 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
 
 Document = dict[str, Any]
 DUPLICATE_KEY = 11000
 """The server's error code for a second document with a unique key's value."""
+
+
+def duplicates_only(exc: BulkWriteError) -> list[int]:
+    """The positions in an unordered batch of the writes that failed on a duplicate key.
+
+    Raises ``exc`` itself when any write failed for another reason, when the write
+    concern failed, or when the batch failed without naming a write: then nothing can
+    be said of each write alone.
+    """
+    errors = exc.details.get("writeErrors", [])
+    concern = exc.details.get("writeConcernErrors")
+    if not errors or concern or any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise exc
+    return [int(e["index"]) for e in errors]
 
 
 SOCKET_TIMEOUT_MS = 60_000

@@ -10,7 +10,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.storage.coalesce import Coalescer
-from shared.storage.mongo import DUPLICATE_KEY, Document
+from shared.storage.mongo import Document, duplicates_only
 
 
 def _newer(doc_id: Any, version: int) -> Document:
@@ -88,10 +88,7 @@ class NewestWriter:
         try:
             await self.collection.bulk_write(operations, ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            duplicates = [items[e["index"]] for e in errors]
+            duplicates = [items[index] for index in duplicates_only(exc)]
         else:
             return set()
         return {
