@@ -26,6 +26,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+STILL_CHANGING = "the record kept changing while this command ran; try again"
+
+
 def retry_on_concurrent_update(
     func: Callable[P, Awaitable[R]], attempts: int = 8
 ) -> Callable[P, Awaitable[R]]:
@@ -46,9 +49,6 @@ def retry_on_concurrent_update(
         raise StillChanging(STILL_CHANGING)
 
     return wrapper
-
-
-STILL_CHANGING = "the record kept changing while this command ran; try again"
 
 
 async def backoff(attempt: int) -> None:

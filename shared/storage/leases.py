@@ -24,7 +24,6 @@ errors, a release by the write token it set (``shared.storage.aggregates.write_t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -82,7 +81,7 @@ class Leases:
             self._insert_all, window_seconds=window_seconds
         )
         self._releases: Coalescer[None, Tokened, set[str]] = Coalescer(
-            write_tokened_of(collection), window_seconds=release_window_seconds
+            self._release_all, window_seconds=release_window_seconds
         )
 
     async def held_fields(self, owner: str, duration: timedelta) -> Document:
@@ -152,11 +151,6 @@ class Leases:
         write = UpdateOne(lease.fenced(), {"$set": fields})
         return token not in await self._releases.submit(None, [(lease.doc_id, token, write)])
 
-
-def write_tokened_of(
-    collection: AsyncCollection[Document],
-) -> Callable[[None, list[Tokened]], Awaitable[set[str]]]:
-    async def write(_: None, writes: list[Tokened]) -> set[str]:
-        return await write_tokened(collection, writes)
-
-    return write
+    async def _release_all(self, _: None, writes: list[Tokened]) -> set[str]:
+        """Write the releases; the tokens of those whose lease was lost."""
+        return await write_tokened(self.collection, writes)
