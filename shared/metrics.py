@@ -104,8 +104,9 @@ class BoundedLabels(RabbitMetricsSettingsProvider):
 def prometheus_middleware(
     registry: CollectorRegistry, service: str
 ) -> PrometheusMiddleware[IncomingMessage, RabbitPublishCommand]:
+    labels = BoundedLabels()  # stateless: one for every message
     return PrometheusMiddleware[IncomingMessage, RabbitPublishCommand](
-        settings_provider_factory=lambda _: BoundedLabels(),
+        settings_provider_factory=lambda _: labels,
         registry=registry,
         app_name=service,
     )
