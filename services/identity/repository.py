@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from services.identity.domain import Grant, Invitation, InvitationState
 from services.identity.pending import PendingAddresses
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.aggregates import Change, ConcurrentUpdate, save_aggregate, save_aggregates
+from shared.storage.batched_reads import BatchedLookup
 from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, find_in_firm
 from shared.storage.outbox import OUTBOX, OutboxRelay
@@ -83,6 +85,9 @@ class GrantRepository:
         self._saves: Coalescer[None, Change, set[str]] = Coalescer(
             self._save_together, window_seconds=self.SAVE_WINDOW_SECONDS
         )
+        self._reads = BatchedLookup(
+            self.collection, {OUTBOX: 0}, window_seconds=self.SAVE_WINDOW_SECONDS
+        )
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("invitation.token_hash", ASCENDING)])
@@ -98,6 +103,14 @@ class GrantRepository:
 
     async def get(self, firm_id: str, grant_id: str) -> Grant | None:
         doc = await find_in_firm(self.collection, grant_id, firm_id, {OUTBOX: 0})
+        return None if doc is None else _grant(doc)
+
+    async def read_for_update(self, firm_id: str, grant_id: str) -> Grant | None:
+        """``get`` for a read that decides a save: the reads of concurrent handlers (a
+        bulk's LoginToggled) share one ``$in`` query 5 ms later (a toggle alone waits
+        that long). A grant changed meanwhile makes the save a conflict, which reads
+        again and retries."""
+        doc = await self._reads.get(firm_id, grant_id)
         return None if doc is None else _grant(doc)
 
     async def get_many(self, firm_id: str, grant_ids: Collection[str]) -> dict[str, Grant]:
@@ -330,6 +343,7 @@ class FirmSettings:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["firms"]
         self._expiry: dict[str, tuple[float, int]] = {}
+        self._expiry_reads: dict[str, asyncio.Future[int]] = {}
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("slug", ASCENDING)])
@@ -353,9 +367,19 @@ class FirmSettings:
         return await self.collection.count_documents({"_id": firm_id}, limit=1) > 0
 
     async def expiry_days(self, firm_id: str) -> int:
+        """The firm's invitation expiry; the handlers that ask at the same moment (a bulk's
+        LoginToggled, when the cached value has aged) share one read."""
         cached = self._expiry.get(firm_id)
         if cached is not None and time.monotonic() - cached[0] < self.EXPIRY_CACHE_SECONDS:
             return cached[1]
+        reading = self._expiry_reads.get(firm_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_expiry_days(firm_id))
+            self._expiry_reads[firm_id] = reading
+            reading.add_done_callback(lambda _: self._expiry_reads.pop(firm_id, None))
+        return await asyncio.shield(reading)
+
+    async def _read_expiry_days(self, firm_id: str) -> int:
         doc = await self.collection.find_one({"_id": firm_id}, {"invitation_expiry_days": 1})
         if doc is None:  # not known yet: the default, and looked up again next time
             return DEFAULT_EXPIRY_DAYS

@@ -246,7 +246,9 @@ class IdentityService:
         self, firm_id: str, account_id: str, address_id: str, email: str
     ) -> Grant | None:
         """The current grant of the address, unless ``email`` is one of its unlinked emails."""
-        current = await self.grants.get(firm_id, grant_id(firm_id, account_id, address_id))
+        current = await self.grants.read_for_update(
+            firm_id, grant_id(firm_id, account_id, address_id)
+        )
         if current is None or same_email(current.email, email):
             return current
         unlinked = await self.grants.get(

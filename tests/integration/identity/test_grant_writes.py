@@ -37,18 +37,26 @@ WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify", "bulk
 
 
 class WriteCounter(monitoring.CommandListener):
-    """The write commands sent while counting, as ``"<command> <collection>"``."""
+    """The commands sent while counting: writes as ``"<command> <collection>"``, finds as
+    ``"find <collection> by <filter's fields>"``."""
 
     def __init__(self) -> None:
         self.writes: list[str] = []
+        self.finds: list[str] = []
         self.counting = False
 
     def start(self) -> None:
-        self.writes, self.counting = [], True
+        self.writes, self.finds, self.counting = [], [], True
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.counting and event.command_name in WRITE_COMMANDS:
-            self.writes.append(f"{event.command_name} {event.command[event.command_name]}")
+        if not self.counting:
+            return
+        name = event.command_name
+        if name in WRITE_COMMANDS:
+            self.writes.append(f"{name} {event.command[name]}")
+        elif name == "find":
+            by = ",".join(event.command.get("filter", {}))
+            self.finds.append(f"{name} {event.command[name]} by {by}")
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         return None
@@ -190,7 +198,7 @@ class TestWritesPerInvitation:
                 "InvitationIssued",
             ]
 
-    async def test_login_toggled_of_many_addresses_at_once_share_one_write_of_the_grants(
+    async def test_login_toggled_of_many_addresses_at_once_share_one_read_and_one_write(
         self, identity: Identity
     ) -> None:
         addresses = [f"adr_{n}" for n in range(10)]
@@ -199,6 +207,12 @@ class TestWritesPerInvitation:
         identity.counter.start()
         await asyncio.gather(*(identity.service.login_toggled(e) for e in events))
 
+        # The grants' own reads (the pending list's refresh reads them by address).
+        assert [f for f in identity.counter.finds if "grants by _id" in f] == [
+            "find grants by _id,firm_id"
+        ]
+        # The firm's invitation expiry, not cached yet: one read for all ten.
+        assert [f for f in identity.counter.finds if "firms" in f] == ["find firms by _id"]
         assert [w for w in identity.counter.writes if w.endswith(" grants")] == ["insert grants"]
         for address_id in addresses:
             doc = await identity.stored(f"acc_{address_id}", address_id)
