@@ -33,13 +33,13 @@ from services.crm.access import AccessEntry
 from services.crm.domain import Account
 from services.crm.repository import AccountRepository, NotStored, account_from
 from shared.contracts.crm import AccountSort, BulkFilter, ListAccounts
-from shared.storage.aggregates import ConcurrentUpdate, Tokened, write_tokened
+from shared.storage.aggregates import ConcurrentUpdate, Tokened, recording, write_tokened
 from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, find_in_firm
 
 REVISION = "access_revision"
-ACCESS_WRITE = "access_write"
-"""Where a write of identity's facts leaves its token (``write_tokened``)."""
+ACCESS_WRITES = "access_writes"
+"""Where a write of identity's facts records its token (``write_tokened``)."""
 """Raised by every write to the access entries: the guard of the next one."""
 ATTEMPTS = 10
 
@@ -240,7 +240,7 @@ class AccountListing:
     async def _store_access(self, writes: list[Tokened]) -> set[str]:
         """One unordered ``bulk_write`` of the accounts' conditional writes; the tokens of
         those that lost."""
-        return await write_tokened(self.collection, writes, ACCESS_WRITE)
+        return await write_tokened(self.collection, writes, ACCESS_WRITES)
 
     async def record_login(self, firm_id: str, account_id: str, email: str, at: datetime) -> None:
         """Remember the latest login, per email and per account.
@@ -263,8 +263,8 @@ def _access_write(
 ) -> Tokened:
     """The changed entries and the derived columns, written unless the entries changed
     since read: ``{_id, access_revision: as read}`` matches and applies whole (raising
-    the revision), or matches nothing. Its token goes in ``ACCESS_WRITE``, not in the
-    aggregate's write token, which the account's own batched saves read back."""
+    the revision), or matches nothing. Its token goes in ``ACCESS_WRITES``, not among the
+    aggregate's write tokens, which the account's own batched saves read back."""
     status = access.login_status(entries)
     token = uuid.uuid4().hex
     update = UpdateOne(
@@ -274,9 +274,9 @@ def _access_write(
                 **{f"access.{key}": _entry_doc(e) for key, e in changed.items()},
                 "login_status": status,
                 "login_rank": access.STATUS_RANK[status],
-                ACCESS_WRITE: token,
             },
             "$inc": {REVISION: 1},
+            **recording(token, ACCESS_WRITES),
         },
     )
     return account_id, token, update

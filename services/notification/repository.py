@@ -44,7 +44,13 @@ from services.notification.domain import (
     RecipientKey,
     TimeZoneSet,
 )
-from shared.storage.aggregates import WRITE_TOKEN, ConcurrentUpdate, Tokened, write_tokened
+from shared.storage.aggregates import (
+    WRITE_TOKENS,
+    ConcurrentUpdate,
+    Tokened,
+    recording,
+    write_tokened,
+)
 from shared.storage.batched_reads import BatchedLookup
 from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, find_in_firm
@@ -286,15 +292,18 @@ class RecipientRepository:
                 "account_id": account_id,
                 "version": 1,
                 "addresses": addresses,
-                WRITE_TOKEN: token,
+                WRITE_TOKENS: [token],
             }
             return doc_id, token, InsertOne(document)
         version = read.get("version")
-        update = {"addresses": addresses, "version": (version or 0) + 1, WRITE_TOKEN: token}
+        update = {"$set": {"addresses": addresses, "version": (version or 0) + 1}}
         return (
             doc_id,
             token,
-            UpdateOne({"_id": doc_id, "firm_id": firm_id, "version": version}, {"$set": update}),
+            UpdateOne(
+                {"_id": doc_id, "firm_id": firm_id, "version": version},
+                {**update, **recording(token)},
+            ),
         )
 
     async def _read(self, firm_id: str, account_id: str) -> Document | None:

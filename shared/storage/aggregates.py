@@ -24,8 +24,18 @@ from shared.contracts.envelope import Envelope, EventPayload
 from shared.storage.mongo import Document, duplicates_only
 from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay, outbox_fields
 
-WRITE_TOKEN = "write_token"  # noqa: S105 - a field name, not a secret
-"""A token of the last write, so a batch can tell which of its conditional writes applied."""
+WRITE_TOKENS = "write_tokens"
+"""The tokens of a document's last writes, so a batch can tell which of its conditional
+writes applied (``write_tokened``)."""
+TOKENS_KEPT = 16
+"""How many tokens a document keeps: a write is told it applied as long as fewer than
+this many later writes changed its document before it read the tokens back (one round
+trip later; each of those writes needs a read of its own first)."""
+
+
+def recording(token: str, field: str = WRITE_TOKENS) -> Document:
+    """The update operator that adds a write's token to the document's last tokens."""
+    return {"$push": {field: {"$each": [token], "$slice": -TOKENS_KEPT}}}
 
 
 class ConcurrentUpdate(Exception):
@@ -57,20 +67,16 @@ class Change:
             "_id": self.doc_id,
             **self.state,
             "version": self.new_version,
-            WRITE_TOKEN: self.token,
+            WRITE_TOKENS: [self.token],
             OUTBOX: pending,
             PENDING: bool(self.events),
         }
 
     def update(self) -> tuple[Document, Document]:
         """The filter and update of an existing aggregate's conditional write."""
-        fields = {
-            **self.state,
-            "version": self.new_version,
-            WRITE_TOKEN: self.token,
-            **outbox_fields(self.events),
-        }
-        return {"_id": self.doc_id, "version": self.expected_version}, {"$set": fields}
+        fields = {**self.state, "version": self.new_version, **outbox_fields(self.events)}
+        update = {"$set": fields, **recording(self.token)}
+        return {"_id": self.doc_id, "version": self.expected_version}, update
 
     def operation(self) -> InsertOne[Document] | UpdateOne:
         return InsertOne(self.document()) if self.is_new else UpdateOne(*self.update())
@@ -122,22 +128,25 @@ async def save_aggregates(
 
 
 Tokened = tuple[Any, str, InsertOne[Document] | UpdateOne]
-"""A document's ``_id``, the token its write sets in ``WRITE_TOKEN``, and that write."""
+"""A document's ``_id``, the token its write records in ``WRITE_TOKENS``, and that write."""
 
 
 async def write_tokened(
     collection: AsyncCollection[Document],
     writes: Sequence[Tokened],
-    token_field: str = WRITE_TOKEN,
+    token_field: str = WRITE_TOKENS,
 ) -> set[str]:
     """Apply conditional writes (inserts, and updates guarded by a version) in one unordered
-    ``bulk_write``; returns the tokens of those that did not apply. Each write sets its
-    token in ``token_field``.
+    ``bulk_write``; returns the tokens of those that did not apply. Each write records its
+    token in ``token_field``: an insert as ``[token]``, an update with ``recording``.
 
     Each write applies or not on its own (single-document atomicity). Which ones applied
     is read back by their tokens when not all of them did: a server's per-operation
-    counts of an unordered batch are not to be trusted after a duplicate key. A failure
-    other than a duplicate key is raised.
+    counts of an unordered batch are not to be trusted after a duplicate key. A document
+    keeps its last ``TOKENS_KEPT`` tokens, not only the last one: a concurrent write that
+    lands between this batch and its read-back must not make an applied write look lost
+    (its caller would apply its change twice). A failure other than a duplicate key is
+    raised.
     """
     if not writes:
         return set()
@@ -151,5 +160,6 @@ async def write_tokened(
         "_id": {"$in": [doc_id for doc_id, _, _ in writes]},
         token_field: {"$in": [token for _, token, _ in writes]},
     }
-    applied = {doc[token_field] async for doc in collection.find(query, {token_field: 1})}
+    cursor = collection.find(query, {token_field: 1})
+    applied = {token async for doc in cursor for token in doc[token_field]}
     return {token for _, token, _ in writes if token not in applied}

@@ -18,7 +18,7 @@ work (a bulk's deliveries, handled ``PREFETCH_COUNT`` at a time): concurrent one
 few milliseconds for each other (``shared.storage.coalesce``) and go in one unordered
 ``insert_many`` or ``bulk_write``. Each document's write still applies or fails on its own,
 and each caller learns its own outcome: an insert by its index among the duplicate-key
-errors, a release by the write token it set (``shared.storage.aggregates.write_tokened``).
+errors, a release by the write token it recorded (``shared.storage.aggregates.write_tokened``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from shared.storage.aggregates import WRITE_TOKEN, Tokened, write_tokened
+from shared.storage.aggregates import Tokened, recording, write_tokened
 from shared.storage.clock import Clock
 from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, duplicates_only
@@ -147,8 +147,8 @@ class Leases:
     async def release(self, lease: Lease, set_fields: Document | None = None) -> bool:
         """Give the lease up (with the work's result, in the same write); False if lost."""
         token = new_owner()
-        fields = {**(set_fields or {}), EXPIRES_AT: RELEASED, WRITE_TOKEN: token}
-        write = UpdateOne(lease.fenced(), {"$set": fields})
+        fields = {**(set_fields or {}), EXPIRES_AT: RELEASED}
+        write = UpdateOne(lease.fenced(), {"$set": fields, **recording(token)})
         return token not in await self._releases.submit(None, [(lease.doc_id, token, write)])
 
     async def _release_all(self, _: None, writes: list[Tokened]) -> set[str]:

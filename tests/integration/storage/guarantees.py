@@ -519,6 +519,38 @@ class StorageGuarantees:
         stored = {d["_id"]: d["n"] async for d in db["a"].find({})}
         assert stored == {"x0": 1, "x1": 1, "x2": 1, "x3": 99, "x4": 1, "new": 1}
 
+    async def test_a_saved_aggregate_written_again_before_its_batch_reads_back_counts_as_saved(
+        self, db: AsyncDatabase[Document]
+    ) -> None:
+        relay = relay_of(db, RecordingPublisher())
+        collection = db["a"]
+        for doc_id in ("x", "y"):
+            await save_aggregate(collection, doc_id, 0, {"n": 0}, [], relay)
+        await save_aggregate(collection, "y", 1, {"n": 9}, [], relay)  # y's save will lose
+
+        class WrittenAgainMeanwhile:
+            """The batch lands, then another writer saves x before the tokens are read."""
+
+            name = collection.name
+
+            async def bulk_write(self, requests: list[Any], ordered: bool) -> Any:
+                result = await collection.bulk_write(requests, ordered=ordered)
+                await save_aggregate(collection, "x", 2, {"n": 2}, [], relay)
+                return result
+
+            def find(self, *args: Any, **kwargs: Any) -> Any:
+                return collection.find(*args, **kwargs)
+
+        racing = cast(AsyncCollection[Document], WrittenAgainMeanwhile())
+        changes = [Change("x", 1, {"n": 1}, []), Change("y", 1, {"n": 1}, [])]
+
+        lost = await save_aggregates(racing, changes, relay)
+
+        # x's save applied (a retry would apply its change twice); y's lost.
+        assert [c.doc_id for c in lost] == ["y"]
+        stored = {d["_id"]: (d["n"], d["version"]) async for d in collection.find({})}
+        assert stored == {"x": (2, 3), "y": (9, 2)}
+
     async def test_events_written_while_the_relay_publishes_are_all_published_in_order(
         self, db: AsyncDatabase[Document]
     ) -> None:
