@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -33,7 +32,13 @@ from services.crm.access import AccessEntry
 from services.crm.domain import Account
 from services.crm.repository import AccountRepository, NotStored, account_from
 from shared.contracts.crm import AccountSort, BulkFilter, ListAccounts
-from shared.storage.aggregates import ConcurrentUpdate, Tokened, recording, write_tokened
+from shared.storage.aggregates import (
+    ConcurrentUpdate,
+    Tokened,
+    new_token,
+    recording,
+    write_tokened,
+)
 from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, find_in_firm
 
@@ -266,7 +271,7 @@ def _access_write(
     the revision), or matches nothing. Its token goes in ``ACCESS_WRITES``, not among the
     aggregate's write tokens, which the account's own batched saves read back."""
     status = access.login_status(entries)
-    token = uuid.uuid4().hex
+    token = new_token()
     update = UpdateOne(
         {"_id": account_id, "firm_id": firm_id, REVISION: revision},
         {

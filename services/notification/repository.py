@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -48,6 +47,7 @@ from shared.storage.aggregates import (
     WRITE_TOKENS,
     ConcurrentUpdate,
     Tokened,
+    new_token,
     recording,
     write_tokened,
 )
@@ -284,7 +284,7 @@ class RecipientRepository:
         created it first), else ``update_one({_id, version: read})``, atomic on one document.
         """
         doc_id = self._doc_id(firm_id, account_id)
-        token = uuid.uuid4().hex
+        token = new_token()
         if read is None:
             document = {
                 "_id": doc_id,

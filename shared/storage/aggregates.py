@@ -11,7 +11,7 @@ an event without its change. No lock is held around any of it.
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,10 +27,17 @@ from shared.storage.outbox import OUTBOX, PENDING, OutboxRelay, outbox_fields
 WRITE_TOKENS = "write_tokens"
 """The tokens of a document's last writes, so a batch can tell which of its conditional
 writes applied (``write_tokened``)."""
-TOKENS_KEPT = 16
+TOKENS_KEPT = 4
 """How many tokens a document keeps: a write is told it applied as long as fewer than
 this many later writes changed its document before it read the tokens back (one round
-trip later; each of those writes needs a read of its own first)."""
+trip later; each of those writes needs a read of its own first). Few and short, because
+every read of the document carries them: 16 tokens of 32 characters cost a fifth more
+CPU per invitation in the benchmark."""
+
+
+def new_token() -> str:
+    """A write token: 48 random bits, unique among a document's last few writes."""
+    return secrets.token_hex(6)
 
 
 def recording(token: str, field: str = WRITE_TOKENS) -> Document:
@@ -50,7 +57,7 @@ class Change:
     expected_version: int
     state: Document
     events: Sequence[Envelope[EventPayload]] = ()
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    token: str = field(default_factory=new_token)
 
     @property
     def new_version(self) -> int:

@@ -32,7 +32,7 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from shared.storage.aggregates import Tokened, recording, write_tokened
+from shared.storage.aggregates import Tokened, new_token, recording, write_tokened
 from shared.storage.clock import Clock
 from shared.storage.coalesce import Coalescer
 from shared.storage.mongo import Document, duplicates_only
@@ -146,7 +146,7 @@ class Leases:
 
     async def release(self, lease: Lease, set_fields: Document | None = None) -> bool:
         """Give the lease up (with the work's result, in the same write); False if lost."""
-        token = new_owner()
+        token = new_token()
         fields = {**(set_fields or {}), EXPIRES_AT: RELEASED}
         write = UpdateOne(lease.fenced(), {"$set": fields, **recording(token)})
         return token not in await self._releases.submit(None, [(lease.doc_id, token, write)])
