@@ -827,12 +827,12 @@ up_mongodb() {
     # trim); a JVM out of memory exits (H2 would close its store and leave the server
     # answering errors). A 64 MB young generation: the default third of the heap is
     # touched in full between collections, and at 10,000 accounts about 105 MB survive a
-    # full collection. Netty's per-byte buffer checks (they catch a buffer used after its
-    # release: a bug of the server's code, which no input can cause) were a tenth of the
-    # database's CPU, most of it while encoding replies.
+    # full collection. Netty reads requests into heap buffers (noPreferDirect): its
+    # pooled direct chunks (8 MB each) ran out of the 64 MB of direct memory under
+    # concurrent batches, and a request that could not be read closed its connection.
     spawn "$MONGO_DIR/mongodb.pid" "$MONGO_DIR/mongodb.log" \
       env MALLOC_ARENA_MAX=2 java "-Xmx$MONGO_HEAP" -Xmn64m "-Dcrm.cacheMb=$MONGO_CACHE_MB" -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -XX:TrimNativeHeapInterval=5000 -Xss512k -XX:MaxDirectMemorySize=64m \
-      -XX:ReservedCodeCacheSize=64m -XX:MaxMetaspaceSize=96m -Dio.netty.allocator.numDirectArenas=2 -Dio.netty.buffer.checkAccessible=false -Dio.netty.buffer.checkBounds=false \
+      -XX:ReservedCodeCacheSize=64m -XX:MaxMetaspaceSize=96m -Dio.netty.noPreferDirect=true \
       -Dorg.slf4j.simpleLogger.defaultLogLevel=warn "-Dcrm.scanlog=${LOCAL_MONGO_SCAN_LOG:-0}" \
       -Dorg.slf4j.simpleLogger.log.de.bwaldvogel.mongo.backend.AbstractMongoDatabase=error \
       -cp "$MONGO_BUILD/embedded-mongo.jar:$MONGO_BUILD/lib/*" crm.embedded.Main \
