@@ -31,12 +31,12 @@ TOKENS_KEPT = 4
 """How many tokens a document keeps: a write is told it applied as long as fewer than
 this many later writes changed its document before it read the tokens back (one round
 trip later; each of those writes needs a read of its own first). Few and short, because
-every read of the document carries them: 16 tokens of 32 characters cost a fifth more
-CPU per invitation in the benchmark."""
+every read of the document carries them."""
 
 
 def new_token() -> str:
-    """A write token: 48 random bits, unique among a document's last few writes."""
+    """A write token: 48 random bits (two among a document's last few writes alike: about
+    one chance in 10^13)."""
     return secrets.token_hex(6)
 
 
