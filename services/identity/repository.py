@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -343,7 +342,9 @@ class FirmSettings:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db["firms"]
         self._expiry: dict[str, tuple[float, int]] = {}
-        self._expiry_reads: dict[str, asyncio.Future[int]] = {}
+        self._expiry_reads: Coalescer[str, None, int] = Coalescer(
+            self._read_expiry_days, window_seconds=GrantRepository.SAVE_WINDOW_SECONDS
+        )
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("slug", ASCENDING)])
@@ -368,18 +369,13 @@ class FirmSettings:
 
     async def expiry_days(self, firm_id: str) -> int:
         """The firm's invitation expiry; the handlers that ask at the same moment (a bulk's
-        LoginToggled, when the cached value has aged) share one read."""
+        LoginToggled, when the cached value has aged) share one read, 5 ms later."""
         cached = self._expiry.get(firm_id)
         if cached is not None and time.monotonic() - cached[0] < self.EXPIRY_CACHE_SECONDS:
             return cached[1]
-        reading = self._expiry_reads.get(firm_id)
-        if reading is None:
-            reading = asyncio.ensure_future(self._read_expiry_days(firm_id))
-            self._expiry_reads[firm_id] = reading
-            reading.add_done_callback(lambda _: self._expiry_reads.pop(firm_id, None))
-        return await asyncio.shield(reading)
+        return await self._expiry_reads.submit(firm_id, [None])
 
-    async def _read_expiry_days(self, firm_id: str) -> int:
+    async def _read_expiry_days(self, firm_id: str, _: list[None]) -> int:
         doc = await self.collection.find_one({"_id": firm_id}, {"invitation_expiry_days": 1})
         if doc is None:  # not known yet: the default, and looked up again next time
             return DEFAULT_EXPIRY_DAYS
