@@ -16,6 +16,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.collector import settle_collector
 from shared.contracts.asyncapi import ServiceContracts, document_of, register
 from shared.contracts.envelope import Envelope, EventPayload
 from shared.contracts.events import StaffMemberRegistered
@@ -190,6 +191,7 @@ def build_app(
         if runtime.relay is not None:
             await runtime.relay.start()
         runtime.health.mark_started()
+        settle_collector()  # start-up's objects are built by now
         log.info("service started")
 
     async def on_shutdown() -> None:
