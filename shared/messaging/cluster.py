@@ -41,6 +41,7 @@ from faststream.rabbit import RabbitBroker
 from yarl import URL
 
 from shared.logging import get_logger
+from shared.messaging.frames import coalesce_frame_writes
 
 log = get_logger(__name__)
 
@@ -176,6 +177,7 @@ def rabbit_broker(addresses: str, **broker_options: Any) -> RabbitBroker:
     after ``timeout`` seconds (default :data:`CONNECT_TIMEOUT_SECONDS`).
     """
     nodes = broker_addresses(addresses)
+    coalesce_frame_writes()
     broker_options.setdefault("timeout", CONNECT_TIMEOUT_SECONDS)
     broker = RabbitBroker(str(nodes[0]), **broker_options)
     if len(nodes) > 1:
@@ -188,6 +190,7 @@ def rabbit_broker(addresses: str, **broker_options: Any) -> RabbitBroker:
 async def connect_cluster(addresses: str, **options: Any) -> AbstractRobustConnection:
     """An aio-pika robust connection to one address or to any live node of a cluster."""
     nodes = broker_addresses(addresses)
+    coalesce_frame_writes()
     options.setdefault("timeout", CONNECT_TIMEOUT_SECONDS)
     connection: AbstractRobustConnection = await aio_pika.connect_robust(
         str(nodes[0]), connection_class=cluster_connection_class(nodes), **options
