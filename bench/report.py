@@ -45,6 +45,7 @@ class Results:
     raw_smtp: Rate | None = None  # into the counting catcher the services use
     raw_amqp: Rate | None = None
     seeding: Rate | None = None
+    seeding_costs: PhaseCosts | None = None
     lists: dict[str, ListTiming] = field(default_factory=dict)  # "<when>: <shape>"
     toggle_seconds: list[float] = field(default_factory=list)
     bulk: Rate | None = None
@@ -94,6 +95,7 @@ def figures(results: Results) -> list[Figure]:
             note=_counted(results.seeding),
         )
     )
+    lines += _cost_figures(results.seeding_costs, None, " seeded", item="account")
     lines += _list_figures(results.lists, "after seeding")
     lines += _toggle_figures(results.toggle_seconds)
     lines += _throughput_figures("bulk Login + invitations", results.bulk, results.raw_smtp)
