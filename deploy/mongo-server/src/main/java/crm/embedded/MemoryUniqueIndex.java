@@ -5,12 +5,14 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Map.Entry;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
 import de.bwaldvogel.mongo.backend.AbstractUniqueIndex;
 import de.bwaldvogel.mongo.backend.IndexKey;
 import de.bwaldvogel.mongo.backend.KeyValue;
 import de.bwaldvogel.mongo.backend.Missing;
+import de.bwaldvogel.mongo.bson.Document;
 
 /**
  * A unique index (the {@code _id} index among them) kept in a hash map in memory instead of
@@ -35,8 +37,18 @@ final class MemoryUniqueIndex extends AbstractUniqueIndex<Object> {
 
     private static final Object NULL_KEY = new Object();
 
+    /** Null when a field of the index is a path (see {@link TopLevelKeys}). */
+    private final TopLevelKeys topLevel;
+
     MemoryUniqueIndex(String name, List<IndexKey> keys, boolean sparse) {
         super(name, keys, sparse);
+        this.topLevel = TopLevelKeys.forFields(keys());
+    }
+
+    @Override
+    public Set<KeyValue> getKeyValues(Document document) {
+        Set<KeyValue> values = topLevel == null ? null : topLevel.of(document);
+        return values != null ? values : super.getKeyValues(document);
     }
 
     @Override

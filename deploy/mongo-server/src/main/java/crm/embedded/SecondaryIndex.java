@@ -98,10 +98,20 @@ final class SecondaryIndex extends Index<Object> {
         }
     }
 
+    /** Null when a field of the index is a path (see {@link TopLevelKeys}). */
+    private final TopLevelKeys topLevel;
+
     SecondaryIndex(String name, List<IndexKey> keys) {
         // sparse: the library then accepts a null from remove() and getPosition(), which an
         // index that does not store positions per document returns (as its EmptyIndex does).
         super(name, keys, true);
+        this.topLevel = TopLevelKeys.forFields(keys());
+    }
+
+    @Override
+    public Set<KeyValue> getKeyValues(Document document) {
+        Set<KeyValue> values = topLevel == null ? null : topLevel.of(document);
+        return values != null ? values : super.getKeyValues(document);
     }
 
     @Override
