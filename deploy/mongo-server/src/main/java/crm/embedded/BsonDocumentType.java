@@ -28,6 +28,9 @@ final class BsonDocumentType extends BasicDataType<Document> {
 
     static final BsonDocumentType INSTANCE = new BsonDocumentType();
 
+    /** Each stored document's bytes, so that a page written again does not encode it again. */
+    static final Encodings ENCODINGS = new Encodings();
+
     private static final ThreadLocal<ByteBuf> SCRATCH = ThreadLocal.withInitial(() -> Unpooled.buffer(4096));
 
     private BsonDocumentType() {
@@ -40,10 +43,18 @@ final class BsonDocumentType extends BasicDataType<Document> {
 
     @Override
     public void write(WriteBuffer buffer, Document document) {
+        byte[] known = ENCODINGS.get(document);
+        if (known != null) {
+            buffer.put(known);
+            return;
+        }
         ByteBuf scratch = SCRATCH.get();
         scratch.clear();
         BsonEncoder.encodeDocument(document, scratch);
-        buffer.put(scratch.array(), scratch.arrayOffset() + scratch.readerIndex(), scratch.readableBytes());
+        byte[] encoded = new byte[scratch.readableBytes()];
+        scratch.getBytes(scratch.readerIndex(), encoded);
+        ENCODINGS.put(document, encoded);
+        buffer.put(encoded);
         if (scratch.capacity() > 1 << 20) {
             SCRATCH.remove(); // do not keep a large document's buffer for good
         }
@@ -53,16 +64,11 @@ final class BsonDocumentType extends BasicDataType<Document> {
     public Document read(ByteBuffer buffer) {
         int start = buffer.position();
         int length = buffer.duplicate().order(ByteOrder.LITTLE_ENDIAN).getInt(start);
-        ByteBuf bytes;
-        if (buffer.hasArray()) {
-            bytes = Unpooled.wrappedBuffer(buffer.array(), buffer.arrayOffset() + start, length);
-        } else {
-            byte[] copy = new byte[length];
-            buffer.duplicate().position(start).get(copy);
-            bytes = Unpooled.wrappedBuffer(copy);
-        }
-        buffer.position(start + length);
-        return BsonDecoder.decodeBson(bytes);
+        byte[] encoded = new byte[length];
+        buffer.get(encoded);
+        Document document = BsonDecoder.decodeBson(Unpooled.wrappedBuffer(encoded));
+        ENCODINGS.put(document, encoded); // written again unchanged with its page, it is not encoded again
+        return document;
     }
 
     @Override
