@@ -64,11 +64,16 @@ final class BsonDocumentType extends BasicDataType<Document> {
     public Document read(ByteBuffer buffer) {
         int start = buffer.position();
         int length = buffer.duplicate().order(ByteOrder.LITTLE_ENDIAN).getInt(start);
-        byte[] encoded = new byte[length];
-        buffer.get(encoded);
-        Document document = BsonDecoder.decodeBson(Unpooled.wrappedBuffer(encoded));
-        ENCODINGS.put(document, encoded); // written again unchanged with its page, it is not encoded again
-        return document;
+        ByteBuf bytes;
+        if (buffer.hasArray()) {
+            bytes = Unpooled.wrappedBuffer(buffer.array(), buffer.arrayOffset() + start, length);
+        } else {
+            byte[] copy = new byte[length];
+            buffer.duplicate().position(start).get(copy);
+            bytes = Unpooled.wrappedBuffer(copy);
+        }
+        buffer.position(start + length);
+        return BsonDecoder.decodeBson(bytes);
     }
 
     @Override
