@@ -28,9 +28,6 @@ final class BsonDocumentType extends BasicDataType<Document> {
 
     static final BsonDocumentType INSTANCE = new BsonDocumentType();
 
-    /** Each stored document's bytes, so that a page written again does not encode it again. */
-    static final Encodings ENCODINGS = new Encodings();
-
     private static final ThreadLocal<ByteBuf> SCRATCH = ThreadLocal.withInitial(() -> Unpooled.buffer(4096));
 
     private BsonDocumentType() {
@@ -43,18 +40,10 @@ final class BsonDocumentType extends BasicDataType<Document> {
 
     @Override
     public void write(WriteBuffer buffer, Document document) {
-        byte[] known = ENCODINGS.get(document);
-        if (known != null) {
-            buffer.put(known);
-            return;
-        }
         ByteBuf scratch = SCRATCH.get();
         scratch.clear();
         BsonEncoder.encodeDocument(document, scratch);
-        byte[] encoded = new byte[scratch.readableBytes()];
-        scratch.getBytes(scratch.readerIndex(), encoded);
-        ENCODINGS.put(document, encoded);
-        buffer.put(encoded);
+        buffer.put(scratch.array(), scratch.arrayOffset() + scratch.readerIndex(), scratch.readableBytes());
         if (scratch.capacity() > 1 << 20) {
             SCRATCH.remove(); // do not keep a large document's buffer for good
         }
