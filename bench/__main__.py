@@ -214,6 +214,7 @@ class Bench:
         services: Services,
         mail: CatcherClient,
         step: Callable[[], Awaitable[measure.Throughput]],
+        item: str = "invitation",
     ) -> tuple[measure.Throughput | None, PhaseCosts | None]:
         """Run ``step`` and count what it cost: CPU up to its last email, then (after
         idle, so that the last acknowledgements are in) the services' write commands."""
@@ -228,7 +229,7 @@ class Bench:
             f"{phase} writes", lambda: meter.costs(mark, cpu_end, throughput.expected)
         )
         if costs is not None:
-            say_costs(costs)
+            say_costs(costs, item)
         return throughput, costs
 
     async def single_process(
@@ -259,14 +260,16 @@ class Bench:
             await self.lists(client, seeded, "after the bulk")
         if self.wanted("fanout"):
             say("notification fan-out: NotificationRequested for every account ...")
-            fanned = await self.attempt(
+            fanned, self.results.fan_out_costs = await self.costed(
                 "fanout",
+                services,
+                mail,
                 lambda: measure.fan_out(
                     client, mail, seeded, stall=args.stall, timeout=args.timeout
                 ),
+                item="email",
             )
             self.results.fan_out = _rate(fanned)
-            await self.idle(mail)
         self.results.memory_mb = services.peak_memory_mb()
 
     async def replicated(self, client: Client, mail: CatcherClient, seeded: Seeded) -> None:
@@ -302,6 +305,7 @@ class Bench:
                 services,
                 mail,
                 lambda: workload(client, mail, seeded, stall=args.stall, timeout=args.timeout),
+                item="invitation" if bulk else "email",
             )
             self.results.replicas_run = _rate(run)
             self.results.memory_mb_replicas = services.peak_memory_mb()

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from bench.commands import Counts, since, without_prefix, writes_by_key
 from bench.processes import Services
-from bench.procfs import Reading, command_line, cpu_seconds, reading
+from bench.procfs import Reading, busy_share, command_line, cpu_seconds, machine_ticks, reading
 from tests.infra import ROOT, Infra
 
 LOCAL = ROOT / ".local"
@@ -38,6 +38,9 @@ class PhaseCosts:
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     """Per process tree: ``crm#0``..., ``rabbitmq``, ``database``, ``catcher``."""
     cpu_not_measured: list[str] = field(default_factory=list)
+    machine_busy: float | None = None
+    """The share of the machine's cores busy during the phase (every process, the kernel's
+    work and the benchmark's own included)."""
 
     def service_writes(self) -> dict[str, int]:
         return {service: sum(keys.values()) for service, keys in self.writes.items()}
@@ -111,6 +114,11 @@ class Mark:
 
     commands: dict[str, Counts]
     cpu: Reading
+    machine: tuple[int, int] | None = None  # machine_ticks() then
+
+
+CpuEnd = tuple[Reading, tuple[int, int] | None]
+"""Where a phase's CPU stops counting: each tree's ticks and the machine's."""
 
 
 class CommandsNotRead(RuntimeError):
@@ -130,8 +138,8 @@ class CostMeter:
     def trees(self) -> dict[str, int]:
         return {r.name: r.process.pid for r in self.services.replicas} | self.others
 
-    def cpu(self) -> Reading:
-        return reading(self.trees())
+    def cpu(self) -> CpuEnd:
+        return reading(self.trees()), machine_ticks()
 
     async def commands(self, timeout: float = 10.0) -> dict[str, Counts]:
         """Each service process's counts now: SIGUSR1, then wait for its next dump."""
@@ -154,11 +162,11 @@ class CostMeter:
             await asyncio.sleep(0.05)
 
     async def mark(self) -> Mark:
-        return Mark(await self.commands(), self.cpu())
+        return Mark(await self.commands(), *self.cpu())
 
-    async def costs(self, start: Mark, cpu_end: Reading, items: int) -> PhaseCosts:
+    async def costs(self, start: Mark, cpu_end: CpuEnd, items: int) -> PhaseCosts:
         """The phase from ``start``: command counts read now, CPU up to ``cpu_end``."""
-        end = Mark(await self.commands(), cpu_end)
+        end = Mark(await self.commands(), *cpu_end)
         costs = phase_costs(start, end, items, self.prefix)
         gone = sorted(set(self.trees()) - set(costs.cpu_seconds))
         costs.cpu_not_measured = [*self.missing, *(f"{name}: process gone" for name in gone)]
@@ -185,4 +193,5 @@ def phase_costs(start: Mark, end: Mark, items: int, prefix: str = "") -> PhaseCo
         writes=writes,
         write_statements=statements,
         cpu_seconds=dict(sorted(cpu_seconds(start.cpu, end.cpu).items())),
+        machine_busy=busy_share(start.machine, end.machine),
     )

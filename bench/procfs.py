@@ -91,6 +91,23 @@ def command_line(pid: int) -> list[str]:
         return []
 
 
+def machine_ticks(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
+    """(busy, all) clock ticks of every core since boot, from ``/proc/stat``'s ``cpu`` line.
+
+    Busy is everything but idle and I/O wait: every process's time (this one's and the
+    kernel's included), which the process trees alone do not tell.
+    """
+    try:
+        first = stat.read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if first[0] != "cpu":
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    total = user + nice + system + idle + iowait + irq + softirq + steal
+    return total - idle - iowait, total
+
+
 # --- pure arithmetic on readings ----------------------------------------------------------
 
 Reading = dict[str, int]
@@ -116,6 +133,13 @@ def cpu_seconds(
         for name in after
         if name in before
     }
+
+
+def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the machine's cores that were busy between two ``machine_ticks``."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return max(0, after[0] - before[0]) / (after[1] - before[1])
 
 
 def per_thousand(seconds: float, items: int) -> float | None:

@@ -51,6 +51,7 @@ class Results:
     bulk: Rate | None = None
     bulk_costs: PhaseCosts | None = None
     fan_out: Rate | None = None
+    fan_out_costs: PhaseCosts | None = None
     replicas_workload: str = "fanout"  # what the replicas run repeats: "fanout" or "bulk"
     replicas_run: Rate | None = None
     replicas_costs: PhaseCosts | None = None
@@ -102,6 +103,7 @@ def figures(results: Results) -> list[Figure]:
     lines += _cost_figures(results.bulk_costs, results.raw_smtp, "")
     lines += _list_figures(results.lists, "after the bulk")
     lines += _throughput_figures("notification fan-out", results.fan_out, results.raw_smtp)
+    lines += _cost_figures(results.fan_out_costs, results.raw_smtp, " (fan-out)", item="email")
     lines += _replica_figures(results)
     lines += _memory_figures(results.memory_mb, "")
     lines.append(
@@ -238,6 +240,8 @@ def _cpu_figures(
     if raw is not None and raw.cpu_seconds is not None:
         raw_cpu = per_thousand(raw.cpu_seconds, raw.count)
     notes = ["every process"]
+    if costs.machine_busy is not None:
+        notes.append(f"cores {costs.machine_busy:.0%} busy")
     if cpu and raw_cpu:
         notes.insert(0, f"{cpu / raw_cpu:.1f}x the raw send")
     if costs.cpu_not_measured:
@@ -266,6 +270,15 @@ def _replica_figures(results: Results) -> list[Figure]:
     one = per_second(results.bulk if bulk else results.fan_out)
     many = per_second(results.replicas_run)
     label = "bulk" if bulk else "notification fan-out"
+    note = f"{label} with {results.replicas} processes of each service / with 1"
+    single = results.bulk_costs if bulk else results.fan_out_costs
+    if single is not None and single.machine_busy:
+        # More processes add no cores: one process's run that kept a share b of them busy
+        # can go at most 1/b times as fast.
+        note += (
+            f"; the run with 1 kept {single.machine_busy:.0%} of the cores busy,"
+            f" so at most {1 / single.machine_busy:.2f}x here"
+        )
     return [
         Figure(
             f"{label}, {results.replicas} replicas each",
@@ -279,7 +292,7 @@ def _replica_figures(results: Results) -> list[Figure]:
             many / one if many is not None and one else None,
             "x",
             REPLICA_SPEED_UP,
-            note=f"{label} with {results.replicas} processes of each service / with 1",
+            note=note,
         ),
         *_cost_figures(
             results.replicas_costs,

@@ -13,7 +13,9 @@ import pytest
 from bench.costs import find_infrastructure
 from bench.procfs import (
     TICKS_PER_SECOND,
+    busy_share,
     cpu_seconds,
+    machine_ticks,
     parse_stat,
     per_thousand,
     read_stat,
@@ -55,6 +57,21 @@ def test_a_child_reaped_during_the_phase_is_counted_through_its_parent() -> None
 
 def test_a_counter_that_went_backwards_counts_nothing() -> None:
     assert cpu_seconds({"x": 500}, {"x": 400}, ticks_per_second=100) == {"x": 0.0}
+
+
+def test_machine_ticks_read_busy_and_all_from_the_cpu_line(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 5 50 800 20 3 2 0 0 0\ncpu0 50 2 25 400 10 1 1 0 0 0\n")
+    assert machine_ticks(stat) == (100 + 5 + 50 + 3 + 2, 980)  # idle and iowait are not busy
+    assert machine_ticks(tmp_path / "absent") is None
+    busy, total = machine_ticks() or (0, 0)  # this machine's own
+    assert 0 < busy <= total
+
+
+def test_busy_share_between_two_machine_readings() -> None:
+    assert busy_share((100, 1000), (250, 1200)) == pytest.approx(0.75)
+    assert busy_share((100, 1000), (100, 1000)) is None  # no time passed
+    assert busy_share(None, (1, 2)) is None
 
 
 def test_per_thousand() -> None:

@@ -143,6 +143,21 @@ def test_list_p95_target_per_shape_and_moment() -> None:
     assert "50 requests" in slow.note
 
 
+def test_the_replicas_note_gives_the_speed_up_the_busy_machine_allows() -> None:
+    """One process's run that kept 80 % of the cores busy can go at most 1.25x faster."""
+    costs = PhaseCosts(items=1000, cpu_seconds={"notification#0": 3.0}, machine_busy=0.8)
+    found = _by_name(
+        _results(fan_out=Rate(1000, 10.0), fan_out_costs=costs, replicas_run=Rate(1000, 9.0))
+    )
+    note = found["replicas speed-up (2 processes / 1)"].note
+    assert "kept 80% of the cores busy, so at most 1.25x here" in note
+    fan_out_cpu = found["CPU per 1,000 emails (fan-out)"]
+    assert fan_out_cpu.value == pytest.approx(3.0)
+    assert "cores 80% busy" in fan_out_cpu.note
+    unknown = _by_name(_results(fan_out=Rate(1000, 10.0), replicas_run=Rate(1000, 9.0)))
+    assert "at most" not in unknown["replicas speed-up (2 processes / 1)"].note
+
+
 def test_writes_per_invitation_and_cpu_per_thousand() -> None:
     costs = PhaseCosts(
         items=1000,
@@ -183,6 +198,7 @@ def test_the_results_serialise_with_every_figure() -> None:
         "write_statements": {},
         "cpu_seconds": {},
         "cpu_not_measured": [],
+        "machine_busy": None,
     }
     names = [f["name"] for f in data["figures"]]  # type: ignore[attr-defined]
     assert "writes per invitation" in names
