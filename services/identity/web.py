@@ -37,6 +37,7 @@ SECURITY_HEADERS = {
 
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    auto_reload=False,  # they ship with the service: no stat of each at every page
     autoescape=select_autoescape(["html", "j2"]),
 )
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
 
 from services.notification.domain import Firm
 from services.notification.rendering import (
+    TEMPLATES,
     MailHeaders,
     Renderer,
     compose,
@@ -211,3 +217,37 @@ class TestComposedMessage:
 
         assert message["Reply-To"] is None
         assert message["From"].addresses[0].display_name == "Acme"
+
+
+def test_templates_are_read_once_not_checked_for_changes_at_every_email(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They ship with the service: a release restarts it, so no stat of each at every email."""
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    renderer = Renderer(templates)
+    first = renderer.notification(
+        firm_name="Acme Tax",
+        category="documents.uploads",
+        kind="document.uploaded",
+        template_data={"document": "2025 return.pdf"},
+        banner_url=None,
+    )
+    checked: list[str] = []
+    real = os.path.getmtime
+
+    def getmtime(path: str) -> float:
+        checked.append(path)
+        return real(path)
+
+    monkeypatch.setattr(os.path, "getmtime", getmtime)
+    (templates / "notification.txt.j2").write_text("changed")
+    again = renderer.notification(
+        firm_name="Acme Tax",
+        category="documents.uploads",
+        kind="document.uploaded",
+        template_data={"document": "2025 return.pdf"},
+        banner_url=None,
+    )
+    assert again.text == first.text
+    assert checked == []
