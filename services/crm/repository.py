@@ -82,6 +82,7 @@ class FirmRepository(_Repository):
     def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay) -> None:
         super().__init__(db, relay)
         self.slugs: AsyncCollection[Document] = db["firm_slugs"]
+        self._known: set[str] = set()  # firms found: a firm is never deleted
 
     async def get(self, firm_id: str) -> Firm:
         doc = await self.collection.find_one({"_id": firm_id}, {"outbox": 0})
@@ -98,7 +99,15 @@ class FirmRepository(_Repository):
         )
 
     async def exists(self, firm_id: str) -> bool:
-        return await self.collection.count_documents({"_id": firm_id}, limit=1) == 1
+        """Whether the firm is registered. Every crm command asks first; a firm is never
+        deleted, so one found is remembered by this process and not looked up again (an
+        unknown one is looked up every time: it may register at any moment)."""
+        if firm_id in self._known:
+            return True
+        if await self.collection.count_documents({"_id": firm_id}, limit=1) != 1:
+            return False
+        self._known.add(firm_id)
+        return True
 
     async def claim_slug(self, slug: str, firm_id: str) -> bool:
         """True when the slug is now this firm's (or already was); False when another's."""
