@@ -226,13 +226,17 @@ def test_templates_are_read_once_not_checked_for_changes_at_every_email(
     templates = tmp_path / "templates"
     shutil.copytree(TEMPLATES, templates)
     renderer = Renderer(templates)
-    first = renderer.notification(
-        firm_name="Acme Tax",
-        category="documents.uploads",
-        kind="document.uploaded",
-        template_data={"document": "2025 return.pdf"},
-        banner_url=None,
-    )
+
+    def text() -> str:
+        return renderer.notification(
+            firm_name="Acme Tax",
+            category="documents.uploads",
+            kind="document.uploaded",
+            template_data={"document": "2025 return.pdf"},
+            banner_url=None,
+        ).text
+
+    first = text()
     checked: list[str] = []
     real = os.path.getmtime
 
@@ -242,12 +246,5 @@ def test_templates_are_read_once_not_checked_for_changes_at_every_email(
 
     monkeypatch.setattr(os.path, "getmtime", getmtime)
     (templates / "notification.txt.j2").write_text("changed")
-    again = renderer.notification(
-        firm_name="Acme Tax",
-        category="documents.uploads",
-        kind="document.uploaded",
-        template_data={"document": "2025 return.pdf"},
-        banner_url=None,
-    )
-    assert again.text == first.text
+    assert text() == first
     assert checked == []
