@@ -50,6 +50,11 @@ FORMAT_1_STORE = ROOT / "tests" / "data" / "embedded-store-format1.mv"
 its documents became BSON): database ``legacy_crm``, five ``accounts`` with a unique index on
 ``email_key`` and an index on ``firm_id`` + ``name_key``."""
 
+FORMAT_2_STORE = ROOT / "tests" / "data" / "embedded-store-format2.mv"
+"""A store written by this launcher while it kept documents as BSON under their ``_id``:
+database ``format2_crm``, five ``accounts`` with a unique index on ``email_key`` and an index
+on ``firm_id`` + ``name_key``, and three ``events`` inserted as ids 3, 1, 2 (2 then updated)."""
+
 
 @pytest.fixture
 def private(tmp_path: Path) -> Iterator[PrivateServer]:
@@ -176,3 +181,43 @@ def test_updates_racing_the_commits_of_other_writers_leave_every_document_whole(
     assert len(stored) == 16
     assert sum(int(doc["n"]) for doc in stored) == 16 * 300
     assert all(doc[name] == value for doc in stored for name, value in fields.items())
+
+
+def test_a_store_of_documents_under_their_ids_is_converted_without_loss(
+    private: PrivateServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "mongodb" / "data"
+    data.mkdir(parents=True)
+    shutil.copy(FORMAT_2_STORE, data / "store.mv")
+    private.local("up", "mongodb")
+
+    with documents(private.url) as client:
+        accounts = client["format2_crm"]["accounts"]
+        stored = list(accounts.find({}, sort=[("_id", 1)]))
+        assert [d["_id"] for d in stored] == [f"acc-{i}" for i in range(5)]
+        assert str(stored[2]["created_at"]) == "2026-01-03 00:00:00"
+        assert stored[2]["tags"] == ["a", "2"]
+        assert stored[2]["sub"] == {"n": 2.0}
+        assert accounts.count_documents({"firm_id": "firm-1", "name_key": "n1"}) == 2
+        with pytest.raises(DuplicateKeyError):
+            accounts.insert_one({"_id": "acc-9", "email_key": "e3@x.test"})
+        with pytest.raises(DuplicateKeyError):
+            accounts.insert_one({"_id": "acc-3", "email_key": "new@x.test"})
+        events = client["format2_crm"]["events"]
+        assert {d["_id"]: d["v"] for d in events.find()} == {1: 1, 2: 20, 3: 3}
+        # Documents inserted after the conversion are numbered after the converted ones.
+        events.insert_many([{"_id": 0, "v": 0}, {"_id": 4, "v": 4}])
+        assert events.find_one_and_delete({"_id": 2}) == {"_id": 2, "v": 20}
+        events.update_one({"_id": 1}, {"$set": {"v": 10}})
+    private.local("kill", "mongodb")
+    private.local("up", "mongodb")
+
+    with documents(private.url) as client:
+        events = client["format2_crm"]["events"]
+        assert {d["_id"]: d["v"] for d in events.find()} == {0: 0, 1: 10, 3: 3, 4: 4}
+        newest_first = [d["_id"] for d in events.find(sort=[("$natural", -1)])]
+        assert newest_first[:2] == [4, 0]  # insertion order, not _id order
+    log = (tmp_path / "mongodb" / "mongodb.log").read_text()
+    assert "converting" in log and "from store format 2 to 3" in log
+    assert "converted 14 documents in 4 collections" in log  # 8, 4 index descriptions, 2 namespaces
+    assert not list(data.glob("*.converting"))

@@ -53,7 +53,7 @@ import de.bwaldvogel.mongo.bson.Document;
  * embedded document in an indexed field, the index neither walks nor counts (such sorts and
  * matches follow other rules), and the collection sorts and counts as before.
  *
- * <p>Positions are the H2 backend's: a document's {@code _id} is its key in the data map.
+ * <p>Positions are the H2 backend's: a document's {@code _id} ({@link Storage.Collection_}).
  * A filter uses the index when it names every field with a plain value or an {@code $in} of
  * plain values. The library calls {@code add}, {@code updateInPlace} and {@code remove} under
  * the collection's lock, with every other index; this index also locks itself, for the

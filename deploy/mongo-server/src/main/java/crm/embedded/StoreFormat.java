@@ -4,7 +4,6 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.util.Map;
 
 import org.h2.mvstore.MVMap;
 import org.h2.mvstore.MVStore;
@@ -14,19 +13,25 @@ import de.bwaldvogel.mongo.bson.Document;
 /**
  * The store file's format, and the one-time conversion of a file written before it.
  *
- * <p>Format 2 (this launcher): documents are BSON ({@link BsonDocumentType}) and indexes live
- * in memory ({@link MemoryUniqueIndex}, {@link SecondaryIndex}). A file written by the plain
- * H2 backend (format 1: documents and unique indexes in Java serialization) is converted when
- * the server starts on it: its documents and collection metadata are copied into a new file,
- * which then replaces the old one in one rename. Its index maps are not copied: the indexes
- * are rebuilt from the documents. If the conversion is interrupted, the old file is untouched
- * and the next start converts it again.
+ * <p>Format 3 (this launcher): documents are BSON ({@link BsonDocumentType}), each stored under
+ * the number it was inserted as ({@link Storage.Collection_}), and indexes live in memory
+ * ({@link MemoryUniqueIndex}, {@link SecondaryIndex}). Older files are converted when the
+ * server starts on them:
+ * <ul>
+ *   <li>format 2 (this launcher until then): documents as BSON, stored under their {@code _id};
+ *   <li>format 1 (the plain H2 backend): documents and unique indexes in Java serialization,
+ *       stored under their {@code _id}.
+ * </ul>
+ * Their documents (numbered in the old file's order) and collection metadata are copied into
+ * a new file, which then replaces the old one in one rename. Index maps are not copied: the
+ * indexes are rebuilt from the documents. If the conversion is interrupted, the old file is
+ * untouched and the next start converts it again.
  */
 final class StoreFormat {
 
     static final String FORMAT_MAP = "crm.format";
     static final String FORMAT_KEY = "format";
-    static final int CURRENT = 2;
+    static final int CURRENT = 3;
 
     private static final String DATABASES_PREFIX = "databases.";
     private static final String META_PREFIX = "meta.";
@@ -34,7 +39,7 @@ final class StoreFormat {
     private StoreFormat() {
     }
 
-    /** Converts {@code data} to the current format if it holds data in the old one. */
+    /** Converts {@code data} to the current format if it holds data in an older one. */
     static void upgrade(Path data) throws IOException {
         if (!Files.exists(data)) {
             return;
@@ -45,18 +50,23 @@ final class StoreFormat {
         int collections = 0;
         MVStore from = new MVStore.Builder().fileName(data.toString()).readOnly().open();
         try {
-            if (formatOf(from) >= CURRENT) {
+            int format = formatOf(from);
+            if (format >= CURRENT) {
                 return;
             }
-            System.err.printf("converting %s to store format %d (documents as BSON) ...%n", data, CURRENT);
+            System.err.printf("converting %s from store format %d to %d (documents numbered in order) ...%n",
+                data, format, CURRENT);
             MVStore to = new MVStore.Builder().fileName(converted.toString()).open();
             try {
                 for (String name : from.getMapNames()) {
                     if (name.startsWith(DATABASES_PREFIX)) {
-                        MVMap<Object, Object> source = from.openMap(name);
+                        MVMap<Object, Document> source = format == 1
+                            ? from.openMap(name) // values in Java serialization
+                            : from.openMap(name, Storage.Database.documentMap());
                         MVMap<Object, Document> target = to.openMap(name, Storage.Database.documentMap());
-                        for (Map.Entry<Object, Object> entry : source.entrySet()) {
-                            target.put(entry.getKey(), (Document) entry.getValue());
+                        long key = 0;
+                        for (Document document : source.values()) {
+                            target.put(++key, document);
                             documents++;
                         }
                         collections++;
@@ -64,7 +74,7 @@ final class StoreFormat {
                         MVMap<Object, Object> source = from.openMap(name);
                         to.openMap(name).putAll(source);
                     }
-                    // anything else is a unique index's map: rebuilt from the documents
+                    // anything else is a unique index's map (format 1): rebuilt from the documents
                 }
                 mark(to);
                 to.commit();
@@ -86,7 +96,7 @@ final class StoreFormat {
         }
     }
 
-    /** 2 for a file with the format mark or nothing in it yet; 1 for the plain H2 backend's. */
+    /** The format mark's value; the current format for an empty file; 1 for the plain H2 backend's. */
     private static int formatOf(MVStore store) {
         if (store.hasMap(FORMAT_MAP)) {
             Object format = store.openMap(FORMAT_MAP).get(FORMAT_KEY);
