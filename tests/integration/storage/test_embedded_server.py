@@ -163,8 +163,10 @@ def test_updates_racing_the_commits_of_other_writers_leave_every_document_whole(
         with documents(server.url) as client:
             docs = client["race"]["docs"]
             for i in range(300):
-                # Top-level fields come and go: the stored document changes shape.
-                docs.update_one(
+                # Top-level fields come and go: the stored document changes shape. Updates
+                # and findAndModify each hand the library a document to change.
+                update = docs.update_one if i % 2 else docs.find_one_and_update
+                update(
                     {"_id": (worker * 7 + i) % 16},
                     {
                         "$inc": {"n": 1},
@@ -181,6 +183,40 @@ def test_updates_racing_the_commits_of_other_writers_leave_every_document_whole(
     assert len(stored) == 16
     assert sum(int(doc["n"]) for doc in stored) == 16 * 300
     assert all(doc[name] == value for doc in stored for name, value in fields.items())
+
+
+def test_a_refused_update_leaves_the_stored_document_and_its_nested_values_as_they_were(
+    server: PrivateServer,
+) -> None:
+    # An update is given a copy of the stored document's top level only: its nested values
+    # are shared, and must not change before (or unless) the update is stored.
+    with documents(server.url) as client:
+        docs = client["refused"]["docs"]
+        docs.create_index([("email", 1)], unique=True)
+        docs.insert_many(
+            [
+                {"_id": "a", "email": "a@x.test", "sub": {"n": 0, "list": [1]}},
+                {"_id": "b", "email": "b@x.test"},
+            ]
+        )
+        with pytest.raises(DuplicateKeyError):
+            docs.update_one(
+                {"_id": "a"},
+                {"$inc": {"sub.n": 1}, "$push": {"sub.list": 2}, "$set": {"email": "b@x.test"}},
+            )
+        assert docs.find_one({"_id": "a"}) == {
+            "_id": "a",
+            "email": "a@x.test",
+            "sub": {"n": 0, "list": [1]},
+        }
+        docs.update_one({"_id": "a"}, {"$inc": {"sub.n": 1}, "$push": {"sub.list": 2}})
+        before = docs.find_one_and_update({"_id": "a"}, {"$set": {"sub.n": 5}})
+        assert before is not None and before["sub"] == {"n": 1, "list": [1, 2]}
+    server.local("kill", "mongodb")
+    server.local("up", "mongodb")
+    with documents(server.url) as client:
+        stored = client["refused"]["docs"].find_one({"_id": "a"})
+        assert stored is not None and stored["sub"] == {"n": 5, "list": [1, 2]}
 
 
 def test_a_store_of_documents_under_their_ids_is_converted_without_loss(

@@ -11,6 +11,7 @@ import java.util.NoSuchElementException;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Supplier;
 import java.util.stream.Stream;
 
 import org.h2.mvstore.MVMap;
@@ -18,6 +19,7 @@ import org.h2.mvstore.MVStore;
 
 import de.bwaldvogel.mongo.MongoCollection;
 import de.bwaldvogel.mongo.MongoDatabase;
+import de.bwaldvogel.mongo.backend.ArrayFilters;
 import de.bwaldvogel.mongo.backend.CollectionOptions;
 import de.bwaldvogel.mongo.backend.CursorRegistry;
 import de.bwaldvogel.mongo.backend.DatabaseResolver;
@@ -112,6 +114,14 @@ final class Storage {
         @Override
         public Document handleCommand(Channel channel, String command, Document query,
                                       DatabaseResolver databaseResolver, Oplog oplog) {
+            if ("find".equals(command)) {
+                // A find's documents are only projected (into new documents) and encoded into
+                // its reply and its cursor's batches: the stored ones, not copies. Only here:
+                // the library's findAndModify, deletes and aggregations query through the
+                // same collection methods, and an update changes what it is given.
+                return Collection_.handingOut(Collection_.Copies.NONE,
+                    () -> super.handleCommand(channel, command, query, databaseResolver, oplog));
+            }
             if ("aggregate".equals(command)) {
                 Document answered = countOf(query);
                 if (answered == null) {
@@ -408,46 +418,85 @@ final class Storage {
             return matchDocuments(query, positions, orderBy, numberToSkip, limit, batchSize, fieldSelector);
         }
 
-        /** Set while {@link #matching} reads documents that no stage will change. */
-        private static final ThreadLocal<Boolean> STORED = ThreadLocal.withInitial(() -> Boolean.FALSE);
+        /**
+         * What {@link #createQueryResult} hands out: the stored documents themselves, copies of
+         * their top level, or deep copies (the default, for any path not named here).
+         */
+        enum Copies { NONE, TOP_LEVEL, DEEP }
+
+        private static final ThreadLocal<Copies> COPIES = ThreadLocal.withInitial(() -> Copies.DEEP);
+
+        /** Runs {@code work} with query results handed out as {@code copies}. */
+        static <T> T handingOut(Copies copies, Supplier<T> work) {
+            Copies before = COPIES.get();
+            COPIES.set(copies);
+            try {
+                return work.get();
+            } finally {
+                COPIES.set(before);
+            }
+        }
 
         /**
          * The documents a filter matches, read as a query reads them (under its lock): the
          * stored ones themselves when {@code readOnly} (the stages that follow only read
-         * them), else copies. A stored document is never changed in place (an update stores
-         * an edited copy, see {@link #createQueryResult}), so handing it out to be read is safe.
+         * them), else deep copies (a stage may change a nested document of its input).
          */
         synchronized List<Document> matching(Document match, boolean readOnly) {
             List<Document> documents = new ArrayList<>();
-            STORED.set(readOnly);
-            try {
+            handingOut(readOnly ? Copies.NONE : Copies.DEEP, () -> {
                 queryDocuments(match, null, 0, 0, 0, null).forEach(documents::add);
-            } finally {
-                STORED.set(Boolean.FALSE);
-            }
+                return null;
+            });
             return documents;
         }
 
         /**
-         * Hands out copies: every document a query, an update, a findAndModify or a delete
-         * works on comes through here, so the library never changes a stored document in
-         * place. It did: an update edited the instance held in the store's page, field by
-         * field, while another thread's commit could be writing that page (a
-         * ConcurrentModificationException closed the store in a bulk at 10,000 accounts,
-         * and a commit could have caught a half-updated document); and a reply could be
-         * encoded while an update changed it. The update now stores its edited copy with
-         * one put, and a commit or a reply sees the old version or the new one.
+         * An update changes the top level of the document it is given (the library removes and
+         * puts fields; the new values come from a deep copy it edits), then stores it.
+         */
+        @Override
+        public synchronized Document updateDocuments(Document selector, Document updateQuery,
+                                                     ArrayFilters arrayFilters, boolean isMulti, boolean isUpsert,
+                                                     Oplog oplog) {
+            return handingOut(Copies.TOP_LEVEL,
+                () -> super.updateDocuments(selector, updateQuery, arrayFilters, isMulti, isUpsert, oplog));
+        }
+
+        /** As an update; a removed document is only read. */
+        @Override
+        public synchronized Document findAndModify(Document query) {
+            return handingOut(Copies.TOP_LEVEL, () -> super.findAndModify(query));
+        }
+
+        /**
+         * Hands out copies where the library would change what it is given, so it never
+         * changes a stored document in place. It did: an update edited the instance held in
+         * the store's page, field by field, while another thread's commit could be writing
+         * that page (a ConcurrentModificationException closed the store in a bulk at 10,000
+         * accounts, and a commit could have caught a half-updated document); and a reply could
+         * be encoded while an update changed it. An update now stores its edited copy with one
+         * put, and a commit or a reply sees the old version or the new one.
+         *
+         * <p>So a stored document, nested values included, never changes once stored: a find
+         * command encodes the stored documents themselves ({@link Database#handleCommand}),
+         * and an update's copy of the top level shares the nested values it does not replace.
+         * Deep copies (the default) remain for every other path: the library's aggregation
+         * stages may change nested documents. The mode is set where a command enters, not on
+         * the collection's query methods, which the library's commands call one another
+         * through (findAndModify and deletes query through {@code handleQuery}).
          */
         @Override
         protected QueryResult createQueryResult(List<Document> matchedDocuments, int batchSize) {
-            if (STORED.get()) {
+            Copies copies = COPIES.get();
+            if (copies == Copies.NONE) {
                 return super.createQueryResult(matchedDocuments, batchSize);
             }
-            List<Document> copies = new ArrayList<>(matchedDocuments.size());
+            List<Document> handedOut = new ArrayList<>(matchedDocuments.size());
             for (Document document : matchedDocuments) {
-                copies.add(document.cloneDeeply());
+                handedOut.add(copies == Copies.TOP_LEVEL ? document.clone() : document.cloneDeeply());
             }
-            return super.createQueryResult(copies, batchSize);
+            return super.createQueryResult(handedOut, batchSize);
         }
 
         /**
