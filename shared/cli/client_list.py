@@ -11,6 +11,7 @@ locales, so a tie goes to it, and ``--encoding`` settles any doubt.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import csv
 import hashlib
@@ -35,6 +36,8 @@ from shared.messaging.commands import CommandTimeout
 
 MAX_CHUNK_ROWS = 200  # rows per command; crm reads and writes each command in batches
 MAX_CHUNK_BYTES = 96 * 1024  # far below the 256 KiB message limit
+IN_FLIGHT = 2
+"""Chunks sent before the first reply: crm works on the next while it writes one."""
 MAX_CELL = 2000
 """The longest cell a command carries (ImportRow's CellValue)."""
 PREFERRED_ON_A_TIE = "cp1252"
@@ -158,19 +161,43 @@ async def send(
     command: Callable[[tuple[ImportRow, ...]], ImportClients],
     advance: Callable[[int], None],
     attempts: int = 3,
+    in_flight: int = IN_FLIGHT,
 ) -> list[RowResult]:
-    """Send the rows chunk by chunk; a chunk that timed out is sent again (same import id,
-    so nothing is created twice)."""
+    """Send the rows chunk by chunk, ``in_flight`` chunks at a time; a chunk that timed out
+    is sent again (same import id, so nothing is created twice).
+
+    Chunks hold whole accounts, so no two of them write the same account. crm takes the
+    next chunk while it writes one; sent one at a time, it waited for each reply.
+    """
     results: list[RowResult] = []
-    for chunk in chunks(rows):
-        for attempt in range(1, attempts + 1):
-            try:
-                reply = await client.call(command(tuple(chunk)), ImportResult)
-            except CommandTimeout:
-                if attempt == attempts:
-                    raise
-            else:
-                results += reply.rows
-                break
-        advance(len(chunk))
+    pending = chunks(rows)
+
+    async def sender() -> None:
+        for chunk in pending:  # shared: each chunk is taken by one sender
+            results.extend(await _send_chunk(client, chunk, command, attempts))
+            advance(len(chunk))
+
+    try:
+        async with asyncio.TaskGroup() as senders:  # a chunk that failed for good stops the rest
+            for _ in range(max(1, in_flight)):
+                senders.create_task(sender())
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None  # what one sender alone would have raised
     return results
+
+
+async def _send_chunk(
+    client: Client,
+    chunk: list[ImportRow],
+    command: Callable[[tuple[ImportRow, ...]], ImportClients],
+    attempts: int,
+) -> tuple[RowResult, ...]:
+    for attempt in range(1, attempts + 1):
+        try:
+            reply = await client.call(command(tuple(chunk)), ImportResult)
+        except CommandTimeout:
+            if attempt == attempts:
+                raise
+        else:
+            return reply.rows
+    raise AssertionError("unreachable: the last attempt returns or raises")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from shared.cli import client_list
 from shared.cli.common import CliError
-from shared.contracts.crm import ImportRow
+from shared.contracts.crm import ImportClients, ImportResult, ImportRow, RowResult
+from shared.messaging.commands import CommandTimeout
 
 
 def rows(accounts: int, per_account: int) -> list[ImportRow]:
@@ -78,3 +80,57 @@ class TestEncodingsAndEdgeCases:
         with pytest.raises(CliError) as empty:
             client_list.read(path)
         assert empty.value.code == "empty_file"
+
+
+class FakeCrm:
+    """Answers ImportClients as crm does (one result per row), counting commands in flight;
+    the first ``timeouts`` calls time out."""
+
+    def __init__(self, timeouts: int = 0) -> None:
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.calls = 0
+        self.timeouts = timeouts
+
+    async def call(self, command: ImportClients, reply: type[ImportResult]) -> ImportResult:
+        self.calls += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.001)
+            if self.timeouts:
+                self.timeouts -= 1
+                raise CommandTimeout("no reply")
+            return reply(
+                import_id=command.import_id,
+                accounts=0,
+                rows=tuple(RowResult(row=r.row, ok=True) for r in command.rows),
+            )
+        finally:
+            self.in_flight -= 1
+
+
+def import_command(chunk: tuple[ImportRow, ...]) -> ImportClients:
+    return ImportClients(firm_id="firm-1", actor="staff", import_id="imp-1", rows=chunk)
+
+
+class TestSending:
+    async def test_chunks_go_two_at_a_time_and_every_row_gets_its_result(self) -> None:
+        crm = FakeCrm()
+        sent = rows(accounts=1000, per_account=1)
+        advanced: list[int] = []
+        results = await client_list.send(crm, sent, import_command, advanced.append)  # type: ignore[arg-type]
+        assert sorted(r.row for r in results) == [r.row for r in sent]
+        assert crm.calls == len(advanced) == 5 and sum(advanced) == 1000
+        assert crm.most_in_flight == client_list.IN_FLIGHT == 2
+
+    async def test_a_chunk_that_timed_out_is_sent_again(self) -> None:
+        crm = FakeCrm(timeouts=2)
+        results = await client_list.send(crm, rows(3, 2), import_command, lambda n: None)  # type: ignore[arg-type]
+        assert len(results) == 6 and crm.calls == 3
+
+    async def test_a_chunk_that_keeps_timing_out_stops_the_import_with_its_timeout(self) -> None:
+        crm = FakeCrm(timeouts=100)
+        with pytest.raises(CommandTimeout):
+            await client_list.send(crm, rows(500, 1), import_command, lambda n: None, attempts=2)  # type: ignore[arg-type]
+        assert crm.calls <= 4  # the other sender stops too
