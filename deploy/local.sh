@@ -827,9 +827,9 @@ up_mongodb() {
     # trim); a JVM out of memory exits (H2 would close its store and leave the server
     # answering errors). A 64 MB young generation: the default third of the heap is
     # touched in full between collections, and at 10,000 accounts about 105 MB survive a
-    # full collection. Netty reads requests into heap buffers (noPreferDirect): its
-    # pooled direct chunks (8 MB each) ran out of the 64 MB of direct memory under
-    # concurrent batches, and a request that could not be read closed its connection.
+    # full collection. Netty encodes replies into heap buffers (noPreferDirect); it reads
+    # requests into direct ones, unpooled (Main sets the allocator), so the 64 MB of direct
+    # memory hold only the requests and replies in flight.
     spawn "$MONGO_DIR/mongodb.pid" "$MONGO_DIR/mongodb.log" \
       env MALLOC_ARENA_MAX=2 java "-Xmx$MONGO_HEAP" -Xmn64m "-Dcrm.cacheMb=$MONGO_CACHE_MB" -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -XX:TrimNativeHeapInterval=5000 -Xss512k -XX:MaxDirectMemorySize=64m \
       -XX:ReservedCodeCacheSize=64m -XX:MaxMetaspaceSize=96m -Dio.netty.noPreferDirect=true \

@@ -219,6 +219,28 @@ def test_a_refused_update_leaves_the_stored_document_and_its_nested_values_as_th
         assert stored is not None and stored["sub"] == {"n": 5, "list": [1, 2]}
 
 
+def test_concurrent_large_batches_are_all_read_and_answered(server: PrivateServer) -> None:
+    # Netty's default allocator kept up to 8 MB per event-loop thread: 24 clients writing
+    # 1.5 MB batches at once ran the server's 64 MB of direct memory out, and 26 of 144
+    # batches lost their connection (without a socket timeout, some waited forever).
+    # Thirty-two clients, one per event-loop thread.
+    blob = "x" * (64 * 1024)
+
+    def write(worker: int) -> int:
+        with MongoClient(server.url, maxPoolSize=1, socketTimeoutMS=30_000) as client:
+            docs = client["large"][f"docs{worker % 4}"]
+            read = 0
+            for batch in range(3):
+                ids = [f"{worker}-{batch}-{n}" for n in range(24)]
+                docs.insert_many([{"_id": id_, "blob": blob} for id_ in ids])
+                read += sum(1 for _ in docs.find({"_id": {"$in": ids}}))
+            return read
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        read = list(pool.map(write, range(32)))
+    assert read == [3 * 24] * 32
+
+
 def test_a_store_of_documents_under_their_ids_is_converted_without_loss(
     private: PrivateServer, tmp_path: Path
 ) -> None:
