@@ -279,3 +279,39 @@ def test_a_store_of_documents_under_their_ids_is_converted_without_loss(
     assert "converting" in log and "from store format 2 to 3" in log
     assert "converted 14 documents in 4 collections" in log  # 8, 4 index descriptions, 2 namespaces
     assert not list(data.glob("*.converting"))
+
+
+MARK_FORMAT = """
+import org.h2.mvstore.MVStore;
+
+class MarkFormat {
+    public static void main(String[] args) {
+        MVStore store = new MVStore.Builder().fileName(args[0]).open();
+        store.<String, Integer>openMap("crm.format").put("format", Integer.parseInt(args[1]));
+        store.close();
+    }
+}
+"""
+
+
+def test_a_store_from_a_newer_build_is_refused_and_left_as_it_is(
+    server: PrivateServer, tmp_path: Path
+) -> None:
+    # Read as this build's format, a newer build's documents would be misread; and marking the
+    # file with this build's format would hide that from the newer build when it came back.
+    with documents(server.url) as client:
+        client["future"]["docs"].insert_one({"_id": "a"})
+    server.local("down", "mongodb")
+    store = tmp_path / "mongodb" / "data" / "store.mv"
+    source = tmp_path / "MarkFormat.java"
+    source.write_text(MARK_FORMAT)
+    h2 = next((LAUNCHER.parent / "lib").glob("h2-*.jar"))
+    subprocess.run(["java", "-cp", str(h2), str(source), str(store), "99"], check=True, timeout=120)
+    written = store.read_bytes()
+
+    with pytest.raises(subprocess.CalledProcessError):
+        server.local("up", "mongodb")
+
+    log = (tmp_path / "mongodb" / "mongodb.log").read_text()
+    assert "is in store format 99, newer than this server's" in log
+    assert store.read_bytes() == written

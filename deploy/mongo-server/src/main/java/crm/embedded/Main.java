@@ -237,7 +237,12 @@ public final class Main {
         }
         Files.createDirectories(data.toAbsolutePath().getParent());
 
-        StoreFormat.upgrade(data);
+        try {
+            StoreFormat.upgrade(data);
+        } catch (StoreFormat.TooNew e) {
+            System.err.println(e.getMessage());
+            System.exit(2);
+        }
         MVStore store = new MVStore.Builder().fileName(data.toString()).cacheSize(CACHE_MB).open();
         StoreFormat.mark(store);
         store.commit();

@@ -39,7 +39,19 @@ final class StoreFormat {
     private StoreFormat() {
     }
 
-    /** Converts {@code data} to the current format if it holds data in an older one. */
+    /** A store written by a newer build of this server, in a format this one cannot read. */
+    static final class TooNew extends IOException {
+        TooNew(Path data, int format) {
+            super(data + " is in store format " + format + ", newer than this server's (" + CURRENT
+                + "): run the build that wrote it, or a newer one. The file is left as it is.");
+        }
+    }
+
+    /**
+     * Converts {@code data} to the current format if it holds data in an older one; refuses a
+     * newer one ({@link TooNew}): read as this format, its documents would be misread, and
+     * marking it would hide that from the build that wrote it.
+     */
     static void upgrade(Path data) throws IOException {
         if (!Files.exists(data)) {
             return;
@@ -51,7 +63,10 @@ final class StoreFormat {
         MVStore from = new MVStore.Builder().fileName(data.toString()).readOnly().open();
         try {
             int format = formatOf(from);
-            if (format >= CURRENT) {
+            if (format > CURRENT) {
+                throw new TooNew(data, format);
+            }
+            if (format == CURRENT) {
                 return;
             }
             System.err.printf("converting %s from store format %d to %d (documents numbered in order) ...%n",
