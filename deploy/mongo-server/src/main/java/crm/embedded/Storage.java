@@ -570,7 +570,9 @@ final class Storage {
                     }
                 }
             }
-            return super.count(query, skip, limit);
+            // The library counts what a query of the filter hands out (a document of each
+            // match's _id): new documents, only counted, so not copied again.
+            return handingOut(Copies.NONE, () -> super.count(query, skip, limit));
         }
 
         /**
