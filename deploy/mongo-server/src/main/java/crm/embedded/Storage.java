@@ -443,12 +443,11 @@ final class Storage {
          * them), else deep copies (a stage may change a nested document of its input).
          */
         synchronized List<Document> matching(Document match, boolean readOnly) {
-            List<Document> documents = new ArrayList<>();
-            handingOut(readOnly ? Copies.NONE : Copies.DEEP, () -> {
+            return handingOut(readOnly ? Copies.NONE : Copies.DEEP, () -> {
+                List<Document> documents = new ArrayList<>();
                 queryDocuments(match, null, 0, 0, 0, null).forEach(documents::add);
-                return null;
+                return documents;
             });
-            return documents;
         }
 
         /**
