@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import functools
 import pstats
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -25,7 +26,7 @@ from typing import TypeVar
 from bench import limits, measure
 from bench.catcher import CatcherClient
 from bench.commands import Counts
-from bench.costs import CostMeter, PhaseCosts, find_infrastructure
+from bench.costs import RABBITMQ, CostMeter, PhaseCosts, find_infrastructure
 from bench.files import write
 from bench.idle import settle
 from bench.lists import SHAPES, list_latencies
@@ -60,6 +61,12 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--raw-emails", type=int, default=5_000, help="raw SMTP sends per run")
     parser.add_argument("--raw-messages", type=int, default=20_000, help="raw AMQP messages")
+    parser.add_argument(
+        "--floor-events",
+        type=int,
+        default=10_000,
+        help="events through the services' messaging to a no-op consumer",
+    )
     parser.add_argument("--seed-in-flight", type=int, default=2, help="import chunks at once")
     parser.add_argument(
         "--list-requests", type=int, default=50, help="requests per list shape (sequential)"
@@ -133,6 +140,13 @@ class Bench:
             else:
                 rate = Rate(measured.count, measured.seconds, cpu_seconds=measured.cpu_seconds)
                 setattr(self.results, name, rate)
+        try:
+            broker = self.infrastructure.trees.get(RABBITMQ)
+            floor = limits.event_floor(self.infra.rabbitmq_url, self.args.floor_events, broker)
+        except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+            self.fail("event_floor", exc)
+        else:
+            self.results.event_floor = floor
 
     async def attempt(self, phase: str, step: Callable[[], Awaitable[T]]) -> T | None:
         try:

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.commands import Counts, since, without_prefix, writes_by_key
+from bench.messages import MessageCounts, read_counts
 from bench.processes import Services
 from bench.procfs import Reading, busy_share, command_line, cpu_seconds, machine_ticks, reading
 from tests.infra import ROOT, Infra
@@ -37,6 +38,8 @@ class PhaseCosts:
     write_statements: dict[str, int] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     """Per process tree: ``crm#0``..., ``rabbitmq``, ``database``, ``catcher``."""
+    messages: dict[str, MessageCounts] = field(default_factory=dict)
+    """Messages each service received and published (its replicas summed)."""
     cpu_not_measured: list[str] = field(default_factory=list)
     machine_busy: float | None = None
     """The share of the machine's cores busy during the phase (every process, the kernel's
@@ -50,6 +53,9 @@ class PhaseCosts:
 
     def total_cpu(self) -> float:
         return sum(self.cpu_seconds.values())
+
+    def total_messages(self) -> MessageCounts:
+        return sum(self.messages.values(), MessageCounts())
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,7 @@ class Mark:
     commands: dict[str, Counts]
     cpu: Reading
     machine: tuple[int, int] | None = None  # machine_ticks() then
+    messages: dict[str, MessageCounts] = field(default_factory=dict)  # per replica
 
 
 CpuEnd = tuple[Reading, tuple[int, int] | None]
@@ -161,12 +168,25 @@ class CostMeter:
                 raise CommandsNotRead(f"no command counts from {', '.join(late)}")
             await asyncio.sleep(0.05)
 
+    async def messages(self) -> dict[str, MessageCounts]:
+        """Each service process's message counters now (a process that does not answer is
+        left out, and so out of the phase's counts)."""
+        found: dict[str, MessageCounts] = {}
+        for replica in self.services.replicas:
+            try:
+                found[replica.name] = await asyncio.to_thread(read_counts, replica.metrics_port)
+            except (OSError, ValueError):
+                continue
+        return found
+
     async def mark(self) -> Mark:
-        return Mark(await self.commands(), *self.cpu())
+        commands, messages = await self.commands(), await self.messages()
+        return Mark(commands, *self.cpu(), messages=messages)
 
     async def costs(self, start: Mark, cpu_end: CpuEnd, items: int) -> PhaseCosts:
-        """The phase from ``start``: command counts read now, CPU up to ``cpu_end``."""
-        end = Mark(await self.commands(), *cpu_end)
+        """The phase from ``start``: command and message counts read now, CPU up to
+        ``cpu_end``."""
+        end = Mark(await self.commands(), *cpu_end, messages=await self.messages())
         costs = phase_costs(start, end, items, self.prefix)
         gone = sorted(set(self.trees()) - set(costs.cpu_seconds))
         costs.cpu_not_measured = [*self.missing, *(f"{name}: process gone" for name in gone)]
@@ -188,10 +208,18 @@ def phase_costs(start: Mark, end: Mark, items: int, prefix: str = "") -> PhaseCo
         service: sum(c.write_statements() for c in found)
         for service, found in sorted(by_service.items())
     }
+    messages: dict[str, MessageCounts] = {}
+    for name, now in end.messages.items():
+        if name in start.messages:
+            service = name.split("#", 1)[0]
+            messages[service] = messages.get(service, MessageCounts()) + (
+                now - start.messages[name]
+            )
     return PhaseCosts(
         items=items,
         writes=writes,
         write_statements=statements,
         cpu_seconds=dict(sorted(cpu_seconds(start.cpu, end.cpu).items())),
+        messages=dict(sorted(messages.items())),
         machine_busy=busy_share(start.machine, end.machine),
     )

@@ -97,3 +97,42 @@ def amqp_rate(url: str, count: int, timeout: float = 180) -> RawRate:
     measured = RawRate(count, consumed["last"] - published["started"])
     say(f"  {measured.rate:,.0f} messages/s ({count} in {measured.seconds:.1f} s)")
     return measured
+
+
+@dataclass(frozen=True)
+class EventFloor:
+    """CPU seconds that ``count`` events cost through the services' messaging, no work done."""
+
+    count: int
+    seconds: float
+    publish_cpu: float
+    consume_cpu: float
+    broker_cpu: float | None  # None: the broker is not the local node
+
+    def per_event_ms(self) -> dict[str, float]:
+        """CPU milliseconds per event: publishing, the broker (with it), consuming."""
+        parts = {
+            "publish": self.publish_cpu,
+            "broker": self.broker_cpu,
+            "consume": self.consume_cpu,
+        }
+        return {k: 1000 * v / self.count for k, v in parts.items() if v is not None}
+
+
+def event_floor(url: str, count: int, broker_pid: int | None, timeout: float = 180) -> EventFloor:
+    """``bench.event_floor``: events published and consumed by the services' own stack."""
+    say(f"one event through the services' messaging: {count} events, a no-op consumer ...")
+    args = ["bench.event_floor", "--url", url, "--count", str(count), "--timeout", str(timeout)]
+    if broker_pid is not None:
+        args += ["--broker-pid", str(broker_pid)]
+    answer = _module(*args, timeout=timeout + 90)
+    floor = EventFloor(
+        int(answer["count"]),
+        answer["seconds"],
+        answer["publish_cpu"],
+        answer["consume_cpu"],
+        answer["broker_cpu"],
+    )
+    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in floor.per_event_ms().items())
+    say(f"  CPU ms per event: {parts}")
+    return floor

@@ -63,6 +63,7 @@ class Replica:
     port: int
     process: subprocess.Popen[bytes]
     commands: Path  # its database command counts (bench.launcher)
+    metrics_port: int  # its internal server: /metrics (bench.messages reads it)
 
     @property
     def name(self) -> str:
@@ -78,7 +79,7 @@ class Services:
         return {r.name: tree_peak_kb(r.process.pid) / 1024 for r in self.replicas}
 
 
-def _healthy(port: int) -> bool:
+def healthy(port: int) -> bool:
     try:
         url = f"http://127.0.0.1:{port}/health"
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -119,6 +120,7 @@ def start_services(
     """
     logs.mkdir(parents=True, exist_ok=True)
     ports = {(s, i): free_port() for s in SERVICES for i in range(replicas)}
+    metrics_ports = {key: free_port() for key in ports}
     env = _environment(infra, catcher, {s: ports[s, 0] for s in SERVICES})
     running = Services()
     try:
@@ -130,14 +132,15 @@ def start_services(
             if service in profile and index == 0:
                 launcher += ["--profile", str(logs / f"{service}.prof")]
             app = ["run", f"services.{service}.main:app", "--host", "127.0.0.1"]
+            metrics_port = metrics_ports[service, index]
             process = subprocess.Popen(  # noqa: S603 - the product's own entry point
                 [*launcher, "--", *app, "--port", str(port)],
                 cwd=ROOT,
-                env=env,
+                env={**env, "INTERNAL_HTTP_PORT": str(metrics_port)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            running.replicas.append(Replica(service, index, port, process, commands))
+            running.replicas.append(Replica(service, index, port, process, commands, metrics_port))
         _wait_healthy(running, logs, timeout)
         yield running
     finally:
@@ -153,7 +156,7 @@ def start_services(
 def _wait_healthy(running: Services, logs: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for replica in running.replicas:
-        while not _healthy(replica.port):
+        while not healthy(replica.port):
             if replica.process.poll() is not None or time.monotonic() > deadline:
                 tail = (logs / f"{replica.service}-{replica.index}.log").read_text()[-3000:]
                 raise RuntimeError(f"{replica.name} did not become healthy:\n{tail}")

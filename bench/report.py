@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from bench.costs import PhaseCosts
+from bench.limits import EventFloor
 from bench.lists import ListTiming
 from bench.procfs import per_thousand
 from bench.stats import Figure, percentile, share_target
@@ -44,6 +45,7 @@ class Results:
     raw_smtp_aiosmtpd: Rate | None = None
     raw_smtp: Rate | None = None  # into the counting catcher the services use
     raw_amqp: Rate | None = None
+    event_floor: EventFloor | None = None  # one event through the services' messaging
     seeding: Rate | None = None
     seeding_costs: PhaseCosts | None = None
     lists: dict[str, ListTiming] = field(default_factory=dict)  # "<when>: <shape>"
@@ -96,14 +98,17 @@ def figures(results: Results) -> list[Figure]:
             note=_counted(results.seeding),
         )
     )
-    lines += _cost_figures(results.seeding_costs, None, " seeded", item="account")
+    floor = results.event_floor
+    lines += _cost_figures(results.seeding_costs, None, " seeded", item="account", floor=floor)
     lines += _list_figures(results.lists, "after seeding")
     lines += _toggle_figures(results.toggle_seconds)
     lines += _throughput_figures("bulk Login + invitations", results.bulk, results.raw_smtp)
-    lines += _cost_figures(results.bulk_costs, results.raw_smtp, "")
+    lines += _cost_figures(results.bulk_costs, results.raw_smtp, "", floor=floor)
     lines += _list_figures(results.lists, "after the bulk")
     lines += _throughput_figures("notification fan-out", results.fan_out, results.raw_smtp)
-    lines += _cost_figures(results.fan_out_costs, results.raw_smtp, " (fan-out)", item="email")
+    lines += _cost_figures(
+        results.fan_out_costs, results.raw_smtp, " (fan-out)", item="email", floor=floor
+    )
     lines += _replica_figures(results)
     lines += _memory_figures(results.memory_mb, "")
     lines.append(
@@ -144,7 +149,24 @@ def _limit_figures(results: Results) -> list[Figure]:
             "msgs/s",
             note=_counted(results.raw_amqp),
         ),
+        _floor_figure(results.event_floor),
     ]
+
+
+def _floor_figure(floor: EventFloor | None) -> Figure:
+    name = "one event through the services' messaging"
+    if floor is None:
+        return Figure(name, None, "CPU ms")
+    parts = floor.per_event_ms()
+    shown = ", ".join(f"{part} {ms:.2f}" for part, ms in parts.items())
+    if "broker" not in parts:
+        shown += "; broker not measured"
+    return Figure(
+        name,
+        sum(parts.values()),
+        "CPU ms",
+        note=f"{shown}; no-op consumer built like a service, {floor.count} events",
+    )
 
 
 def _list_figures(lists: dict[str, ListTiming], when: str) -> list[Figure]:
@@ -195,12 +217,61 @@ def _cost_figures(
     *,
     detail: bool = True,
     item: str = "invitation",
+    floor: EventFloor | None = None,
 ) -> list[Figure]:
-    """Writes per ``item`` and CPU per 1,000 of them (with ``detail``: per service); the
-    target on writes is the invitation's."""
-    return _write_figures(costs, suffix, detail, item) + _cpu_figures(
-        costs, raw, suffix, detail, item
-    )
+    """Writes per ``item`` and CPU per 1,000 of them (with ``detail``: per service, and the
+    messages with what they cost at ``floor``); the target on writes is the invitation's."""
+    lines = _write_figures(costs, suffix, detail, item)
+    lines += _cpu_figures(costs, raw, suffix, detail, item)
+    if detail:
+        lines += _message_figures(costs, suffix, item, floor)
+    return lines
+
+
+def messaging_floor(costs: PhaseCosts, floor: EventFloor) -> float | None:
+    """About the CPU seconds the phase's messages cost at the no-op consumer's figures:
+    each published message its publishing, each received one the broker's share and its
+    consuming. Messages routed to several queues are counted once per queue at the broker
+    (its figure is one publish, routed, delivered and acknowledged), so this errs high
+    there; the services' own work is not in it. None when the broker was not measured."""
+    per_event = floor.per_event_ms()
+    if "broker" not in per_event:
+        return None
+    counts = costs.total_messages()
+    received = per_event["broker"] + per_event["consume"]
+    return (counts.published * per_event["publish"] + counts.received * received) / 1000
+
+
+def _message_figures(
+    costs: PhaseCosts | None, suffix: str, item: str, floor: EventFloor | None
+) -> list[Figure]:
+    if costs is None or costs.items <= 0 or not costs.messages:
+        return []
+    items, counts = costs.items, costs.total_messages()
+    by_service = ", ".join(f"{s} {c.received / items:.2f}" for s, c in costs.messages.items())
+    lines = [
+        Figure(
+            f"messages received per {item}{suffix}",
+            counts.received / items,
+            "",
+            note=f"{counts.published / items:.2f} published; received by {by_service}",
+        )
+    ]
+    spent = messaging_floor(costs, floor) if floor is not None else None
+    if spent is not None:
+        share = spent / costs.total_cpu() if costs.total_cpu() > 0 else None
+        note = "at the no-op consumer's CPU per event"
+        if share is not None:
+            note = f"{share:.0%} of the CPU spent; {note}"
+        lines.append(
+            Figure(
+                f"  messaging alone, CPU per 1,000 {item}s, about",
+                per_thousand(spent, items),
+                "CPU s",
+                note=note,
+            )
+        )
+    return lines
 
 
 def _write_figures(costs: PhaseCosts | None, suffix: str, detail: bool, item: str) -> list[Figure]:

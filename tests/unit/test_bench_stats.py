@@ -9,6 +9,7 @@ import pytest
 from bench.catcher import kind_of
 from bench.costs import PhaseCosts
 from bench.lists import ListTiming
+from bench.messages import MessageCounts
 from bench.report import Rate, Results, figures
 from bench.seed import addresses_of
 from bench.stats import Figure, Verdict, percentile, table
@@ -190,13 +191,18 @@ def test_too_many_writes_per_invitation_is_missed() -> None:
 
 
 def test_the_results_serialise_with_every_figure() -> None:
-    costs = PhaseCosts(items=2, writes={"crm": {"update crm.accounts": 2}})
+    costs = PhaseCosts(
+        items=2,
+        writes={"crm": {"update crm.accounts": 2}},
+        messages={"crm": MessageCounts(received=3, published=4)},
+    )
     data = _results(bulk_costs=costs, lists={"after seeding: x": ListTiming([0.01], 3)}).to_json()
     assert data["bulk_costs"] == {
         "items": 2,
         "writes": {"crm": {"update crm.accounts": 2}},
         "write_statements": {},
         "cpu_seconds": {},
+        "messages": {"crm": {"received": 3, "published": 4}},
         "cpu_not_measured": [],
         "machine_busy": None,
     }
