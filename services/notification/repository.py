@@ -223,7 +223,7 @@ class RecipientRepository:
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.collection: AsyncCollection[Document] = db[self.collection_name]
-        self._coalescer: Coalescer[str, tuple[str, str, Fact], dict[str, list[Recipient]]] = (
+        self._coalescer: Coalescer[str, tuple[str, str, Fact], dict[str, list[Document]]] = (
             Coalescer(self._record_now)
         )
 
@@ -238,16 +238,24 @@ class RecipientRepository:
         """Keep each fact unless this facet of the address already has a newer (or the
         same) version; the fold, not the order of arrival, decides what it changes.
         Returns the recipient as stored after the change."""
-        recipients = await self.record_account(
+        addresses = await self._submit(
             key.firm_id, key.account_id, [(key.address_id, f) for f in facts]
         )
-        return next(r for r in recipients if r.key == key)
+        entry = next(a for a in addresses if a["address_id"] == key.address_id)
+        return _fold(key, entry["facets"])
 
     async def record_account(
         self, firm_id: str, account_id: str, facts: Sequence[tuple[str, Fact]]
-    ) -> list[Recipient]:
+    ) -> None:
         """Record facts of several addresses of one account in one conditional write
-        (none when nothing is newer); returns the account's recipients after it."""
+        (none when nothing is newer)."""
+        await self._submit(firm_id, account_id, facts)
+
+    async def _submit(
+        self, firm_id: str, account_id: str, facts: Sequence[tuple[str, Fact]]
+    ) -> list[Document]:
+        """The account's stored addresses after the facts were recorded (folded by the
+        caller that wants a recipient: most callers want none)."""
         recorded = await self._coalescer.submit(
             firm_id, [(account_id, address_id, fact) for address_id, fact in facts]
         )
@@ -255,11 +263,11 @@ class RecipientRepository:
 
     async def _record_now(
         self, firm_id: str, items: list[tuple[str, str, Fact]]
-    ) -> dict[str, list[Recipient]]:
+    ) -> dict[str, list[Document]]:
         pending: dict[str, list[tuple[str, Fact]]] = {}
         for account_id, address_id, fact in items:
             pending.setdefault(account_id, []).append((address_id, fact))
-        recorded: dict[str, list[Recipient]] = {}
+        recorded: dict[str, list[Document]] = {}
         for attempt in range(self.ATTEMPTS):
             docs = await self._read_many(firm_id, list(pending))
             writes: dict[str, Tokened] = {}
@@ -267,7 +275,7 @@ class RecipientRepository:
                 doc = docs.get(account_id)
                 addresses: list[Document] = doc["addresses"] if doc else []
                 kept = [_keep(addresses, address_id, fact) for address_id, fact in facts]
-                recorded[account_id] = _recipients(firm_id, account_id, addresses)
+                recorded[account_id] = addresses
                 if any(kept):  # every fact is looked at, then one write if any changed
                     writes[account_id] = self._write(firm_id, account_id, doc, addresses)
             lost = await write_tokened(self.collection, list(writes.values()))
