@@ -142,7 +142,8 @@ class Bench:
                 setattr(self.results, name, rate)
         try:
             broker = self.infrastructure.trees.get(RABBITMQ)
-            floor = limits.event_floor(self.infra.rabbitmq_url, self.args.floor_events, broker)
+            urls = {"RABBITMQ_URL": self.infra.rabbitmq_url, "MONGODB_URL": self.infra.mongodb_url}
+            floor = limits.event_floor(urls, self.args.floor_events, broker)
         except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
             self.fail("event_floor", exc)
         else:

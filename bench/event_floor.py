@@ -1,7 +1,9 @@
 """What one event costs in CPU through the services' own messaging, with no work done.
 
-``python -m bench.event_floor --url URL --count N [--broker-pid PID]``: starts the no-op
-consumer (``bench.floor_service``, built like a service), publishes ``N`` AccountCreated
+``python -m bench.event_floor --count N [--broker-pid PID]``, with ``RABBITMQ_URL`` and
+``MONGODB_URL`` in the environment (the consumer's readiness pings its database; URLs
+carry passwords, so never on a command line): starts the no-op consumer
+(``bench.floor_service``, built like a service), publishes ``N`` AccountCreated
 envelopes through the services' publisher (``EventPublisher``: confirms, persistent,
 concurrent like the outbox relay), waits until the consumer has received them all, and
 prints one JSON line: the wall time, and the CPU seconds of this publishing process, of
@@ -71,6 +73,7 @@ def _spent(before: float | None, after: float | None) -> float | None:
 
 
 def start_consumer(url: str, port: int, metrics_port: int) -> subprocess.Popen[bytes]:
+    """The no-op consumer, with this process's environment (``MONGODB_URL`` included)."""
     env = {
         **os.environ,
         "RABBITMQ_URL": url,
@@ -162,12 +165,14 @@ async def measure(url: str, count: int, broker_pid: int | None, timeout: float) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", required=True)
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--broker-pid", type=int)
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args()
-    answer = asyncio.run(measure(args.url, args.count, args.broker_pid, args.timeout))
+    url = os.environ.get("RABBITMQ_URL")
+    if not url:
+        parser.error("RABBITMQ_URL is not set")
+    answer = asyncio.run(measure(url, args.count, args.broker_pid, args.timeout))
     sys.stdout.write(json.dumps(answer) + "\n")
 
 

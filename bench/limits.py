@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -24,11 +25,13 @@ class RawRate:
         return self.count / self.seconds if self.seconds > 0 else 0.0
 
 
-def _module(*args: str, timeout: float) -> dict[str, float]:
-    """Run ``python -m bench.<module> ...`` and read its JSON line."""
+def _module(*args: str, timeout: float, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run ``python -m bench.<module> ...`` (with ``env`` over this process's environment)
+    and read its JSON line."""
     result = subprocess.run(  # noqa: S603 - our own modules
         [sys.executable, "-m", *args],
         cwd=ROOT,
+        env={**os.environ, **env} if env else None,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -119,13 +122,18 @@ class EventFloor:
         return {k: 1000 * v / self.count for k, v in parts.items() if v is not None}
 
 
-def event_floor(url: str, count: int, broker_pid: int | None, timeout: float = 180) -> EventFloor:
-    """``bench.event_floor``: events published and consumed by the services' own stack."""
+def event_floor(
+    urls: dict[str, str], count: int, broker_pid: int | None, timeout: float = 180
+) -> EventFloor:
+    """``bench.event_floor``: events published and consumed by the services' own stack.
+
+    ``urls``: ``RABBITMQ_URL`` and ``MONGODB_URL`` (the consumer's readiness pings its
+    database), handed over in the environment, never on a command line."""
     say(f"one event through the services' messaging: {count} events, a no-op consumer ...")
-    args = ["bench.event_floor", "--url", url, "--count", str(count), "--timeout", str(timeout)]
+    args = ["bench.event_floor", "--count", str(count), "--timeout", str(timeout)]
     if broker_pid is not None:
         args += ["--broker-pid", str(broker_pid)]
-    answer = _module(*args, timeout=timeout + 90)
+    answer = _module(*args, timeout=timeout + 90, env=urls)
     floor = EventFloor(
         int(answer["count"]),
         answer["seconds"],

@@ -52,8 +52,11 @@ async def _gone(url: str, queue: str) -> bool:
     return False
 
 
-async def test_the_event_floor_measures_its_parts_and_removes_its_queues(infra: Infra) -> None:
+async def test_the_event_floor_measures_its_parts_and_removes_its_queues(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
     broker = find_infrastructure(infra).trees.get("rabbitmq")
+    monkeypatch.setenv("MONGODB_URL", infra.mongodb_url)  # the consumer's readiness
     answer = await event_floor.measure(infra.rabbitmq_url, 300, broker, timeout=60)
     assert answer["count"] == 300
     assert answer["publish_cpu"] > 0
