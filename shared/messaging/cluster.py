@@ -198,19 +198,27 @@ async def connect_cluster(addresses: str, **options: Any) -> AbstractRobustConne
     return connection
 
 
-async def confirmed(publish: Awaitable[T]) -> T:
-    """Await a publish; a confirm lost with its connection raises ConnectionError.
+async def connection_kept(operation: Awaitable[T], lost: str) -> T:
+    """Await a broker operation; one failed by the loss of its connection raises
+    ``ConnectionError(lost)``.
 
     When aiormq finds a connection stuck (no heartbeat: a node cut off by the network) it
-    closes it with a CancelledError, which every confirm still awaited on it then raises
-    although the awaiting task was never cancelled. Callers retry a ConnectionError (an
-    outbox relay worker publishes again later); a CancelledError would end their task.
-    A real cancellation of the caller still propagates.
+    closes it with a CancelledError, which every operation still awaited on it then
+    raises (a confirm, a request's reply consumer) although the awaiting task was never
+    cancelled. Callers handle a ConnectionError (an outbox relay worker publishes again
+    later, crmctl prints ``broker_unreachable``); a CancelledError would end their task
+    past every ``except Exception``. A real cancellation of the caller still propagates.
     """
     try:
-        return await publish
+        return await operation
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
-        raise ConnectionError("broker connection lost before the publish was confirmed") from None
+        raise ConnectionError(lost) from None
+
+
+async def confirmed(publish: Awaitable[T]) -> T:
+    """Await a publish; a confirm lost with its connection raises ConnectionError
+    (:func:`connection_kept`)."""
+    return await connection_kept(publish, "broker connection lost before the publish was confirmed")

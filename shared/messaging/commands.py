@@ -19,6 +19,7 @@ from faststream.rabbit.subscriber import RabbitSubscriber
 
 from shared.contracts.commands import Accepted, Command, command_queue
 from shared.contracts.errors import ErrorReply
+from shared.messaging.cluster import confirmed, connection_kept
 from shared.messaging.topology import commands_queue
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
@@ -96,19 +97,26 @@ async def send_command(
     *,
     timeout: float = 10.0,
 ) -> ReplyT | ErrorReply:
-    """Send ``command`` to its service and wait for the typed reply."""
+    """Send ``command`` to its service and wait for the typed reply.
+
+    A connection lost while waiting (a broker node gone) is a ConnectionError, no reply in
+    time a :class:`CommandTimeout`."""
     correlation_id = str(uuid.uuid4())
+    request = broker.request(
+        command.model_dump(mode="json"),
+        queue=command_queue(command.service),
+        headers=command_headers(command),
+        correlation_id=correlation_id,
+        expiration=int(timeout),
+        timestamp=datetime.now(UTC),
+        timeout=timeout,
+        content_type="application/json",
+    )
+    lost = (
+        f"{command.command_name()}: the broker connection was lost before {command.service} replied"
+    )
     try:
-        response = await broker.request(
-            command.model_dump(mode="json"),
-            queue=command_queue(command.service),
-            headers=command_headers(command),
-            correlation_id=correlation_id,
-            expiration=int(timeout),
-            timestamp=datetime.now(UTC),
-            timeout=timeout,
-            content_type="application/json",
-        )
+        response = await connection_kept(request, lost)
     except TimeoutError as exc:
         raise CommandTimeout(
             f"{command.command_name()}: no reply from {command.service} within {timeout:.0f}s"
@@ -127,15 +135,16 @@ async def send_one_way(
     correlation_id: str,
     expires_in_seconds: float | None = None,
 ) -> None:
-    """Put ``command`` on its service's queue without waiting for anything, confirmed.
+    """Put ``command`` on its service's queue without waiting for anything, confirmed (a
+    connection lost meanwhile is a ConnectionError).
 
     The destination queue is declared first (with its own arguments), so the command
     waits there even when the service has never run yet. ``expires_in_seconds``: after
     that the broker drops it unread.
     """
     queue = commands_queue(command.service)
-    await broker.declare_queue(queue)
-    await broker.publish(
+    await connection_kept(broker.declare_queue(queue), "broker connection lost declaring a queue")
+    publish = broker.publish(
         command.model_dump(mode="json"),
         routing_key=queue.name,
         headers=command_headers(command),
@@ -146,3 +155,4 @@ async def send_one_way(
         content_type="application/json",
         persist=True,
     )
+    await confirmed(publish)

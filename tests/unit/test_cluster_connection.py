@@ -18,9 +18,11 @@ from aiormq.exceptions import AMQPConnectionError
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.broker import broker as faststream_broker
 
+from shared.contracts import crm
 from shared.contracts.events import LoginToggled
 from shared.messaging import cluster
 from shared.messaging.cluster import ClusterConnection, confirmed, connect_cluster, rabbit_broker
+from shared.messaging.commands import send_command, send_one_way
 from shared.messaging.events import EventPublisher
 
 ADDRESSES = ",".join(
@@ -195,6 +197,59 @@ class TestConfirmsLostWithTheirConnection:
             await asyncio.sleep(30)
 
         task = asyncio.create_task(confirmed(publish()))
+        await waiting.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def _failed_by_a_stuck_connection(*_: Any, **__: Any) -> None:
+    """What aiormq raises from an operation awaited on a connection it closed as stuck."""
+    pending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    pending.set_exception(asyncio.CancelledError())
+    await pending
+
+
+class TestCommandsLostWithTheirConnection:
+    """A command's request or one-way send on a connection aiormq closed as stuck (a
+    node cut off) is a ConnectionError, which callers handle (crmctl prints
+    ``broker_unreachable``), not a CancelledError that ends the caller's task."""
+
+    async def test_a_request_whose_reply_was_lost_is_a_connection_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        broker = RabbitBroker()
+        monkeypatch.setattr(broker, "request", _failed_by_a_stuck_connection)
+        command = crm.GetFirm(firm_id="acme", actor="staff-1")
+        with pytest.raises(ConnectionError, match="GetFirm: the broker connection was lost"):
+            await send_command(broker, command, crm.FirmView, timeout=5)
+
+    async def test_a_one_way_send_on_a_stuck_connection_is_a_connection_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        broker = RabbitBroker()
+
+        async def declared(*_: Any, **__: Any) -> None:
+            return None
+
+        monkeypatch.setattr(broker, "declare_queue", declared)
+        monkeypatch.setattr(broker, "publish", _failed_by_a_stuck_connection)
+        command = crm.GetFirm(firm_id="acme", actor="staff-1")
+        with pytest.raises(ConnectionError, match="lost before the publish was confirmed"):
+            await send_one_way(broker, command, message_id="m-1", correlation_id="c-1")
+
+    async def test_cancelling_the_caller_of_a_request_still_cancels_it(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        broker, waiting = RabbitBroker(), asyncio.Event()
+
+        async def no_reply_yet(*_: Any, **__: Any) -> None:
+            waiting.set()
+            await asyncio.sleep(30)
+
+        monkeypatch.setattr(broker, "request", no_reply_yet)
+        command = crm.GetFirm(firm_id="acme", actor="staff-1")
+        task = asyncio.create_task(send_command(broker, command, crm.FirmView, timeout=5))
         await waiting.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
