@@ -24,14 +24,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Any
+from typing import IO, Any
 
 import aio_pika
 
 from bench.messages import read_counts
 from bench.processes import healthy
-from bench.procfs import TICKS_PER_SECOND, tree_ticks
+from bench.procfs import cpu_seconds, reading
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import AccountCreated, AccountType
 from shared.messaging.cluster import rabbit_broker
@@ -63,17 +64,11 @@ def envelopes(count: int) -> list[dict[str, Any]]:
     return found
 
 
-def _seconds(pid: int | None) -> float | None:
-    ticks = tree_ticks(pid) if pid else None
-    return None if ticks is None else ticks / TICKS_PER_SECOND
-
-
-def _spent(before: float | None, after: float | None) -> float | None:
-    return None if before is None or after is None else after - before
-
-
-def start_consumer(url: str, port: int, metrics_port: int) -> subprocess.Popen[bytes]:
-    """The no-op consumer, with this process's environment (``MONGODB_URL`` included)."""
+def start_consumer(
+    url: str, port: int, metrics_port: int, log: IO[bytes]
+) -> subprocess.Popen[bytes]:
+    """The no-op consumer, with this process's environment (``MONGODB_URL`` included),
+    its output into ``log`` (a pipe nobody reads while it runs could fill and stop it)."""
     env = {
         **os.environ,
         "RABBITMQ_URL": url,
@@ -96,8 +91,8 @@ def start_consumer(url: str, port: int, metrics_port: int) -> subprocess.Popen[b
         ],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -112,7 +107,12 @@ async def _wait_received(metrics_port: int, count: int, deadline: float) -> int:
 
 
 async def _delete_queues(url: str) -> None:
-    connection = await aio_pika.connect(url)
+    """Its queues gone (a broker that cannot be reached has none to delete: the error that
+    stopped the run is the one to report)."""
+    try:
+        connection = await aio_pika.connect(url)
+    except (aio_pika.exceptions.AMQPError, OSError):
+        return
     async with connection:
         channel = await connection.channel()
         for name in (f"{NAME}.events", dead_letter_queue_name(NAME)):
@@ -121,37 +121,44 @@ async def _delete_queues(url: str) -> None:
 
 
 async def measure(url: str, count: int, broker_pid: int | None, timeout: float) -> dict[str, Any]:
+    """The figures ``main`` prints (CPU seconds; ``broker_cpu`` None without its pid)."""
+    with tempfile.TemporaryFile() as log:
+        return await _measure(url, count, broker_pid, timeout, log)
+
+
+async def _measure(
+    url: str, count: int, broker_pid: int | None, timeout: float, log: IO[bytes]
+) -> dict[str, Any]:
     port, metrics_port = free_port(), free_port()
-    consumer = start_consumer(url, port, metrics_port)
+    consumer = start_consumer(url, port, metrics_port, log)
     broker = rabbit_broker(url)
     try:
         deadline = time.monotonic() + 60
         while not healthy(port):
             if consumer.poll() is not None or time.monotonic() > deadline:
-                error = consumer.stderr.read().decode()[-2000:] if consumer.stderr else ""
+                log.seek(0)
+                error = log.read().decode(errors="replace")[-2000:]
                 raise RuntimeError(f"the no-op consumer did not start:\n{error}")
             await asyncio.sleep(0.2)
         publisher = EventPublisher(broker, [AccountCreated])
         await broker.start()
         documents = envelopes(count)
-        started, own = time.monotonic(), time.process_time()
-        consumer_before, broker_before = _seconds(consumer.pid), _seconds(broker_pid)
+        trees = {"consume": consumer.pid} | ({"broker": broker_pid} if broker_pid else {})
+        started, own, before = time.monotonic(), time.process_time(), reading(trees)
         for start in range(0, count, WINDOW):
             window = documents[start : start + WINDOW]
             await asyncio.gather(*(publisher.publish(d, routing_key=ROUTING_KEY) for d in window))
         publish_cpu = time.process_time() - own
         received = await _wait_received(metrics_port, count, time.monotonic() + timeout)
-        seconds = time.monotonic() - started
-        consume_cpu = _spent(consumer_before, _seconds(consumer.pid))
-        broker_cpu = _spent(broker_before, _seconds(broker_pid))
+        seconds, spent = time.monotonic() - started, cpu_seconds(before, reading(trees))
         if received < count:
             raise RuntimeError(f"the no-op consumer received {received} of {count} events")
         return {
             "count": count,
             "seconds": seconds,
             "publish_cpu": publish_cpu,
-            "consume_cpu": consume_cpu,
-            "broker_cpu": broker_cpu,
+            "consume_cpu": spent["consume"],
+            "broker_cpu": spent.get("broker"),
         }
     finally:
         await broker.stop()
