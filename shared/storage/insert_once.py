@@ -27,6 +27,12 @@ class InsertOnce:
     async def insert(self, doc: Document) -> None:
         await self._coalescer.submit(self.collection.name, [doc])
 
+    async def insert_all(self, docs: list[Document]) -> None:
+        """Every one of ``docs``, in one write of their own (a batch already: no waiting
+        for others to join it)."""
+        if docs:
+            await self._insert_all(self.collection.name, docs)
+
     async def _insert_all(self, _: str, docs: list[Document]) -> None:
         try:
             await self.collection.insert_many(docs, ordered=False)
