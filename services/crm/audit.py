@@ -4,10 +4,11 @@ Why in crm: crm is where staff look at accounts and where staff members are regi
 and it already consumes identity's access facts; the trail is fed only by the events
 crm and identity publish anyway, so nothing new couples the services, and a slow or
 failing trail never holds a command up. identity's events come through crm's events
-queue. crm's own events are handed over by crm's outbox relay, a batch at a time, before
-it publishes them (:meth:`AuditTrail.keep_own`): a record is never missing for an event
-that left, and a bulk update's records cost one write per batch rather than one trip
-through the broker per event.
+queue. crm's own events are handed over by crm's outbox relay, a batch at a time, as it
+publishes them (:meth:`AuditTrail.keep_own`), and stay in the outbox until they are
+recorded (a failed write means they are published and handed over again). A bulk
+update's records cost one write per batch or two rather than one trip through the
+broker per event.
 
 Guarantee relied on: an insert of an existing ``_id`` fails with a duplicate key. A
 record's ``_id`` is the event_id of the event it records, and records are only ever
@@ -189,8 +190,9 @@ class AuditTrail:
             await self._writer.insert(doc)  # recorded already: records never change
 
     async def keep_own(self, envelopes: Sequence[Document]) -> None:
-        """Record crm's own events among ``envelopes`` (a batch its outbox relay is about to
-        publish), in one write; those recorded already stay as they are."""
+        """Record crm's own events among ``envelopes`` (a batch its outbox relay publishes),
+        in one write with the records inserted meanwhile; those recorded already stay as
+        they are."""
         docs = [
             _record_of(Envelope[t].model_validate(e))  # type: ignore[valid-type]
             for e in envelopes

@@ -28,10 +28,9 @@ class InsertOnce:
         await self._coalescer.submit(self.collection.name, [doc])
 
     async def insert_all(self, docs: list[Document]) -> None:
-        """Every one of ``docs``, in one write of their own (a batch already: no waiting
-        for others to join it)."""
+        """Every one of ``docs``, in one write with whatever else is inserted meanwhile."""
         if docs:
-            await self._insert_all(self.collection.name, docs)
+            await self._coalescer.submit(self.collection.name, docs)
 
     async def _insert_all(self, _: str, docs: list[Document]) -> None:
         try:

@@ -6,9 +6,10 @@ is set (see ``shared.storage.aggregates``). The relay finds pending documents by
 indexed query on that flag, publishes their events with publisher confirms (issued in
 ``aggregate_version`` order), then acknowledges a whole batch of documents in one
 ``bulk_write``. A service that keeps a record of its own events (crm's audit trail) is
-handed each batch before it is published (``keepers``): a record is then never missing for
-an event that left, and costs one write per batch instead of a round trip through the
-broker per event.
+handed each batch while it is published (``keepers``, alongside the confirms, so the
+write adds no wait), and the batch is acknowledged only once they have it: a failed
+keeper leaves the events pending, to be published and kept again. That costs one write
+per batch instead of a round trip through the broker per event.
 
 Guarantee relied on: a single-document write is atomic. The acknowledgement of a
 document is ``update_one({_id, version: read}, {$unset: published, $set: pending=False})``;
@@ -51,8 +52,9 @@ Prepare = Callable[[Document], Document]
 Published = Callable[[Sequence[Document]], None]
 """Told the envelopes the broker confirmed (the metrics count them)."""
 Keep = Callable[[Sequence[Document]], Awaitable[None]]
-"""Stores what the service keeps of its own events, before they are published; it must be
-idempotent (a batch is handed over again if publishing or acknowledging fails)."""
+"""Stores what the service keeps of its own events, before they are acknowledged; it must
+be idempotent (a batch is handed over again if keeping, publishing or acknowledging
+fails)."""
 
 
 def outbox_fields(events: Iterable[Envelope[EventPayload]]) -> Document:
@@ -150,10 +152,14 @@ class OutboxRelay:
         cursor = coll.find({"_id": {"$in": list(doc_ids)}}, {OUTBOX: 1, PENDING: 1, "version": 1})
         docs = [doc async for doc in cursor]
         events = [event for doc in docs for event in doc.get(OUTBOX, {}).values()]
-        for keep in self.keepers:
-            await keep(events)
-        published = await asyncio.gather(*(self._publish(doc) for doc in docs))
-        done = [p for p in published if p is not None]
+        keeping = [keep(events) for keep in self.keepers] if events else []
+        outcomes = await asyncio.gather(
+            *(self._publish(doc) for doc in docs), *keeping, return_exceptions=True
+        )
+        for outcome in outcomes:  # nothing is acknowledged unless all of it went well
+            if isinstance(outcome, BaseException):
+                raise outcome
+        done = [p for p in outcomes[: len(docs)] if isinstance(p, _Published)]
         if done:
             result = await coll.bulk_write([p.acknowledgement() for p in done], ordered=False)
             if result.matched_count < len(done):
