@@ -6,8 +6,8 @@ is set (see ``shared.storage.aggregates``). The relay finds pending documents by
 indexed query on that flag, publishes their events with publisher confirms (issued in
 ``aggregate_version`` order), then acknowledges a whole batch of documents in one
 ``bulk_write``. A service that keeps a record of its own events (crm's audit trail) is
-handed each batch while it is published (``keepers``, alongside the confirms, so the
-write adds no wait), and the batch is acknowledged only once they have it: a failed
+handed each batch while it is published (``keepers``, alongside the confirms, so it
+never delays an event), and the batch is acknowledged only once they have it: a failed
 keeper leaves the events pending, to be published and kept again. That costs one write
 per batch instead of a round trip through the broker per event.
 
