@@ -2,13 +2,8 @@
 
 Why in crm: crm is where staff look at accounts and where staff members are registered,
 and it already consumes identity's access facts; the trail is fed only by the events
-crm and identity publish anyway, so nothing new couples the services, and a slow or
-failing trail never holds a command up. identity's events come through crm's events
-queue. crm's own events are handed over by crm's outbox relay, a batch at a time, as it
-publishes them (:meth:`AuditTrail.keep_own`), and stay in the outbox until they are
-recorded (a failed write means they are published and handed over again). A bulk
-update's records cost one write per batch or two rather than one trip through the
-broker per event.
+crm and identity publish anyway (through crm's own events queue), so nothing new couples
+the services, and a slow or failing trail never holds a command up.
 
 Guarantee relied on: an insert of an existing ``_id`` fails with a duplicate key. A
 record's ``_id`` is the event_id of the event it records, and records are only ever
@@ -23,7 +18,6 @@ job, looked up when read (the two may be recorded in any order).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,19 +147,6 @@ READERS: dict[type[EventPayload], Any] = {
     ev.BulkUpdateCompleted: _bulk_completed,
 }
 """The events the trail records, and how each reads as a record."""
-OWN_EVENTS: dict[str, type[EventPayload]] = {
-    t.event_type: t
-    for t in (
-        ev.LoginToggled,
-        ev.ContactUnlinked,
-        ev.ContactEmailChanged,
-        ev.BulkUpdateRequested,
-        ev.BulkUpdateCompleted,
-    )
-}
-"""crm's own events the trail records, by type: crm's outbox relay hands them over."""
-RETIRED_BINDINGS = tuple(t.routing_key for t in OWN_EVENTS.values())
-"""Until 2026-12, crm's events queue was bound to these, its own events, for the trail."""
 
 
 class AuditTrail:
@@ -185,20 +166,26 @@ class AuditTrail:
 
     async def record(self, event: Envelope[Any]) -> None:
         """Insert the event's record once (its event_id is the record's ``_id``)."""
-        doc = _record_of(event)
-        if doc is not None:
-            await self._writer.insert(doc)  # recorded already: records never change
-
-    async def keep_own(self, envelopes: Sequence[Document]) -> None:
-        """Record crm's own events among ``envelopes`` (a batch its outbox relay publishes),
-        in one write with the records inserted meanwhile; those recorded already stay as
-        they are."""
-        docs = [
-            _record_of(Envelope[t].model_validate(e))  # type: ignore[valid-type]
-            for e in envelopes
-            if (t := OWN_EVENTS.get(e["type"])) is not None
-        ]
-        await self._writer.insert_all([d for d in docs if d is not None])
+        read = READERS.get(type(event.payload))
+        if read is None:
+            return
+        what: What = read(event.payload)
+        doc = {
+            "_id": str(event.event_id),
+            "firm_id": event.firm_id,
+            "at": event.occurred_at,
+            "action": what.action.value,
+            "actor": what.actor,
+            "account_ids": list(what.account_ids),
+            "address_id": what.address_id,
+            "email": what.email,
+            "command": what.command,
+            "job_id": what.job_id,
+            "detail": what.detail,
+            "event_type": event.type,
+            "caused_by": event.causation_id,
+        }
+        await self._writer.insert(doc)  # recorded already: records never change
 
     async def list_records(self, c: cmd.ListAuditRecords) -> cmd.AuditRecords:
         await self.store.require_firm(c.firm_id)
@@ -220,29 +207,6 @@ class AuditTrail:
             return {}
         found = self.records.find({"firm_id": firm_id, "_id": {"$in": wanted}})
         return {doc["_id"]: doc async for doc in found}
-
-
-def _record_of(event: Envelope[Any]) -> Document | None:
-    """The record of an event the trail records (None for any other)."""
-    read = READERS.get(type(event.payload))
-    if read is None:
-        return None
-    what: What = read(event.payload)
-    return {
-        "_id": str(event.event_id),
-        "firm_id": event.firm_id,
-        "at": event.occurred_at,
-        "action": what.action.value,
-        "actor": what.actor,
-        "account_ids": list(what.account_ids),
-        "address_id": what.address_id,
-        "email": what.email,
-        "command": what.command,
-        "job_id": what.job_id,
-        "detail": what.detail,
-        "event_type": event.type,
-        "caused_by": event.causation_id,
-    }
 
 
 def _view(doc: Document, cause: Document | None) -> cmd.AuditRecord:

@@ -85,7 +85,6 @@ def bootstrap(settings: ServiceSettings | None = None) -> tuple[Runtime, AsgiFas
     staff = StaffRepository(runtime.db, relay)
     runtime.check_staff(staff)
     audit = AuditTrail(runtime.db, store)
-    relay.keepers.append(audit.keep_own)
     register_staff_commands(runtime.commands, StaffMembers(store, staff, runtime.clock), audit)
     runtime.metrics.gauges.add("bulk_updates", bulk_progress(updates.jobs, updates.chunks))
     register_bulk_events(runtime.events, updates)

@@ -4,7 +4,7 @@ No ``from __future__ import annotations`` here: FastStream reads the handlers' a
 at run time to validate messages and to write the AsyncAPI document.
 """
 
-from services.crm.audit import RETIRED_BINDINGS, AuditTrail
+from services.crm.audit import AuditTrail
 from services.crm.staff import StaffMembers
 from shared.contracts import staff as cmd
 from shared.contracts.envelope import Envelope
@@ -41,35 +41,29 @@ def register_staff_commands(
 
 
 def register_audit_events(events: EventSubscriptions, audit: AuditTrail) -> None:
-    """crm's own access events, into the audit trail (identity's: see entrypoints.py).
+    """crm's own access events, into the audit trail (identity's: see entrypoints.py)."""
 
-    crm's outbox relay hands them over as it publishes them (``AuditTrail.keep_own``);
-    the queue is no longer bound to them. These handlers take what an earlier version's
-    bindings left queued, and what is replayed from the dead-letter queue.
-    """
-    events.retire(*RETIRED_BINDINGS)
-
-    @events.handle(LoginToggled, bound=False)
+    @events.handle(LoginToggled)
     async def audit_login_toggled(event: Envelope[LoginToggled]) -> None:
         """Login on or off: an audit record."""
         await audit.record(event)
 
-    @events.handle(ContactUnlinked, bound=False)
+    @events.handle(ContactUnlinked)
     async def audit_contact_unlinked(event: Envelope[ContactUnlinked]) -> None:
         """A contact's access to an account removed: an audit record."""
         await audit.record(event)
 
-    @events.handle(ContactEmailChanged, bound=False)
+    @events.handle(ContactEmailChanged)
     async def audit_email_changed(event: Envelope[ContactEmailChanged]) -> None:
         """An address changed: an audit record."""
         await audit.record(event)
 
-    @events.handle(BulkUpdateRequested, bound=False)
+    @events.handle(BulkUpdateRequested)
     async def audit_bulk_requested(event: Envelope[BulkUpdateRequested]) -> None:
         """A bulk update started: an audit record."""
         await audit.record(event)
 
-    @events.handle(BulkUpdateCompleted, bound=False)
+    @events.handle(BulkUpdateCompleted)
     async def audit_bulk_completed(event: Envelope[BulkUpdateCompleted]) -> None:
         """A bulk update finished: an audit record."""
         await audit.record(event)

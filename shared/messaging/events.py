@@ -140,20 +140,12 @@ class EventSubscriptions:
         self._subscriber: RabbitSubscriber | None = None
 
     def handle(
-        self, payload: type[EventPayload], routing_key: str | None = None, *, bound: bool = True
+        self, payload: type[EventPayload], routing_key: str | None = None
     ) -> Callable[[Handler], Handler]:
         """Register the handler of one event type (``routing_key`` may be a topic pattern;
-        by default the pattern the event names for consumers, else its routing key).
-
-        ``bound=False`` binds nothing, so no new event of the type arrives: the handler
-        takes only what an earlier version's binding (see :meth:`retire`) left queued,
-        and what is replayed from the dead-letter queue.
-        """
+        by default the pattern the event names for consumers, else its routing key)."""
         key = routing_key or payload.routing_pattern or payload.routing_key
-        if bound:
-            self.consumed.append((payload, key))
-        elif self._subscriber is None:  # FastStream binds the first handler's key itself
-            raise ValueError(f"{payload.event_type}: register a bound handler first")
+        self.consumed.append((payload, key))
         if self._subscriber is None:
             self._subscriber = self._broker.subscriber(
                 events_queue(self._service, key),

@@ -27,11 +27,6 @@ class InsertOnce:
     async def insert(self, doc: Document) -> None:
         await self._coalescer.submit(self.collection.name, [doc])
 
-    async def insert_all(self, docs: list[Document]) -> None:
-        """Every one of ``docs``, in one write with whatever else is inserted meanwhile."""
-        if docs:
-            await self._coalescer.submit(self.collection.name, docs)
-
     async def _insert_all(self, _: str, docs: list[Document]) -> None:
         try:
             await self.collection.insert_many(docs, ordered=False)

@@ -5,11 +5,7 @@ A state change and its events are one single-document write: the events go under
 is set (see ``shared.storage.aggregates``). The relay finds pending documents by an
 indexed query on that flag, publishes their events with publisher confirms (issued in
 ``aggregate_version`` order), then acknowledges a whole batch of documents in one
-``bulk_write``. A service that keeps a record of its own events (crm's audit trail) is
-handed each batch while it is published (``keepers``, alongside the confirms, so it
-never delays an event), and the batch is acknowledged only once they have it: a failed
-keeper leaves the events pending, to be published and kept again. That costs one write
-per batch instead of a round trip through the broker per event.
+``bulk_write``.
 
 Guarantee relied on: a single-document write is atomic. The acknowledgement of a
 document is ``update_one({_id, version: read}, {$unset: published, $set: pending=False})``;
@@ -23,7 +19,7 @@ make that harmless (ARCHITECTURE.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,10 +47,6 @@ Prepare = Callable[[Document], Document]
 """Completes an envelope just before it is published (e.g. with a derived secret)."""
 Published = Callable[[Sequence[Document]], None]
 """Told the envelopes the broker confirmed (the metrics count them)."""
-Keep = Callable[[Sequence[Document]], Awaitable[None]]
-"""Stores what the service keeps of its own events, before they are acknowledged; it must
-be idempotent (a batch is handed over again if keeping, publishing or acknowledging
-fails)."""
 
 
 def outbox_fields(events: Iterable[Envelope[EventPayload]]) -> Document:
@@ -98,8 +90,6 @@ class OutboxRelay:
     ) -> None:
         self._collections = {c.name: c for c in collections}
         self._on_published = on_published
-        self.keepers: list[Keep] = []
-        """What the service keeps of its own events (appended while it is assembled)."""
         self._publisher = publisher
         self._sweep_seconds = sweep_seconds
         self._workers = workers
@@ -151,15 +141,8 @@ class OutboxRelay:
         coll = self._collections[collection]
         cursor = coll.find({"_id": {"$in": list(doc_ids)}}, {OUTBOX: 1, PENDING: 1, "version": 1})
         docs = [doc async for doc in cursor]
-        events = [event for doc in docs for event in doc.get(OUTBOX, {}).values()]
-        keeping = [keep(events) for keep in self.keepers] if events else []
-        outcomes = await asyncio.gather(
-            *(self._publish(doc) for doc in docs), *keeping, return_exceptions=True
-        )
-        for outcome in outcomes:  # nothing is acknowledged unless all of it went well
-            if isinstance(outcome, BaseException):
-                raise outcome
-        done = [p for p in outcomes[: len(docs)] if isinstance(p, _Published)]
+        published = await asyncio.gather(*(self._publish(doc) for doc in docs))
+        done = [p for p in published if p is not None]
         if done:
             result = await coll.bulk_write([p.acknowledgement() for p in done], ordered=False)
             if result.matched_count < len(done):

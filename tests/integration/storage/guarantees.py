@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -585,33 +585,6 @@ class StorageGuarantees:
         assert await restarted.relay("a", ["x", "y"]) == 1
         assert await restarted.sweep() == 0
         assert [e["aggregate_id"] for e in publisher.published] == ["x"]
-
-    async def test_a_batch_is_acknowledged_only_once_its_keeper_has_it(
-        self, db: AsyncDatabase[Document]
-    ) -> None:
-        publisher = RecordingPublisher()
-        relay = relay_of(db, publisher)
-        kept: list[list[int]] = []
-        failing = True
-
-        async def keep(events: Sequence[Document]) -> None:
-            kept.append(sorted(e["aggregate_version"] for e in events))
-            if failing:
-                raise ConnectionError("the keeper's store is down")
-
-        relay.keepers.append(keep)
-        await save_aggregate(db["a"], "acc_1", 0, {}, [created(1), created(2)], relay)
-
-        with pytest.raises(ConnectionError):
-            await relay.relay("a", ["acc_1"])
-        assert await relay.sweep() == 1  # still pending: nothing was acknowledged
-        failing = False
-        assert await relay.relay("a", ["acc_1"]) == 2
-        assert await relay.sweep() == 0
-
-        assert kept == [[1, 2], [1, 2]]
-        # Published again with the second batch: consumers take a repeat as a no-op.
-        assert [e["aggregate_version"] for e in publisher.published] == [1, 2, 1, 2]
 
     # ------------------------------------------------------------ projections
 
