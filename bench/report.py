@@ -42,6 +42,7 @@ class Results:
     smtp_connections: int
     replicas: int
     addresses: int = 0
+    cores: int | None = None  # the machine's cores, for what each rate target leaves per item
     raw_smtp_aiosmtpd: Rate | None = None
     raw_smtp: Rate | None = None  # into the counting catcher the services use
     raw_amqp: Rate | None = None
@@ -99,15 +100,31 @@ def figures(results: Results) -> list[Figure]:
         )
     )
     floor = results.event_floor
-    lines += _cost_figures(results.seeding_costs, None, " seeded", item="account", floor=floor)
+    budget = Budget(results.cores, floor)
+    lines += _cost_figures(
+        results.seeding_costs,
+        None,
+        " seeded",
+        item="account",
+        budget=budget.at(SEEDING_PER_SECOND, "accounts/s"),
+    )
     lines += _list_figures(results.lists, "after seeding")
     lines += _toggle_figures(results.toggle_seconds)
     lines += _throughput_figures("bulk Login + invitations", results.bulk, results.raw_smtp)
-    lines += _cost_figures(results.bulk_costs, results.raw_smtp, "", floor=floor)
+    lines += _cost_figures(
+        results.bulk_costs,
+        results.raw_smtp,
+        "",
+        budget=budget.at(INVITATIONS_PER_SECOND, "emails/s"),
+    )
     lines += _list_figures(results.lists, "after the bulk")
     lines += _throughput_figures("notification fan-out", results.fan_out, results.raw_smtp)
     lines += _cost_figures(
-        results.fan_out_costs, results.raw_smtp, " (fan-out)", item="email", floor=floor
+        results.fan_out_costs,
+        results.raw_smtp,
+        " (fan-out)",
+        item="email",
+        budget=budget.at(INVITATIONS_PER_SECOND, "emails/s"),
     )
     lines += _replica_figures(results)
     lines += _memory_figures(results.memory_mb, "")
@@ -210,6 +227,26 @@ def _throughput_figures(name: str, rate: Rate | None, raw: Rate | None) -> list[
     ]
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What a rate target leaves in CPU per item on this machine: its cores, all busy, shared
+    by the items the target asks for each second. ``rate`` is None until ``at`` sets it."""
+
+    cores: int | None
+    floor: EventFloor | None
+    rate: float | None = None
+    unit: str = ""
+
+    def at(self, rate: float, unit: str) -> Budget:
+        return Budget(self.cores, self.floor, rate, unit)
+
+    def per_thousand(self) -> float | None:
+        """CPU seconds per 1,000 items at the target (None without cores or a target)."""
+        if not self.cores or not self.rate:
+            return None
+        return self.cores * 1000 / self.rate
+
+
 def _cost_figures(
     costs: PhaseCosts | None,
     raw: Rate | None,
@@ -217,15 +254,50 @@ def _cost_figures(
     *,
     detail: bool = True,
     item: str = "invitation",
-    floor: EventFloor | None = None,
+    budget: Budget | None = None,
 ) -> list[Figure]:
-    """Writes per ``item`` and CPU per 1,000 of them (with ``detail``: per service, and the
-    messages with what they cost at ``floor``); the target on writes is the invitation's."""
+    """Writes per ``item`` and CPU per 1,000 of them (with ``detail``: per service, the
+    messages with what they cost at the budget's event floor, and the budget); the target
+    on writes is the invitation's."""
     lines = _write_figures(costs, suffix, detail, item)
     lines += _cpu_figures(costs, raw, suffix, detail, item)
     if detail:
+        floor = budget.floor if budget is not None else None
         lines += _message_figures(costs, suffix, item, floor)
+        if budget is not None:
+            lines += _budget_figures(costs, raw, item, budget)
     return lines
+
+
+def _budget_figures(
+    costs: PhaseCosts | None, raw: Rate | None, item: str, budget: Budget
+) -> list[Figure]:
+    """The CPU per 1,000 items the phase's rate target leaves, and how much of it the costs
+    no change to the services can remove take: the messages at the event floor, and the
+    raw send of each email (an invitation or a fan-out item sends one). The rest, the
+    database and the services' own work, must fit in what is left."""
+    allowed = budget.per_thousand()
+    if costs is None or costs.items <= 0 or allowed is None:
+        return []
+    items, spent = costs.items, costs.total_cpu()
+    parts: dict[str, float] = {}
+    messaging = messaging_floor(costs, budget.floor) if budget.floor is not None else None
+    if messaging is not None:
+        parts["messaging alone"] = messaging * 1000 / items
+    if raw is not None and raw.cpu_seconds is not None and raw.count > 0 and item != "account":
+        parts["the raw send"] = raw.cpu_seconds * 1000 / raw.count
+    rate = f"{budget.rate:,.0f}"
+    note = f"{budget.cores} cores x 1,000 / {rate} {budget.unit}, every core busy"
+    if parts:
+        shares = ", ".join(f"{name} {value / allowed:.0%}" for name, value in parts.items())
+        left = allowed - sum(parts.values())
+        rest = spent * 1000 / items - sum(parts.values())
+        note += f"; {shares}: {left:.2f} CPU s left for the rest, which took {rest:.2f} here"
+    return [
+        Figure(
+            f"  CPU budget at {rate} {budget.unit}, per 1,000 {item}s", allowed, "CPU s", note=note
+        )
+    ]
 
 
 def messaging_floor(costs: PhaseCosts, floor: EventFloor) -> float | None:

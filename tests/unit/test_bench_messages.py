@@ -8,7 +8,16 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from bench.costs import Mark, PhaseCosts, phase_costs
 from bench.limits import EventFloor
 from bench.messages import MessageCounts, parse_counts
-from bench.report import _floor_figure, _message_figures, messaging_floor
+from bench.report import (
+    Budget,
+    Rate,
+    Results,
+    _budget_figures,
+    _floor_figure,
+    _message_figures,
+    figures,
+    messaging_floor,
+)
 
 
 def _metrics(received: dict[str, int], published: dict[tuple[str, str], int]) -> str:
@@ -114,3 +123,79 @@ def test_without_the_broker_measured_no_messaging_cost_is_claimed() -> None:
 def test_a_phase_without_message_counts_prints_no_message_lines() -> None:
     assert _message_figures(PhaseCosts(items=10), "", "invitation", FLOOR) == []
     assert _floor_figure(None).value is None
+
+
+def _bulk_costs() -> PhaseCosts:
+    """100 invitations: 4 published and 7 received each, 1.5 CPU s in all."""
+    return PhaseCosts(
+        items=100,
+        cpu_seconds={"crm#0": 0.5, "notification#0": 0.5, "rabbitmq": 0.5},
+        messages={"crm": MessageCounts(300, 300), "notification": MessageCounts(400, 100)},
+    )
+
+
+RAW = Rate(count=1000, seconds=2.0, cpu_seconds=2.0)  # the raw send: 2 CPU s per 1,000 emails
+
+
+def test_a_rate_target_leaves_each_item_the_machines_cores_shared_by_the_target() -> None:
+    assert Budget(2, FLOOR).at(150, "emails/s").per_thousand() == 2 * 1000 / 150
+    assert Budget(4, FLOOR).at(300, "accounts/s").per_thousand() == 4 * 1000 / 300
+    assert Budget(None, FLOOR).at(150, "emails/s").per_thousand() is None
+    assert Budget(2, FLOOR).per_thousand() is None  # no target given yet
+
+
+def test_the_budget_line_says_what_the_floors_take_and_what_is_left_for_the_rest() -> None:
+    # 400 published x 0.2 ms + 700 received x 0.7 ms = 0.57 CPU s: 5.7 per 1,000;
+    # the raw send 2.0 per 1,000; budget 2 x 1,000 / 150 = 13.33; spent 15 per 1,000.
+    [line] = _budget_figures(_bulk_costs(), RAW, "invitation", Budget(2, FLOOR).at(150, "emails/s"))
+    assert line.name == "  CPU budget at 150 emails/s, per 1,000 invitations"
+    assert line.value is not None
+    assert round(line.value, 2) == 13.33
+    assert line.target is None
+    assert line.note == (
+        "2 cores x 1,000 / 150 emails/s, every core busy; messaging alone 43%, the raw send 15%:"
+        " 5.63 CPU s left for the rest, which took 7.30 here"
+    )
+
+
+def test_accounts_send_no_email_so_the_raw_send_is_not_in_their_budget() -> None:
+    [line] = _budget_figures(_bulk_costs(), RAW, "account", Budget(2, FLOOR).at(300, "accounts/s"))
+    assert "the raw send" not in line.note
+    assert "messaging alone 86%" in line.note  # 5.7 of 6.67
+    assert "0.97 CPU s left for the rest, which took 9.30 here" in line.note
+
+
+def test_without_cores_or_costs_there_is_no_budget_line() -> None:
+    emails = Budget(None, FLOOR).at(150, "emails/s")
+    assert _budget_figures(_bulk_costs(), RAW, "invitation", emails) == []
+    budget = Budget(2, FLOOR).at(150, "emails/s")
+    assert _budget_figures(None, RAW, "invitation", budget) == []
+    assert _budget_figures(PhaseCosts(items=0), RAW, "invitation", budget) == []
+
+
+def test_without_the_floor_the_budget_names_only_the_raw_send() -> None:
+    [line] = _budget_figures(_bulk_costs(), RAW, "invitation", Budget(2, None).at(150, "emails/s"))
+    assert "messaging alone" not in line.note
+    assert "the raw send 15%: 11.33 CPU s left for the rest, which took 13.00 here" in line.note
+
+
+def test_the_table_puts_a_budget_under_seeding_the_bulk_and_the_fan_out() -> None:
+    results = Results(
+        accounts=100,
+        addresses_per_account=2.5,
+        smtp_connections=4,
+        replicas=2,
+        cores=2,
+        raw_smtp=RAW,
+        event_floor=FLOOR,
+        seeding_costs=_bulk_costs(),
+        bulk_costs=_bulk_costs(),
+        fan_out_costs=_bulk_costs(),
+        replicas_costs=_bulk_costs(),
+    )
+    names = [f.name for f in figures(results) if "CPU budget" in f.name]
+    assert names == [
+        "  CPU budget at 300 accounts/s, per 1,000 accounts",
+        "  CPU budget at 150 emails/s, per 1,000 invitations",
+        "  CPU budget at 150 emails/s, per 1,000 emails",
+    ]
