@@ -290,8 +290,8 @@ def _budget_figures(
     note = f"{budget.cores} cores x 1,000 / {rate} {budget.unit}, every core busy"
     if parts:
         shares = ", ".join(f"{name} {value / allowed:.0%}" for name, value in parts.items())
-        left = allowed - sum(parts.values())
-        rest = spent * 1000 / items - sum(parts.values())
+        floors = sum(parts.values())
+        left, rest = allowed - floors, spent * 1000 / items - floors
         note += f"; {shares}: {left:.2f} CPU s left for the rest, which took {rest:.2f} here"
     return [
         Figure(
